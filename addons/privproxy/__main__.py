@@ -1,0 +1,5 @@
+import sys
+
+from privproxy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,27 @@
+"""[logging] One access-log record: plain, already-scrubbed fields only (C2, C3, C9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    ts: float  # request start, seconds since the epoch (UTC)
+    request_id: str
+    site: str
+    client: str  # truncated address, never the full one; no port
+    method: str
+    scheme: str
+    host: str
+    path: str  # path and query after the rules
+    proto: str
+    status: int
+    bytes: int | None
+    duration_ms: float
+    outcome: str  # forwarded | redirected | refused | upstream_error | error
+    tls: str | None = None
+    user_agent: str = ""  # generalized: browser family and major version, OS family
+    referrer: str = ""  # after the rules

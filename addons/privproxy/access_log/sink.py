@@ -1,0 +1,98 @@
+"""[logging] Buffered append-only log files: whole lines per write, flushed at least every second (C3, C11).
+
+A write error (full disk, permissions) is counted and reported once per kind, the buffered lines are dropped
+rather than kept growing, and the proxy keeps serving.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+FLUSH_BYTES = 64 * 1024
+FLUSH_SECONDS = 1.0
+
+
+class Sink:
+    def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.stream = stream
+        self.on_error = on_error or (lambda stream, reason: None)
+        self.clock = clock
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._last_flush = clock()
+        self._fd: int | None = None
+        self._reported: set[str] = set()
+        self.records = 0
+        self.errors = 0
+
+    def write(self, line: bytes) -> None:
+        self._buf.append(line)
+        self._size += len(line)
+        self.records += 1
+        if self._size >= FLUSH_BYTES or self.clock() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        if self._buf and self.clock() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = self.clock()
+        if not self._buf:
+            return
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._size = 0
+        try:
+            fd = self._open()
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError as e:
+            self._fail(e)
+
+    def _open(self) -> int:
+        if self._fd is not None:
+            try:  # reopen when the file was moved away or deleted (rotation, `dsr erase`, logrotate)
+                if os.fstat(self._fd).st_ino == os.stat(self.path).st_ino:
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            self._close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return self._fd
+
+    def _fail(self, e: OSError) -> None:
+        reason = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "file_too_large",
+                  errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}.get(
+                      e.errno or 0, "io_error")
+        self.errors += 1
+        self.on_error(self.stream, reason)
+        if reason not in self._reported:  # once per kind: a full disk must not flood the terminal
+            self._reported.add(reason)
+            logger.error("privproxy: cannot write the %s log %s (%s); records are being dropped, serving goes on",
+                         self.stream, self.path, e.strerror)
+        self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def close(self) -> None:
+        self.flush()
+        self._close()

@@ -1,0 +1,35 @@
+"""privproxy's command line: one module per subcommand, each thin over the core."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from privproxy import __version__
+
+COMMANDS = ("run", "demo", "check")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privproxy",
+        description="A privacy filter reverse proxy: HTTPS enforcement, client IP truncation, identifier scrubbing.",
+    )
+    parser.add_argument("--version", action="version", version=f"privproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from privproxy.cli import check, demo, run
+
+    run.add_parser(sub)
+    demo.add_parser(sub)
+    check.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.func(args) or 0)

@@ -1,0 +1,58 @@
+"""`privproxy demo`: the built-in sample site behind the proxy on localhost, with TLS and an access log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from privproxy.cli import run
+from privproxy.cli.common import fail, load_policy, report
+from privproxy.errors import PrivproxyError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the proxy in front of a built-in sample site")
+    run.add_run_arguments(p, upstream_required=False)
+    p.add_argument("--exit-after", type=float, default=0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd)
+
+
+class ExitAfter:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        if self.seconds > 0:
+            asyncio.get_running_loop().call_later(self.seconds, ctx.master.shutdown)
+
+
+def cmd(args) -> int:
+    from privproxy.demo import site
+
+    try:
+        load_policy(args.config)
+    except PrivproxyError as e:
+        return report(e)
+    origin = site.start()
+    args.upstream = args.upstream or f"http://127.0.0.1:{origin.server_address[1]}"
+    args.log_dir = args.log_dir or str(Path(tempfile.gettempdir()) / "privproxy-demo")
+    try:
+        specs = run.mode_specs(args.upstream, args.listen or [run.DEFAULT_LISTEN])
+    except ValueError as e:
+        return fail(str(e))
+    ca = Path(args.confdir).expanduser() / "mitmproxy-ca-cert.pem"
+    print(f"privproxy demo: sample site at {args.upstream} (origin, loopback only)", file=sys.stderr)
+    print(f"privproxy demo: the TLS certificate comes from a local demo CA: {ca}\n"
+          f"  (curl --cacert {ca} https://localhost:8443/ , or accept the browser warning)", file=sys.stderr)
+    print("privproxy demo: try /products?gclid=..., /newsletter?email=..., /whoami; Ctrl-C stops", file=sys.stderr)
+    try:
+        return asyncio.run(run.serve(args, specs, extra_addons=(ExitAfter(args.exit_after),)))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        origin.shutdown()

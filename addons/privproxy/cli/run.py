@@ -1,0 +1,156 @@
+"""`privproxy run`: an embedded mitmproxy Master in reverse mode with only the addons a reverse proxy needs.
+
+Stock mitmdump loads ~35 addons and spends about half its CPU dispatching hooks to them; this Master carries
+core, proxyserver, next_layer, tlsconfig and errorcheck plus privproxy's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from privproxy import sites
+from privproxy.cli.common import fail, load_policy, report
+from privproxy.errors import PrivproxyError
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+DEFAULT_CONFDIR = "~/.privproxy"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run the proxy in front of a website")
+    add_run_arguments(p, upstream_required=True)
+    p.set_defaults(func=cmd)
+
+
+def add_run_arguments(p, upstream_required: bool) -> None:
+    p.add_argument("--upstream", required=upstream_required, metavar="URL",
+                   help="the default site's origin, e.g. http://127.0.0.1:8080")
+    p.add_argument("--listen", action="append", metavar="HOST:PORT",
+                   help=f"address to serve TLS and plain HTTP on (repeatable; default {DEFAULT_LISTEN})")
+    p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml when present)")
+    p.add_argument("--cert", action="append", default=[], metavar="[DOMAIN=]PEM",
+                   help="serve this certificate (PEM with chain and key); default: certificates from the CA in --confdir")
+    p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl)")
+    p.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics (HOST defaults to 127.0.0.1)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="believe forwarding headers from these addresses (repeatable)")
+    p.add_argument("--confdir", default=DEFAULT_CONFDIR, metavar="DIR",
+                   help=f"where the demo CA and generated certificates live (default {DEFAULT_CONFDIR})")
+    p.add_argument("--ready-file", metavar="FILE", help="write the bound addresses here as JSON once serving")
+    p.add_argument("-v", "--verbose", action="store_true", help="log privproxy's debug messages")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:443 or 127.0.0.1:8443")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def mode_specs(upstream: str, listens: list[str]) -> list[str]:
+    specs = []
+    for value in listens:
+        host, port = parse_listen(value)
+        host_part = f"[{host}]" if ":" in host else host
+        specs.append(f"reverse:{upstream}@{host_part}:{port}")
+    return specs
+
+
+def cmd(args) -> int:
+    try:
+        load_policy(args.config)  # fail before binding anything, with FILE:LINE:COL
+    except PrivproxyError as e:
+        return report(e)
+    try:
+        sites.parse_upstream(args.upstream)
+        specs = mode_specs(args.upstream, args.listen or [DEFAULT_LISTEN])
+    except ValueError as e:
+        return fail(f"--upstream {args.upstream!r}: {e}" if "listen" not in str(e) else str(e))
+    for c in args.cert:
+        path = Path(c.split("=", 1)[1] if "=" in c else c).expanduser()
+        if not path.is_file():
+            return fail(f"--cert {c}: {path} does not exist — pass a PEM file holding the certificate chain "
+                        "and its private key (cat fullchain.pem privkey.pem > site.pem)")
+    try:
+        return asyncio.run(serve(args, specs))
+    except KeyboardInterrupt:
+        return 0
+
+
+def setup_logging(verbose: bool) -> None:
+    from privproxy.mitm.quiet import RedactAddresses
+
+    root = logging.getLogger()
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactAddresses())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # mitmproxy logs every connection with the client's address at INFO: keep only its warnings and errors.
+    for name in ("mitmproxy", "hpack", "h2", "quic", "asyncio", "passlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Announce:
+    """Prints where the proxy listens once the servers are bound (addresses of this host, not of clients)."""
+
+    def __init__(self, log_dir: str | None, metrics_addon) -> None:
+        self.log_dir = log_dir
+        self.metrics_addon = metrics_addon
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        ps = ctx.master.addons.get("proxyserver")
+        for addr in ps.listen_addrs():
+            host = addr[0] if addr[0] not in ("0.0.0.0", "::") else "localhost"
+            host = f"[{host}]" if ":" in host else host
+            print(f"privproxy: serving https://{host}:{addr[1]}/ and http://{host}:{addr[1]}/ (redirects to HTTPS)",
+                  file=sys.stderr, flush=True)
+        if self.log_dir:
+            print(f"privproxy: access log {Path(self.log_dir) / 'access.jsonl'}", file=sys.stderr, flush=True)
+        if self.metrics_addon.address:
+            h, p = self.metrics_addon.address
+            print(f"privproxy: metrics http://{h}:{p}/metrics", file=sys.stderr, flush=True)
+
+
+async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -> int:
+    from mitmproxy import exceptions, master, options
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
+
+    import privproxy.mitm
+    from privproxy.mitm.exporter import MetricsExporter
+
+    setup_logging(args.verbose)
+    opts = options.Options()
+    m = master.Master(opts)
+    ours = privproxy.mitm.addons()
+    exporter = next(a for a in ours if isinstance(a, MetricsExporter))
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                 *ours, *extra_addons, Announce(args.log_dir, exporter), errorcheck.ErrorCheck())
+    try:
+        opts.update(
+            mode=specs,
+            confdir=str(Path(args.confdir).expanduser()),
+            certs=list(args.cert),
+            connection_strategy="lazy",
+            privproxy_config=str(args.config or ""),
+            privproxy_log_dir=str(args.log_dir or ""),
+            privproxy_metrics=str(args.metrics or ""),
+            privproxy_trusted_proxies=list(args.trusted_proxy),
+            privproxy_ready_file=str(args.ready_file or ""),
+        )
+    except exceptions.OptionsError as e:
+        return fail(str(e))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, m.shutdown)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    await m.run()
+    return 0

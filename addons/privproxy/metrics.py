@@ -1,0 +1,65 @@
+"""Every privproxy_* metric, on an injected registry. Label values come from the config or fixed sets only:
+never an address, id, URL or anything else a request carries (C15).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from privproxy import __version__
+
+OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "error")
+# *_created series double the exposition and carry no information a dashboard uses.
+disable_created_metrics()
+
+FILTER_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.requests = Counter("privproxy_requests", "Requests answered, by site, scheme and outcome.",
+                                ["site", "scheme", "outcome"], registry=r)
+        self.redirects = Counter("privproxy_https_redirects", "Plain-HTTP requests redirected to HTTPS.",
+                                 ["site"], registry=r)
+        self.truncations = Counter("privproxy_ip_truncations", "Client addresses truncated, by family.",
+                                   ["family"], registry=r)
+        self.forwarding_ignored = Counter(
+            "privproxy_forwarding_headers_ignored",
+            "Forwarding headers not believed: sent by an untrusted peer, or malformed from a trusted proxy.",
+            ["reason"], registry=r)
+        self.scrubbed = Counter("privproxy_fields_scrubbed", "Field values changed by a rule or detector.",
+                                ["scope", "action", "rule", "mode"], registry=r)
+        self.failures = Counter("privproxy_scrub_failures",
+                                "Errors inside privproxy's filters; the request was handled fail-closed.",
+                                ["stage", "reason"], registry=r)
+        self.log_records = Counter("privproxy_log_records", "Access-log records written.", ["stream"], registry=r)
+        self.log_errors = Counter("privproxy_log_write_errors", "Access-log write failures.",
+                                  ["stream", "reason"], registry=r)
+        self.reloads = Counter("privproxy_config_reloads", "Configuration (re)loads, by result.", ["result"],
+                               registry=r)
+        self.reload_success = Gauge("privproxy_config_last_reload_success_timestamp_seconds",
+                                    "When the active filters.yaml was loaded.", registry=r)
+        self.config = Info("privproxy_config", "The active filters.yaml.", registry=r)
+        self.duration = Histogram("privproxy_request_duration_seconds",
+                                  "Time from request start to the end of the response.", ["site"], registry=r)
+        self.filter_duration = Histogram("privproxy_filter_duration_seconds",
+                                         "CPU time spent in privproxy's own filtering per request.",
+                                         buckets=FILTER_BUCKETS, registry=r)
+        Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
+
+    def preinit(self, sites: tuple[str, ...]) -> None:
+        """Zero series for every known label value, so rate() and alerts work before the first event."""
+        for site in sites:
+            self.redirects.labels(site)
+            for scheme in ("http", "https"):
+                for outcome in OUTCOMES:
+                    self.requests.labels(site, scheme, outcome)
+        for fam in ("ipv4", "ipv6"):
+            self.truncations.labels(fam)
+        for reason in ("untrusted_peer", "malformed"):
+            self.forwarding_ignored.labels(reason)
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
+        for stream in ("access",):
+            self.log_records.labels(stream)

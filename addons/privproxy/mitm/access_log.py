@@ -1,0 +1,112 @@
+"""AccessLog: exactly one scrubbed record per answered flow, buffered and flushed every second (C2, C3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from mitmproxy import ctx, http
+
+from privproxy import pipeline
+from privproxy.access_log import formats
+from privproxy.access_log.sink import Sink
+from privproxy.mitm import flowview
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+class ByteCounter:
+    """A response stream callable: passes chunks through and counts them for the log's size field."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.n += len(chunk)
+        return chunk
+
+
+class AccessLog:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._ticker: asyncio.Task[None] | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        if "privproxy_log_dir" in updated:
+            if self.rt.access is not None:
+                self.rt.access.close()
+                self.rt.access = None
+            if ctx.options.privproxy_log_dir:
+                d = Path(ctx.options.privproxy_log_dir)
+                self.rt.access = Sink(d / "access.jsonl", "access", self._on_error)
+
+    def _on_error(self, stream: str, reason: str) -> None:
+        self.rt.metrics.log_errors.labels(stream, reason).inc()
+
+    def running(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            if self.rt.access is not None:
+                self.rt.access.flush_if_due()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and not flow.response.stream:
+            counter = ByteCounter()
+            flow.response.stream = counter
+            flow.metadata["privproxy_bytes"] = counter
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        assert flow.response is not None
+        state = flowview.state_of(flow)
+        outcome = "forwarded"
+        if state is not None and state.redirect and flow.response.status_code == state.policy.https.redirect_status:
+            outcome = "redirected"
+        elif state is not None and state.refused:
+            outcome = "refused"
+        elif flow.error is not None:
+            outcome = "upstream_error"
+        counter = flow.metadata.get("privproxy_bytes")
+        size = counter.n if counter is not None else len(flow.response.raw_content or b"")
+        self.finish(flow, flow.response.status_code, size, outcome)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:  # mitmproxy answered nothing (client gone, or before any response)
+            self.finish(flow, 502, None, "upstream_error")
+
+    def finish(self, flow: http.HTTPFlow, status: int, size: int | None, outcome: str) -> None:
+        if flow.metadata.get("privproxy_logged"):
+            return
+        flow.metadata["privproxy_logged"] = True
+        state = flowview.state_of(flow)
+        view = flow.metadata.get("privproxy_view")
+        if state is None or view is None:
+            self.rt.metrics.failures.labels("access_log", "no_state").inc()
+            return
+        try:
+            ended = flow.response.timestamp_end if flow.response and flow.response.timestamp_end else time.time()
+            record = pipeline.log_record(
+                state, view, status, size, outcome, ended,
+                user_agent=flow.request.headers.get("user-agent", ""),
+                referrer=flow.request.headers.get("referer", ""),
+            )
+            flow.metadata["privproxy_record"] = record
+            if self.rt.access is not None:
+                self.rt.access.write(formats.json_line(record))
+                self.rt.metrics.log_records.labels("access").inc()
+        except Exception as e:
+            self.rt.metrics.failures.labels("access_log", type(e).__name__).inc()
+            logger.error("privproxy: access log record failed (%s)", type(e).__name__)
+
+    def done(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.rt.access is not None:
+            self.rt.access.close()

@@ -1,0 +1,94 @@
+"""MetricsExporter: observe each finished flow, serve /metrics, and write the ready file (C15: loopback default)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+from prometheus_client import start_http_server
+
+from privproxy.mitm import flowview
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def parse_listen(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'9464', ':9464', '127.0.0.1:9464' or '[::1]:9464' -> (host, port); raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "", value
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class MetricsExporter:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.server = None
+        self.thread = None
+        self.address: tuple[str, int] | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        if "privproxy_metrics" in updated and ctx.options.privproxy_metrics:
+            try:
+                parse_listen(ctx.options.privproxy_metrics)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"privproxy_metrics: {e}") from None
+
+    def running(self) -> None:
+        if ctx.options.privproxy_metrics and self.server is None:
+            host, port = parse_listen(ctx.options.privproxy_metrics)
+            self.server, self.thread = start_http_server(port, addr=host, registry=self.rt.metrics.registry)
+            self.address = (host, self.server.server_address[1])
+        self.write_ready_file()
+
+    def write_ready_file(self) -> None:
+        path = ctx.options.privproxy_ready_file
+        if not path:
+            return
+        ps = ctx.master.addons.get("proxyserver")
+        listen = [list(a[:2]) for a in ps.listen_addrs()] if ps else []
+        doc = {"pid": os.getpid(), "listen": listen, "metrics": list(self.address) if self.address else None}
+        tmp = Path(path + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.observe(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            self.observe(flow)
+
+    def observe(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("privproxy_observed"):
+            return
+        flow.metadata["privproxy_observed"] = True
+        try:
+            m = self.rt.metrics
+            state = flowview.state_of(flow)
+            record = flow.metadata.get("privproxy_record")
+            if state is None:
+                return
+            if record is not None:
+                m.requests.labels(state.site.name, record.scheme, record.outcome).inc()
+                m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
+            for c in state.changes:
+                m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce").inc()
+            for stage, reason in state.failures:
+                m.failures.labels(stage, reason).inc()
+            m.filter_duration.observe(state.filter_seconds)
+        except Exception as e:
+            logger.error("privproxy: metrics observation failed (%s)", type(e).__name__)
+
+    def done(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None

@@ -1,0 +1,60 @@
+"""EnforceHttps: redirect plain HTTP, send HSTS, mark cookies Secure (C1). TLS 1.2+ is set by Options.harden."""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+
+from privproxy import https as core
+from privproxy.mitm import flowview
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+class EnforceHttps:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        state = flowview.state_of(flow)
+        if state is None or flow.response is not None:
+            return
+        try:
+            if state.redirect:
+                flow.response = http.Response.make(
+                    state.policy.https.redirect_status, b"",
+                    {"Location": state.redirect, "Content-Length": "0", "Cache-Control": "no-store"})
+                flow.request.stream = False
+                self.rt.metrics.redirects.labels(state.site.name).inc()
+            elif state.refused:
+                flow.response = http.Response.make(400, b"Bad Request: invalid Host header\n",
+                                                   {"Content-Type": "text/plain"})
+                flow.request.stream = False
+        except Exception as e:
+            self.rt.metrics.failures.labels("https_redirect", type(e).__name__).inc()
+            flow.response = http.Response.make(400, b"Bad Request\n", {"Content-Type": "text/plain"})
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = flowview.state_of(flow)
+        if state is None or flow.response is None:
+            return
+        try:
+            if state.https:
+                self.secure(flow.response, state.policy.https)
+        except Exception as e:
+            self.rt.metrics.failures.labels("https_headers", type(e).__name__).inc()
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        # Responses privproxy or mitmproxy made itself (errors) have no responseheaders event.
+        if flow.response is not None and "strict-transport-security" not in flow.response.headers:
+            self.responseheaders(flow)
+
+    @staticmethod
+    def secure(resp: http.Response, settings: core.Settings) -> None:
+        resp.headers["Strict-Transport-Security"] = settings.hsts
+        if settings.secure_cookies:
+            cookies = resp.headers.get_all("set-cookie")
+            if cookies:
+                resp.headers.set_all("set-cookie", [core.with_secure(c) for c in cookies])

@@ -1,0 +1,75 @@
+"""privproxy's mitmproxy options, policy loading, and the public-proxy hardening of mitmproxy's defaults."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+
+from privproxy import client_ip, policy
+from privproxy.errors import ConfigError, ConfigErrors
+from privproxy.mitm import quiet
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def config_path(option: str) -> Path | None:
+    """The explicit path, else ./filters.yaml when present, else None (built-in defaults)."""
+    if option:
+        return Path(option)
+    here = Path("filters.yaml")
+    return here if here.is_file() else None
+
+
+class Options:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def load(self, loader) -> None:
+        loader.add_option("privproxy_config", str, "",
+                          "privproxy's filters.yaml; empty: ./filters.yaml when present, else built-in defaults.")
+        loader.add_option("privproxy_log_dir", str, "", "Directory for privproxy's access logs; empty: no log.")
+        loader.add_option("privproxy_metrics", str, "",
+                          "Serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1); empty: off.")
+        loader.add_option("privproxy_trusted_proxies", Sequence[str], [],
+                          "CIDRs whose forwarding headers are believed, in addition to filters.yaml's.")
+        loader.add_option("privproxy_ready_file", str, "",
+                          "Write the bound listen and metrics addresses here as JSON once serving.")
+        quiet.install()
+
+    def configure(self, updated: set[str]) -> None:
+        if "privproxy_trusted_proxies" in updated:
+            try:
+                self.rt.extra_trusted = client_ip.parse_networks(ctx.options.privproxy_trusted_proxies)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"privproxy_trusted_proxies: not a CIDR: {e}") from None
+        if "privproxy_config" in updated or "privproxy_trusted_proxies" in updated:
+            path = config_path(ctx.options.privproxy_config)
+            try:
+                p = policy.load(path) if path else policy.default()
+            except (ConfigError, ConfigErrors) as e:
+                self.rt.metrics.reloads.labels("failure").inc()
+                raise exceptions.OptionsError(str(e)) from None
+            self.rt.swap(p)
+            self.rt.metrics.reloads.labels("success").inc()
+            for w in p.warnings:
+                logger.warning(w)
+            self.harden()
+
+    def harden(self) -> None:
+        """mitmproxy's defaults suit a debugging proxy; a public reverse proxy needs these instead."""
+        opts = ctx.options
+        wanted: dict[str, object] = {"keep_host_header": True}
+        if "block_global" in opts:
+            wanted["block_global"] = False  # else every visitor with a public address is refused
+        if "flow_detail" in opts and opts.flow_detail:
+            wanted["flow_detail"] = 0  # the dumper prints client addresses and full URLs
+            logger.warning("privproxy: flow_detail set to 0: mitmproxy's flow output shows client addresses and URLs")
+        if self.rt.policy is not None and "tls_version_client_min" in opts:
+            wanted["tls_version_client_min"] = self.rt.policy.https.min_tls
+        changes = {k: v for k, v in wanted.items() if getattr(opts, k) != v}
+        if changes:
+            opts.update(**changes)

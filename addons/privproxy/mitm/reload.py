@@ -1,0 +1,71 @@
+"""PolicyReloader: watch filters.yaml and swap in a valid new version; a broken edit keeps the last good rules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from mitmproxy import ctx
+
+from privproxy import policy
+from privproxy.errors import ConfigError, ConfigErrors
+from privproxy.mitm.options import config_path
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+POLL_SECONDS = 1.0
+
+
+class PolicyReloader:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._task: asyncio.Task[None] | None = None
+        self._seen: tuple[int, int, int] | None = None
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        path = config_path(ctx.options.privproxy_config)
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def running(self) -> None:
+        self._seen = self._stamp()
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                self.check()
+            except Exception as e:  # the watcher must outlive any surprise
+                logger.error("privproxy: config watcher error (%s)", type(e).__name__)
+
+    def check(self) -> bool | None:
+        """Reload when the file changed: True swapped, False kept the old rules, None nothing to do."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return None
+        self._seen = stamp
+        path = config_path(ctx.options.privproxy_config)
+        assert path is not None
+        try:
+            new = policy.load(path)
+        except (ConfigError, ConfigErrors) as e:
+            self.rt.metrics.reloads.labels("failure").inc()
+            logger.error("privproxy: %s is invalid, keeping the previous rules:\n%s", path, e)
+            return False
+        if self.rt.policy is not None and new.sha256 == self.rt.policy.sha256:
+            return None
+        self.rt.swap(new)
+        self.rt.metrics.reloads.labels("success").inc()
+        logger.warning("privproxy: reloaded %s (sha256 %s)", path, new.sha256[:12])
+        return True
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

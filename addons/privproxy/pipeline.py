@@ -1,0 +1,124 @@
+"""The one-way data flow of a request: resolve client -> classify -> scrub -> forward and log (C1, C2, C8, C9).
+
+Plain Python over a RequestView, so the mitmproxy adapter, the offline tools and the tests share it. This is
+the fail-closed boundary: `begin` never raises; when anything goes wrong the request still goes out, but with
+every address header removed and the log record reduced to what is known to be safe.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from privproxy import client_ip, generalize, https
+from privproxy.access_log.record import LogRecord
+from privproxy.policy import Policy
+from privproxy.scrub import Change
+from privproxy.sites import Site
+
+FORWARD_STRIP = client_ip.ADDRESS_HEADERS + ("x-request-id",)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    peer: str
+    tls: bool
+    method: str
+    host: str
+    path: str  # path and query as sent
+    get_all: Callable[[str], list[str]]
+    http_version: str = "HTTP/1.1"
+    tls_version: str | None = None
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What privproxy decided about one request, pinned to the Policy generation that decided it."""
+
+    policy: Policy
+    site: Site
+    client: client_ip.Client | None
+    https: bool
+    request_id: str
+    started: float
+    redirect: str | None = None  # Location, when plain HTTP is answered with a redirect
+    refused: bool = False  # a plain-HTTP request whose Host could not be redirected safely
+    set_headers: dict[str, str] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
+    filter_seconds: float = 0.0
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def begin(view: RequestView, policy: Policy) -> FlowState:
+    """Resolve the client, pick the site, decide about HTTPS, and compute the headers the origin gets."""
+    t0 = time.perf_counter()
+    state = FlowState(policy, policy.sites.default, None, view.tls, new_request_id(), time.time())
+    try:
+        state.site = policy.sites.for_host(view.host)
+        state.client = client_ip.resolve(view.peer, view.tls, view.get_all, policy.client_ip)
+        if state.client is None:
+            state.failures.append(("client_ip", "unparsable_peer"))
+        else:
+            state.https = state.client.https
+        hs = policy.https
+        if not state.https and hs.redirect and not hs.is_exempt(view.path.split("?", 1)[0]):
+            state.redirect = https.redirect_location(view.host, view.path, hs)
+            state.refused = state.redirect is None
+        state.set_headers = {
+            "x-forwarded-for": state.client.truncated if state.client else "",
+            "x-forwarded-proto": "https" if state.https else "http",
+            "x-request-id": state.request_id,
+        }
+        if view.host and https.redirect_location(view.host, "/", hs) is not None:
+            state.set_headers["x-forwarded-host"] = view.host
+        if not state.set_headers["x-forwarded-for"]:
+            del state.set_headers["x-forwarded-for"]
+    except Exception as e:  # fail closed: headers below are safe whatever went wrong above
+        state.failures.append(("classify", type(e).__name__))
+        state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
+    state.filter_seconds += time.perf_counter() - t0
+    return state
+
+
+def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: str,
+               ended: float, user_agent: str = "", referrer: str = "") -> LogRecord:
+    """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
+    t0 = time.perf_counter()
+    scrubber = state.policy.scrubber
+    try:
+        path = scrubber.url(view.path, "path", state.changes)
+    except Exception as e:
+        state.failures.append(("log_path", type(e).__name__))
+        path = view.path.split("?", 1)[0] if not scrubber.sensitive(view.path.split("?", 1)[0]) else "[redacted]"
+    try:
+        ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
+    except Exception as e:
+        state.failures.append(("log_referrer", type(e).__name__))
+        ref = ""
+    host = view.host if https.redirect_location(view.host, "/", state.policy.https) else "-"
+    record = LogRecord(
+        ts=state.started,
+        request_id=state.request_id,
+        site=state.site.name,
+        client=state.client.truncated if state.client else "-",
+        method=view.method if view.method.isalpha() and len(view.method) <= 16 else "-",
+        scheme="https" if state.https else "http",
+        host=host,
+        path=path,
+        proto=view.http_version,
+        status=status,
+        bytes=size,
+        duration_ms=round(max(0.0, ended - state.started) * 1000, 3),
+        outcome=outcome,
+        tls=view.tls_version,
+        user_agent=generalize.user_agent(user_agent),
+        referrer=ref,
+    )
+    state.filter_seconds += time.perf_counter() - t0
+    return record

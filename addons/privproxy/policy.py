@@ -1,0 +1,259 @@
+"""filters.yaml -> Policy: parsed once into frozen objects; a new file yields a new Policy, swapped whole."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from privproxy import client_ip, detectors, https, pseudonyms, scrub, sites, truncate
+from privproxy.errors import ConfigError, ConfigErrors
+from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
+from privproxy.pseudonyms import Pseudonymizer
+from privproxy.yamlsrc import Node, load_text, root
+
+SECTIONS = (
+    "version", "sites", "ip_truncation", "client_ip", "https", "pseudonymization", "report_only",
+    "unknown_fields", "rules", "detectors", "sensitive_paths",
+)
+CONTROL = re.compile(r"^C(?:[1-9]|1[0-5])$")
+_generation = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    path: str
+    sha256: str
+    generation: int
+    sites: sites.Sites
+    client_ip: client_ip.Settings
+    https: https.Settings
+    truncation: truncate.Truncation
+    pseudonyms: pseudonyms.Settings
+    scrubber: scrub.Scrubber
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.scrubber.rules
+
+
+def load(path: str | Path) -> Policy:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(p), hint="pass --config with the path of your filters.yaml") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the file: {e}", path=str(p), hint="check permissions and that it is UTF-8") from None
+    return from_text(text, str(p))
+
+
+DEFAULT_FILE = Path(__file__).with_name("default_filters.yaml")
+
+
+def default() -> Policy:
+    """The shipped policy (the repository's filters.yaml), used when no filters.yaml is given or found."""
+    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), "<built-in filters.yaml>")
+
+
+def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None) -> Policy:
+    data = load_text(text, path)
+    top = root(data, path)
+    if data is not None and not isinstance(data, dict):
+        top.error("the file must be a mapping of sections", f"start with `version: 1`; sections: {', '.join(SECTIONS)}")
+        top.errors.raise_if_any()
+    s = top.mapping(set(SECTIONS))
+    if "version" in s and s["version"].integer(1) != 1:
+        s["version"].error("only version 1 exists", "write `version: 1`")
+
+    truncation = _truncation(s.get("ip_truncation"))
+    psettings = _pseudonyms(s.get("pseudonymization"))
+    rules = _rules(s.get("rules"))
+    scrubber = scrub.Scrubber(
+        rules=RuleSet.build(rules),
+        detectors=_detectors(s.get("detectors")),
+        sensitive_paths=_sensitive(s.get("sensitive_paths")),
+        pseudonymizer=Pseudonymizer(psettings, secret=secret),
+        truncation=truncation,
+        unknown=s["unknown_fields"].choice(scrub.UNKNOWN_CHOICES, "detect") if "unknown_fields" in s else "detect",
+        report_only=s["report_only"].boolean(False) if "report_only" in s else False,
+    )
+    policy = Policy(
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        generation=next(_generation),
+        sites=_sites(s.get("sites")),
+        client_ip=_client_ip(s.get("client_ip"), truncation),
+        https=_https(s.get("https")),
+        truncation=truncation,
+        pseudonyms=psettings,
+        scrubber=scrubber,
+        warnings=(f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change at every "
+                  "restart and differ between instances; set it to a long random secret",)
+        if scrubber.pseudonymizer.ephemeral else (),
+    )
+    top.errors.raise_if_any()
+    return policy
+
+
+def _truncation(node: Node | None) -> truncate.Truncation:
+    if node is None:
+        return truncate.Truncation()
+    m = node.mapping({"ipv4_prefix", "ipv6_prefix"})
+    return truncate.Truncation(
+        ipv4_prefix=m["ipv4_prefix"].integer(24, 0, 32) if "ipv4_prefix" in m else 24,
+        ipv6_prefix=m["ipv6_prefix"].integer(48, 0, 128) if "ipv6_prefix" in m else 48,
+    )
+
+
+def _client_ip(node: Node | None, t: truncate.Truncation) -> client_ip.Settings:
+    if node is None:
+        return client_ip.Settings(truncation=t)
+    m = node.mapping({"trusted_proxies", "headers"})
+    nets: list[client_ip.Network] = []
+    for n in m["trusted_proxies"].seq() if "trusted_proxies" in m else []:
+        got = n.parsed(client_ip.parse_networks_one, "CIDR", "write an address or network such as 10.0.0.0/8")
+        if got is not None:
+            nets.append(got)
+    headers = tuple(n.choice(client_ip.HEADER_CHOICES, "x-forwarded-for") for n in m["headers"].seq()) \
+        if "headers" in m else client_ip.Settings().headers
+    return client_ip.Settings(trusted_proxies=tuple(nets), headers=headers, truncation=t)
+
+
+def _https(node: Node | None) -> https.Settings:
+    d = https.Settings()
+    if node is None:
+        return d
+    m = node.mapping({"redirect", "redirect_status", "https_port", "exempt_paths", "hsts", "secure_cookies", "min_tls"})
+    hsts = m["hsts"].mapping({"max_age", "include_subdomains", "preload"}) if "hsts" in m else {}
+    status = d.redirect_status
+    if "redirect_status" in m:
+        status = m["redirect_status"].integer(308)
+        if status not in https.REDIRECT_CODES:
+            m["redirect_status"].error(f"{status} is not a redirect status", "use 301, 302, 307 or 308 (308 keeps the method)")
+            status = 308
+    port = None
+    if "https_port" in m and m["https_port"].value is not None:
+        port = m["https_port"].integer(443, 1, 65535)
+    exempt = d.exempt_paths
+    if "exempt_paths" in m:
+        exempt = m["exempt_paths"].strings()
+        for n, p in zip(m["exempt_paths"].seq(), exempt, strict=False):
+            if not p.startswith("/"):
+                n.error(f"`{p}` is not a path", "paths start with /, e.g. /healthz")
+    return https.Settings(
+        redirect=m["redirect"].boolean(True) if "redirect" in m else True,
+        redirect_status=status,
+        https_port=port,
+        exempt_paths=exempt,
+        hsts_max_age=hsts["max_age"].integer(d.hsts_max_age, 0) if "max_age" in hsts else d.hsts_max_age,
+        hsts_include_subdomains=hsts["include_subdomains"].boolean(True) if "include_subdomains" in hsts else True,
+        hsts_preload=hsts["preload"].boolean(False) if "preload" in hsts else False,
+        secure_cookies=m["secure_cookies"].boolean(True) if "secure_cookies" in m else True,
+        min_tls=m["min_tls"].choice(https.TLS_VERSIONS, "TLS1_2") if "min_tls" in m else "TLS1_2",
+    )
+
+
+def _pseudonyms(node: Node | None) -> pseudonyms.Settings:
+    if node is None:
+        return pseudonyms.Settings()
+    m = node.mapping({"secret_env", "rotation"})
+    env = m["secret_env"].string("PRIVPROXY_SECRET") if "secret_env" in m else "PRIVPROXY_SECRET"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+        m["secret_env"].error(f"`{env}` is not an environment variable name", "e.g. PRIVPROXY_SECRET")
+    rotation = m["rotation"].choice(tuple(pseudonyms.ROTATIONS), "daily") if "rotation" in m else "daily"
+    return pseudonyms.Settings(secret_env=env, rotation=rotation)
+
+
+def _sites(node: Node | None) -> sites.Sites:
+    if node is None:
+        return sites.Sites()
+    out = []
+    default = sites.Site("default", None)
+    for name, n in node.items():
+        m = n.mapping({"hosts", "upstream"})
+        upstream = m["upstream"].parsed(sites.parse_upstream, "upstream URL", "e.g. http://10.0.0.5:8080") \
+            if "upstream" in m else None
+        hosts = tuple(h.lower() for h in m["hosts"].strings()) if "hosts" in m else ()
+        if name == "default":
+            default = sites.Site("default", upstream, hosts)
+            continue
+        if upstream is None:
+            n.error("a site needs an `upstream`", "add `upstream: http://host:port`")
+        if not hosts:
+            n.error("a site needs `hosts`", "add `hosts: [www.example.com]`")
+        out.append(sites.Site(name, upstream, hosts))
+    return sites.Sites(tuple(out), default)
+
+
+def _rules(node: Node | None) -> tuple[Rule, ...]:
+    if node is None:
+        return ()
+    rules, seen = [], set()
+    for n in node.seq():
+        m = n.mapping({"id", "action", "scopes", "names", "controls", "report_only", "why"})
+        rid = m["id"].string() if "id" in m else ""
+        if not rid:
+            n.error("a rule needs an `id`", "add `id: a-short-name`; metrics and explain name rules by it")
+        elif rid in seen:
+            m["id"].error(f"duplicate rule id `{rid}`", "give each rule its own id")
+        seen.add(rid)
+        if "action" not in m:
+            n.error("a rule needs an `action`", f"one of: {', '.join(ACTIONS)}")
+        action = m["action"].choice(ACTIONS, "drop") if "action" in m else "drop"
+        scopes = frozenset(x.choice(SCOPES, "query") for x in m["scopes"].seq()) if "scopes" in m else frozenset()
+        if not scopes:
+            n.error("a rule needs `scopes`", f"a list from: {', '.join(SCOPES)}")
+        names = m["names"].strings() if "names" in m else ()
+        if not names:
+            n.error("a rule needs `names`", "a list of field names; `*` and `?` are wildcards")
+        controls = m["controls"].strings() if "controls" in m else ()
+        for c, cn in zip(controls, m["controls"].seq() if "controls" in m else [], strict=False):
+            if not CONTROL.match(c):
+                cn.error(f"`{c}` is not a control", "controls are C1 to C15 (see the policies' CONTROLS.md)")
+        rules.append(Rule(
+            id=rid, action=action, scopes=scopes, names=names, controls=controls,
+            report_only=m["report_only"].boolean(False) if "report_only" in m else False,
+            why=m["why"].string() if "why" in m else "", line=n.line,
+        ))
+    return tuple(rules)
+
+
+def _detectors(node: Node | None) -> scrub.Detectors:
+    if node is None:
+        return scrub.Detectors()
+    m = node.mapping({"enabled", "actions"})
+    enabled = tuple(detectors.FINDERS)
+    if "enabled" in m:
+        enabled = tuple(x.choice(tuple(detectors.FINDERS), "email") for x in m["enabled"].seq())
+    actions = dict(scrub.Detectors().actions)
+    if "actions" in m:
+        for name, an in m["actions"].items():
+            if name not in detectors.FINDERS:
+                an.error(f"unknown detector `{name}`", f"detectors: {', '.join(detectors.FINDERS)}")
+                continue
+            actions[name] = an.choice(scrub.DETECTOR_ACTIONS, "redact")
+    return scrub.Detectors(enabled=enabled, actions=actions)
+
+
+def _sensitive(node: Node | None) -> tuple[scrub.SensitivePath, ...]:
+    if node is None:
+        return ()
+    out = []
+    for n in node.seq():
+        m = n.mapping({"id", "pattern", "replace", "controls"})
+        pattern = m["pattern"].string() if "pattern" in m else ""
+        if not pattern.startswith("/"):
+            n.error("a sensitive path needs a `pattern` starting with /", "e.g. pattern: /health/**")
+            continue
+        sid = m["id"].string() if "id" in m else pattern
+        replace = m["replace"].string() if "replace" in m else pattern.split("*", 1)[0].rstrip("/") + "/*"
+        out.append(scrub.SensitivePath(sid, pattern, scrub.sensitive_regex(pattern), replace,
+                                       m["controls"].strings() if "controls" in m else ("C10",)))
+    return tuple(out)
+
+
+__all__ = ["ConfigError", "ConfigErrors", "Policy", "default", "from_text", "load"]

@@ -1,0 +1,252 @@
+"""Apply rules and detectors to values, URLs (nested to any depth), query strings and paths (C2, C4, C8, C10).
+
+Pure functions of (value, policy): no I/O, no mitmproxy. Each change is recorded as a Change so that metrics
+count it, `explain` shows it and report-only mode can forward the original while still counting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, unquote_plus
+
+from privproxy import detectors, generalize, truncate
+from privproxy.fields import REDACTED, Rule, RuleSet
+from privproxy.pseudonyms import Pseudonymizer
+from privproxy.truncate import Truncation
+
+MAX_DEPTH = 8  # URLs nested in parameters deeper than this are redacted whole (fail closed)
+UNKNOWN_CHOICES = ("detect", "drop", "keep")
+DETECTOR_ACTIONS = ("redact", "hash", "drop", "truncate")
+_SAFE = "-._~:/[]!$'()*,;@"
+_URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Detectors:
+    enabled: tuple[str, ...] = tuple(detectors.FINDERS)
+    actions: dict[str, str] = field(default_factory=lambda: {"ip": "truncate"})
+    default_action: str = "redact"
+
+    def action(self, name: str) -> str:
+        return self.actions.get(name, self.default_action)
+
+
+@dataclass(frozen=True, slots=True)
+class SensitivePath:
+    id: str
+    pattern: str
+    regex: re.Pattern[str]
+    replace: str
+    controls: tuple[str, ...] = ("C10",)
+
+
+def sensitive_regex(pattern: str) -> re.Pattern[str]:
+    """`/health/**` any depth, `*` one segment; a pattern without wildcards matches itself and below."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    body = "".join(out)
+    if "*" not in pattern:
+        body = body.rstrip("/") + "(?:/.*)?"
+    return re.compile(body, re.I)
+
+
+@dataclass(slots=True)
+class Change:
+    scope: str
+    field: str  # the field's name as sent: shown by `explain`, never a metric label
+    rule: str  # rule id, "detector:<name>", "sensitive_path:<id>" or "limit:<what>"
+    action: str
+    before: str
+    after: str | None
+    report_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubber:
+    rules: RuleSet
+    detectors: Detectors
+    sensitive_paths: tuple[SensitivePath, ...]
+    pseudonymizer: Pseudonymizer
+    truncation: Truncation
+    unknown: str = "detect"
+    report_only: bool = False
+
+    # --- single values ----------------------------------------------------------------------------------
+    def act(self, action: str, value: str, name: str) -> str | None:
+        """The value after `action`; None means the field disappears."""
+        if action == "keep":
+            return value
+        if action == "drop":
+            return None
+        if action == "hash":
+            return self.pseudonymizer.pseudonym(value, name) if value else value
+        if action == "truncate":
+            masked = truncate.truncate_text(value, self.truncation)
+            if masked is None:
+                masked = generalize.timestamp(value)
+            return masked if masked is not None else REDACTED  # cannot tell what it is: fail closed
+        if action == "generalize":
+            if _URLISH.match(value):
+                return generalize.path_template(value)
+            return generalize.screen(value) or generalize.user_agent(value)
+        return REDACTED
+
+    def _record(self, changes: list[Change] | None, change: Change) -> None:
+        if changes is not None:
+            changes.append(change)
+
+    def named(self, scope: str, name: str, value: str, changes: list[Change] | None, depth: int = 0) -> str | None:
+        """A named field: its rule if one matches, else the unknown-field policy (detectors by default)."""
+        rule = self.rules.find(scope, name)
+        if rule is not None:
+            return self._by_rule(rule, scope, name, value, changes)
+        if self.unknown == "keep":
+            return value
+        if self.unknown == "drop":
+            self._record(changes, Change(scope, name, "unknown_fields", "drop", value, None, self.report_only))
+            return value if self.report_only else None
+        return self.free(scope, name, value, changes, depth)
+
+    def _by_rule(self, rule: Rule, scope: str, name: str, value: str, changes: list[Change] | None) -> str | None:
+        after = self.act(rule.action, value, name)
+        if after != value:
+            ro = self.report_only or rule.report_only
+            self._record(changes, Change(scope, name, rule.id, rule.action, value, after, ro))
+            return value if ro else after
+        return value
+
+    def free(self, scope: str, name: str, value: str, changes: list[Change] | None, depth: int = 0) -> str | None:
+        """A value no rule names: nested URLs are scrubbed recursively, everything else goes to the detectors."""
+        if not value:
+            return value
+        if _URLISH.match(value):
+            return self.url(value, scope, changes, depth + 1)
+        if not detectors.could_contain(value):
+            return value
+        hits = detectors.scan(value, self.detectors.enabled)
+        if not hits:
+            return value
+        out, pos = [], 0
+        for hit in hits:
+            action = self.detectors.action(hit.detector)
+            found = value[hit.start:hit.end]
+            if action == "drop":
+                self._record(changes, Change(scope, name, f"detector:{hit.detector}", "drop", value, None,
+                                             self.report_only))
+                return value if self.report_only else None
+            if action == "hash":
+                repl = self.pseudonymizer.pseudonym(found, hit.detector)
+            elif action == "truncate" and hit.detector == "ip":
+                repl = truncate.truncate_text(found, self.truncation) or f"[{hit.detector}]"
+            else:
+                repl = f"[{hit.detector}]"
+            out.append(value[pos:hit.start])
+            out.append(repl)
+            pos = hit.end
+        out.append(value[pos:])
+        after = "".join(out)
+        if after != value:
+            for hit in hits:
+                self._record(changes, Change(scope, name, f"detector:{hit.detector}",
+                                             self.detectors.action(hit.detector), value, after, self.report_only))
+        return value if self.report_only else after
+
+    # --- URLs ---------------------------------------------------------------------------------------------
+    def url(self, url: str, scope: str, changes: list[Change] | None, depth: int = 0) -> str:
+        """A full or relative URL with its path, query and fragment scrubbed; nested URLs too."""
+        if depth > MAX_DEPTH:
+            self._record(changes, Change(scope, "", "limit:depth", "redact", url, REDACTED, False))
+            return REDACTED
+        prefix, rest = _split_origin(url)
+        path, sep_q, query = rest.partition("?")
+        query, sep_f, fragment = query.partition("#") if sep_q else ("", "", "")
+        if not sep_q:
+            path, sep_f, fragment = path.partition("#")
+        new_path, generalized = self.path(path, scope, changes)
+        if generalized:
+            return prefix + new_path  # a sensitive page: its query and fragment say even more, drop them
+        new_query = self.query(query, scope, changes, depth) if sep_q else ""
+        new_fragment = self._fragment(fragment, scope, changes, depth) if sep_f else ""
+        out = prefix + new_path
+        if sep_q and new_query:
+            out += "?" + new_query
+        if sep_f and new_fragment:
+            out += "#" + new_fragment
+        return out
+
+    def sensitive(self, path: str) -> SensitivePath | None:
+        for sp in self.sensitive_paths:
+            if sp.regex.fullmatch(path):
+                return sp
+        return None
+
+    def path(self, path: str, scope: str, changes: list[Change] | None) -> tuple[str, bool]:
+        """(path, generalized?) with sensitive pages generalized and personal data in segments masked."""
+        decoded = unquote(path, errors="replace")
+        sp = self.sensitive(decoded)
+        if sp is not None:
+            self._record(changes, Change(scope, "path", f"sensitive_path:{sp.id}", "generalize", path, sp.replace,
+                                         self.report_only))
+            return (path, False) if self.report_only else (sp.replace, True)
+        if not detectors.could_contain(decoded):
+            return path, False
+        segments = path.split("/")
+        for i, seg in enumerate(segments):
+            if not seg or not detectors.could_contain(seg):
+                continue
+            raw = unquote(seg, errors="replace")
+            after = self.free("path", "segment", raw, changes, depth=MAX_DEPTH)  # no URL recursion in a segment
+            if after is None:
+                after = REDACTED
+            if after != raw:
+                segments[i] = quote(after, safe=_SAFE)
+        return "/".join(segments), False
+
+    def query(self, query: str, scope: str, changes: list[Change] | None, depth: int = 0) -> str:
+        """A query string with each parameter scrubbed; untouched parameters keep their exact bytes."""
+        if not query:
+            return query
+        out = []
+        for part in query.split("&"):
+            if not part:
+                continue
+            raw_name, eq, raw_value = part.partition("=")
+            name = unquote_plus(raw_name, errors="replace")
+            value = unquote_plus(raw_value, errors="replace")
+            after = self.named("query", name, value, changes, depth)
+            if after is None:
+                continue
+            if after == value:
+                out.append(part)
+            else:
+                out.append(f"{raw_name}{eq or '='}{quote(after, safe=_SAFE)}")
+        return "&".join(out)
+
+    def _fragment(self, fragment: str, scope: str, changes: list[Change] | None, depth: int) -> str:
+        # SPAs and OAuth put parameters in the fragment (#access_token=...): treat `a=b&c=d` like a query.
+        if "=" in fragment:
+            return self.query(fragment, scope, changes, depth)
+        after = self.free(scope, "fragment", unquote(fragment, errors="replace"), changes, depth)
+        return "" if after is None else quote(after, safe=_SAFE) if after != unquote(fragment) else fragment
+
+
+def _split_origin(url: str) -> tuple[str, str]:
+    """('https://host', '/path?q') for absolute URLs; ('', url) for relative ones."""
+    m = re.match(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*)(.*)$", url, re.S)
+    if not m:
+        return "", url
+    origin, rest = m.group(1), m.group(2)
+    if "@" in origin:  # user:password@host: credentials never pass
+        scheme, _, hostpart = origin.partition("//")
+        origin = f"{scheme}//{hostpart.rsplit('@', 1)[1]}"
+    return origin, rest

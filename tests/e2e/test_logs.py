@@ -1,0 +1,37 @@
+"""The access log written by the real proxy keeps statistics and loses identifiers (C2, C3, C4, C10)."""
+
+from __future__ import annotations
+
+from tests.helpers import CLIENT_IP, request, start_proxy, tls_context
+from tests.helpers import REPO
+
+
+def test_shipped_rules_scrub_the_access_log(tmp_path, origin):
+    # 001 §9.2.1 (no identification), §9.2.2 (still useful for troubleshooting); 004 specific information
+    p = start_proxy(tmp_path / "p", origin.url, config=REPO / "filters.yaml")
+    ctx = tls_context(p.ca)
+    try:
+        request(p.port, "/products?q=watch&page=2&gclid=EAIaIQ-secretclick&fbclid=IwAR-click", tls=ctx)
+        request(p.port, "/newsletter?email=jane.doe%40example.com&tel=090-1234-5678", tls=ctx)
+        request(p.port, "/go?dl=https%3A%2F%2Fshop.example%2Fp%3Fmail%3Djane%2540example.com%26x%3D1", tls=ctx)
+        request(p.port, "/health/diabetes-clinic?doctor=smith", tls=ctx,
+                headers={"Referer": "https://localhost/search?q=diabetes&email=jane.doe@example.com"})
+        request(p.port, "/orders/20240115?uid=member-4711", tls=ctx,
+                headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                                       "(KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36"})
+        records = p.log_records(wait_for=5)
+    finally:
+        p.stop()
+    text = (p.log_dir / "access.jsonl").read_text()
+    for secret in ("EAIaIQ-secretclick", "IwAR-click", "jane.doe", "jane%40", "090-1234-5678", "diabetes-clinic",
+                   "smith", "member-4711", CLIENT_IP, "6099"):
+        assert secret not in text, secret
+    paths = [r["path"] for r in records]
+    assert paths[0] == "/products?q=watch&page=2"  # statistics survive
+    assert paths[1] == "/newsletter?email=[redacted]&tel=[redacted]"
+    assert paths[2].startswith("/go?dl=https://shop.example/p") and "x%3D1" in paths[2]
+    assert paths[3] == "/health/*"
+    assert records[3]["referrer"] == "https://localhost/search?q=diabetes&email=[redacted]"
+    assert paths[4].startswith("/orders/20240115?uid=pp_")  # a daily pseudonym keeps unique counts
+    assert records[4]["user_agent"] == "Chrome 120 (Windows)"
+    assert all(r["client"] == "127.9.8.0" and r["request_id"] and r["status"] == 200 for r in records)
