@@ -181,7 +181,7 @@ def _sites(node: Node | None) -> sites.Sites:
         if name == "default":
             default = sites.Site("default", upstream, hosts)
             continue
-        if upstream is None:
+        if "upstream" not in m:
             n.error("a site needs an `upstream`", "add `upstream: http://host:port`")
         if not hosts:
             n.error("a site needs `hosts`", "add `hosts: [www.example.com]`")
@@ -250,7 +250,7 @@ def _sensitive(node: Node | None) -> tuple[scrub.SensitivePath, ...]:
             n.error("a sensitive path needs a `pattern` starting with /", "e.g. pattern: /health/**")
             continue
         sid = m["id"].string() if "id" in m else pattern
-        replace = m["replace"].string() if "replace" in m else pattern.split("*", 1)[0].rstrip("/") + "/*"
+        replace = m["replace"].string() if "replace" in m else pattern.replace("**", "*")
         out.append(scrub.SensitivePath(sid, pattern, scrub.sensitive_regex(pattern), replace,
                                        m["controls"].strings() if "controls" in m else ("C10",)))
     return tuple(out)

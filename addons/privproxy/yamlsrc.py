@@ -139,8 +139,9 @@ class Node:
     def choice(self, choices: tuple[str, ...] | list[str], default: str) -> str:
         value = self.string(default)
         if value not in choices:
-            close = difflib.get_close_matches(value, list(choices), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(choices)}"
+            close = difflib.get_close_matches(value, list(choices), n=3)
+            hint = (f"did you mean {' or '.join(f'`{c}`' for c in close)}?" if close
+                    else f"use one of: {', '.join(choices)}")
             self.error(f"`{value}` is not allowed", hint)
             return default
         return value

@@ -62,14 +62,15 @@ class Options:
     def harden(self) -> None:
         """mitmproxy's defaults suit a debugging proxy; a public reverse proxy needs these instead."""
         opts = ctx.options
-        wanted: dict[str, object] = {"keep_host_header": True}
-        if "block_global" in opts:
-            wanted["block_global"] = False  # else every visitor with a public address is refused
+        wanted: dict[str, object] = {
+            "keep_host_header": True,  # sites are chosen by the visitor's Host, and origins expect it
+            "block_global": False,  # else every visitor with a public address is refused
+        }
         if "flow_detail" in opts and opts.flow_detail:
             wanted["flow_detail"] = 0  # the dumper prints client addresses and full URLs
             logger.warning("privproxy: flow_detail set to 0: mitmproxy's flow output shows client addresses and URLs")
         if self.rt.policy is not None and "tls_version_client_min" in opts:
             wanted["tls_version_client_min"] = self.rt.policy.https.min_tls
-        changes = {k: v for k, v in wanted.items() if getattr(opts, k) != v}
+        changes = {k: v for k, v in wanted.items() if k in opts and getattr(opts, k) != v}
         if changes:
             opts.update(**changes)

@@ -1,0 +1,104 @@
+"""PrivacyFilter under taddons: forwarded headers, routing, and fail-closed behaviour (C2, C8, C15)."""
+
+from __future__ import annotations
+
+from privproxy import pipeline
+from privproxy.mitm.filter import PrivacyFilter
+from privproxy.mitm.https import EnforceHttps
+from tests.mitm.conftest import make_flow
+
+
+def run_requestheaders(addons, flow):
+    for a in addons:
+        if hasattr(a, "requestheaders"):
+            a.requestheaders(flow)
+
+
+def test_spoofed_headers_replaced_by_truncated_client(chain):
+    # 000 §3 / C15: a client cannot choose the address the origin sees
+    tctx, addons, rt = chain
+    f = make_flow("/p", headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"),
+                                 ("True-Client-IP", "203.0.113.9"), ("Forwarded", "for=203.0.113.9"),
+                                 ("X-Request-ID", "client-chosen-id")])
+    run_requestheaders(addons, f)
+    h = f.request.headers
+    assert h.get_all("x-forwarded-for") == ["127.9.8.0"]
+    assert "x-real-ip" not in h and "true-client-ip" not in h and "forwarded" not in h
+    assert h["x-forwarded-proto"] == "https" and h["x-request-id"] != "client-chosen-id"
+    assert rt.metrics.registry.get_sample_value("privproxy_forwarding_headers_ignored_total",
+                                                {"reason": "untrusted_peer"}) == 1
+    assert rt.metrics.registry.get_sample_value("privproxy_ip_truncations_total", {"family": "ipv4"}) == 1
+
+
+def test_ipv6_client(chain):
+    tctx, addons, rt = chain
+    f = make_flow("/p", peer="2001:db8:abcd:12::7")
+    run_requestheaders(addons, f)
+    assert f.request.headers["x-forwarded-for"] == "2001:db8:abcd::"
+
+
+def test_fail_closed_when_the_pipeline_raises(chain, monkeypatch):
+    # mitmproxy fails open: our hook must not. The request still goes, without any address header.
+    tctx, addons, rt = chain
+
+    def boom(*a, **k):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pipeline, "begin", boom)
+    f = make_flow("/p", headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")])
+    filt = next(a for a in addons if isinstance(a, PrivacyFilter))
+    filt.requestheaders(f)
+    assert "x-forwarded-for" not in f.request.headers and "x-real-ip" not in f.request.headers
+    assert rt.metrics.registry.get_sample_value("privproxy_scrub_failures_total",
+                                                {"stage": "requestheaders", "reason": "RuntimeError"}) == 1
+
+
+def test_site_routing_keeps_visitor_host(tmp_path, monkeypatch):
+    from mitmproxy.test import taddons
+
+    import privproxy.mitm
+    from privproxy.mitm.runtime import Runtime
+
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("version: 1\nsites:\n  blog:\n    hosts: [blog.example]\n    upstream: https://10.0.0.9:8443\n")
+    rt = Runtime()
+    addons = privproxy.mitm.addons(rt)
+    with taddons.context(*addons) as tctx:
+        tctx.configure(addons[0], privproxy_config=str(cfg))
+        f = make_flow("/post/1", host="blog.example")
+        run_requestheaders(addons, f)
+        assert (f.request.scheme, f.request.host, f.request.port) == ("https", "10.0.0.9", 8443)
+        assert f.request.host_header == "blog.example"
+        g = make_flow("/", host="www.example")
+        run_requestheaders(addons, g)
+        assert (g.request.host, g.request.port) == ("127.0.0.1", 8080)  # default site: the mode's upstream
+
+
+def test_plain_http_redirected(chain):
+    # 001 §7.2: SSL for everything
+    tctx, addons, rt = chain
+    f = make_flow("/a?b=c", tls=False)
+    run_requestheaders(addons, f)
+    assert f.response.status_code == 308
+    assert f.response.headers["location"] == "https://shop.example/a?b=c"
+    assert not f.request.stream
+
+
+def test_bad_host_is_refused_not_redirected(chain):
+    tctx, addons, rt = chain
+    f = make_flow("/", tls=False, host="evil.example/@x")
+    run_requestheaders(addons, f)
+    assert f.response.status_code == 400 and "location" not in f.response.headers
+
+
+def test_https_headers(chain):
+    tctx, addons, rt = chain
+    from mitmproxy.test import tutils
+
+    f = make_flow("/")
+    run_requestheaders(addons, f)
+    f.response = tutils.tresp()
+    f.response.headers.add("Set-Cookie", "sid=1; HttpOnly")
+    next(a for a in addons if isinstance(a, EnforceHttps)).responseheaders(f)
+    assert f.response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    assert f.response.headers.get_all("set-cookie") == ["sid=1; HttpOnly; Secure"]

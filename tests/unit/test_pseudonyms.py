@@ -1,0 +1,44 @@
+"""Rotating keyed pseudonyms: same secret -> same pseudonym; a new period -> unlinkable (C2, C11; 004 disposal)."""
+
+from __future__ import annotations
+
+from privproxy.pseudonyms import Pseudonymizer, Settings
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_instances_with_the_same_secret_agree():
+    clock = Clock(1_700_000_000)
+    a = Pseudonymizer(Settings(), secret=b"shared", clock=clock)
+    b = Pseudonymizer(Settings(), secret=b"shared", clock=clock)
+    assert a.pseudonym("GA1.1.123.456", "_ga") == b.pseudonym("GA1.1.123.456", "_ga")
+    assert a.pseudonym("x", "cid") != Pseudonymizer(Settings(), secret=b"other", clock=clock).pseudonym("x", "cid")
+
+
+def test_rotation_changes_pseudonyms_and_forgets_the_old_key():
+    clock = Clock(86400 * 20000 + 10)
+    p = Pseudonymizer(Settings(rotation="daily"), secret=b"s", clock=clock)
+    today = p.pseudonym("visitor-1")
+    old_key = p.key()
+    clock.t += 86400
+    assert p.pseudonym("visitor-1") != today
+    assert p.key() != old_key and p._key != old_key  # only the current period's key is held
+
+
+def test_field_name_separates_pseudonyms():
+    p = Pseudonymizer(Settings(), secret=b"s", clock=Clock(0))
+    assert p.pseudonym("1", "uid") != p.pseudonym("1", "cid")
+
+
+def test_ephemeral_without_secret(monkeypatch):
+    monkeypatch.delenv("PRIVPROXY_SECRET", raising=False)
+    assert Pseudonymizer(Settings()).ephemeral
+    monkeypatch.setenv("PRIVPROXY_SECRET", "abc")
+    p1, p2 = Pseudonymizer(Settings()), Pseudonymizer(Settings())
+    assert not p1.ephemeral and p1.pseudonym("v") == p2.pseudonym("v")

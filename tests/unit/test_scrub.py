@@ -1,0 +1,131 @@
+"""URL and value scrubbing with rules and detectors (C2, C4, C8, C10; 001 §9.2.1, 004, 000 §1)."""
+
+from __future__ import annotations
+
+import pytest
+
+RULES = """
+version: 1
+rules:
+  - {id: click, action: drop, scopes: [query], names: [gclid, "utm_i*"]}
+  - {id: ids, action: hash, scopes: [query], names: [uid]}
+  - {id: mail, action: redact, scopes: [query], names: [email]}
+  - {id: trial, action: drop, scopes: [query], names: [ref], report_only: true}
+  - {id: ua, action: generalize, scopes: [query], names: [ua, sr, page_url]}
+  - {id: when, action: truncate, scopes: [query], names: [ts, addr, what]}
+  - {id: fine, action: keep, scopes: [query], names: [note]}
+sensitive_paths:
+  - {id: health, pattern: /health/**, replace: /health/*}
+  - {id: apply, pattern: "/jobs/*/apply"}
+"""
+
+
+@pytest.fixture
+def s(policy_from_yaml):
+    return policy_from_yaml(RULES).scrubber
+
+
+def test_harmless_parameters_keep_their_exact_bytes(s):
+    assert s.url("/search?q=caf%C3%A9+noir&page=2&sort=price-asc", "path", []) == \
+        "/search?q=caf%C3%A9+noir&page=2&sort=price-asc"
+
+
+def test_rules_by_name_case_insensitive_and_glob(s):
+    ch = []
+    assert s.url("/p?GCLID=1&utm_id=2&utm_source=news&q=x", "path", ch) == "/p?utm_source=news&q=x"
+    assert {c.rule for c in ch} == {"click"}
+
+
+def test_hash_is_a_stable_daily_pseudonym(s):
+    a = s.url("/p?uid=member-1", "path", [])
+    b = s.url("/p?uid=member-1", "path", [])
+    c = s.url("/p?uid=member-2", "path", [])
+    assert a == b != c and "member-1" not in a and a.startswith("/p?uid=pp_")
+
+
+def test_detectors_on_unknown_fields(s):
+    # 004: contact data are personal information whatever the parameter is called
+    ch = []
+    out = s.url("/p?x=jane%40example.com&y=call+090-1234-5678&z=198.51.100.77&n=20240115", "path", ch)
+    assert out == "/p?x=[email]&y=call%20[phone]&z=198.51.100.0&n=20240115"
+    assert sorted(c.rule for c in ch) == ["detector:email", "detector:ip", "detector:phone"]
+
+
+def test_nested_urls_any_depth(s):
+    inner = "https%3A%2F%2Fb.example%2Fq%3Fnext%3Dhttps%253A%252F%252Fc.example%252F%253Femail%253Dj%2540x.org"
+    ch = []
+    out = s.url(f"/r?dl={inner}&gclid=1", "path", ch)
+    assert "j%40x.org" not in out and "j@x.org" not in out and "gclid" not in out
+    assert out == "/r?dl=https://b.example/q%3Fnext%3Dhttps://c.example/%253Femail%253D[redacted]"
+    assert [c.rule for c in ch] == ["mail", "click"]  # the rule named `email` acted two levels down
+
+
+def test_depth_limit_fails_closed(s):
+    url = "https://a.example/?u=1"
+    for _ in range(12):
+        from urllib.parse import quote
+        url = f"https://a.example/?next={quote(url, safe='')}"
+    out = s.url(url, "path", [])
+    assert "[redacted]" in out.replace("%5B", "[").replace("%5D", "]")
+
+
+def test_fragment_parameters(s):
+    assert s.url("/cb#access_token=x&email=a%40b.co", "path", []) == "/cb#access_token=x&email=[redacted]"
+
+
+def test_sensitive_paths_generalized_with_query_dropped(s):
+    # 000 §1 / 004 specific information: the visit itself reveals health
+    assert s.url("/health/diabetes?doctor=smith", "path", []) == "/health/*"
+    assert s.url("https://shop.example/health/x/y#z", "referrer", []) == "https://shop.example/health/*"
+    assert s.url("/jobs/42/apply?name=x", "path", []) == "/jobs/*/apply"
+    assert s.url("/jobs/42/applyx", "path", []) == "/jobs/42/applyx"
+    assert s.url("/healthy-recipes", "path", []) == "/healthy-recipes"
+
+
+def test_path_segments_with_personal_data(s):
+    assert s.url("/users/jane%40example.com/orders/77", "path", []) == "/users/[email]/orders/77"
+
+
+def test_report_only_rule_forwards_but_counts(s):
+    ch = []
+    assert s.url("/p?ref=abc", "path", ch) == "/p?ref=abc"
+    assert ch[0].rule == "trial" and ch[0].report_only
+
+
+def test_global_report_only(policy_from_yaml):
+    s = policy_from_yaml(RULES + "report_only: true\n").scrubber
+    ch = []
+    assert s.url("/p?gclid=1&x=a%40b.io", "path", ch) == "/p?gclid=1&x=a%40b.io"
+    assert len(ch) == 2 and all(c.report_only for c in ch)
+
+
+def test_generalize_and_truncate_actions(s):
+    ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Version/17.1 Mobile/15E148 Safari/604.1"
+    from urllib.parse import quote
+    out = s.url(f"/c?ua={quote(ua)}&sr=1536x864&page_url=%2Forders%2F12345%3Fx%3D1&ts=1700000123&addr=198.51.100.7"
+                "&what=lunch", "path", [])
+    assert "ua=Safari%2017%20(iOS)" in out
+    assert "sr=1920x1024" in out
+    assert "page_url=/orders/:id" in out
+    assert "ts=1699999200" in out and "addr=198.51.100.0" in out
+    assert "what=[redacted]" in out  # truncate of something that is neither address nor time: fail closed
+
+
+def test_keep_rule_bypasses_detectors(s):
+    assert s.url("/p?note=a%40b.io", "path", []) == "/p?note=a%40b.io"
+
+
+def test_userinfo_never_passes(s):
+    assert s.url("https://user:pw@h.example/x", "referrer", []) == "https://h.example/x"
+
+
+def test_unknown_drop_and_keep(policy_from_yaml):
+    s = policy_from_yaml("version: 1\nunknown_fields: drop\n").scrubber
+    assert s.url("/p?a=1&b=2", "path", []) == "/p"
+    s = policy_from_yaml("version: 1\nunknown_fields: keep\n").scrubber
+    assert s.url("/p?a=j%40x.org", "path", []) == "/p?a=j%40x.org"
+
+
+@pytest.mark.parametrize("garbage", ["/%", "/%zz?%%=%", "/?=&&=", "/\udcff?x=\udcfe", "//", "?", "#", "/a?b#c#d"])
+def test_garbage_never_raises(s, garbage):
+    assert isinstance(s.url(garbage, "path", []), str)
