@@ -28,5 +28,5 @@ def report(e: PrivproxyError) -> int:
     for err in errors:
         print(str(err), file=sys.stderr)
     if isinstance(e, (ConfigError, ConfigErrors)):
-        print(f"privproxy: {len(errors)} error(s); nothing was started", file=sys.stderr)
+        print(f"privproxy: {len(errors)} error(s) in the configuration; nothing was changed", file=sys.stderr)
     return 1

@@ -47,8 +47,10 @@ def cmd(args) -> int:
         return fail(str(e))
     ca = Path(args.confdir).expanduser() / "mitmproxy-ca-cert.pem"
     print(f"privproxy demo: sample site at {args.upstream} (origin, loopback only)", file=sys.stderr)
+    host, port = run.parse_listen((args.listen or [run.DEFAULT_LISTEN])[0])
+    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
     print(f"privproxy demo: the TLS certificate comes from a local demo CA: {ca}\n"
-          f"  (curl --cacert {ca} https://localhost:8443/ , or accept the browser warning)", file=sys.stderr)
+          f"  (curl --cacert {ca} https://{shown}:{port}/ , or accept the browser warning)", file=sys.stderr)
     print("privproxy demo: try /products?gclid=..., /newsletter?email=..., /whoami; Ctrl-C stops", file=sys.stderr)
     try:
         return asyncio.run(run.serve(args, specs, extra_addons=(ExitAfter(args.exit_after),)))
