@@ -47,6 +47,8 @@ class FlowState:
     refused: bool = False  # a plain-HTTP request whose Host could not be redirected safely
     set_headers: dict[str, str] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
+    cookie: str | None = None  # the Cookie header the origin gets, when the rules changed it ("" = none)
+    consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
 
@@ -82,8 +84,42 @@ def begin(view: RequestView, policy: Policy) -> FlowState:
     except Exception as e:  # fail closed: headers below are safe whatever went wrong above
         state.failures.append(("classify", type(e).__name__))
         state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
+    scrub_cookies(state, view)
     state.filter_seconds += time.perf_counter() - t0
     return state
+
+
+def scrub_cookies(state: FlowState, view: RequestView) -> None:
+    """Tracking cookies reach the origin pseudonymized or not at all (C4); the site's own cookies pass."""
+    if state.consent:
+        return
+    try:
+        sent = view.get_all("cookie")
+        if not sent:
+            return
+        joined = "; ".join(sent)
+        after = state.policy.scrubber.cookie_header(joined, state.changes)
+        if after != joined:
+            state.cookie = after
+    except Exception as e:  # fail closed: no cookie rather than an unscrubbed one
+        state.failures.append(("cookie", type(e).__name__))
+        state.cookie = ""
+
+
+def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
+    """The Set-Cookie headers the visitor gets: tracking cookies are not set without consent (C4, C5)."""
+    if state.consent or not headers:
+        return headers
+    try:
+        kept = []
+        for h in headers:
+            after = state.policy.scrubber.set_cookie(h, state.changes)
+            if after is not None:
+                kept.append(after)
+        return kept
+    except Exception as e:  # fail closed: a page without cookies still renders
+        state.failures.append(("set_cookie", type(e).__name__))
+        return []
 
 
 def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: str,

@@ -108,6 +108,8 @@ class Scrubber:
     def named(self, scope: str, name: str, value: str, changes: list[Change] | None, depth: int = 0) -> str | None:
         """A named field: its rule if one matches, else the unknown-field policy (detectors by default)."""
         rule = self.rules.find(scope, name)
+        if rule is None and scope == "referrer":
+            rule = self.rules.find("query", name)  # a referrer's parameters are query parameters of another page
         if rule is not None:
             return self._by_rule(rule, scope, name, value, changes)
         if self.unknown == "keep":
@@ -160,6 +162,51 @@ class Scrubber:
                 self._record(changes, Change(scope, name, f"detector:{hit.detector}",
                                              self.detectors.action(hit.detector), value, after, self.report_only))
         return value if self.report_only else after
+
+    # --- cookies ------------------------------------------------------------------------------------------
+    def cookie_header(self, header: str, changes: list[Change] | None, unknown: bool = False) -> str:
+        """A request `Cookie` header with named cookies scrubbed by their rules.
+
+        Unnamed cookies pass unless `unknown` (beacons): a site's own session cookies must keep working, and
+        they are opaque random values that the detectors would only mistake for tokens.
+        """
+        out = []
+        for part in header.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            name, eq, value = part.partition("=")
+            name = name.strip()
+            if not eq:
+                # A bare token is not a name=value pair: nothing says what it is, so it does not pass.
+                self._record(changes, Change("cookie", "", "malformed", "drop", part, None, self.report_only))
+                if self.report_only:
+                    out.append(part)
+                continue
+            rule = self.rules.find("cookie", name)
+            if rule is not None:
+                after = self._by_rule(rule, "cookie", name, value, changes)
+            elif unknown:
+                after = self.named("cookie", name, value, changes)
+            else:
+                after = value
+            if after is not None:
+                out.append(part if after == value else f"{name}={after}")
+        return "; ".join(out)
+
+    def set_cookie(self, header: str, changes: list[Change] | None) -> str | None:
+        """A response `Set-Cookie`: None when a rule says this cookie is not set (tracking without consent).
+
+        A cookie's value cannot be made non-identifying while the browser still sends it back, so any rule
+        other than `keep` means the cookie is not set at all; report-only mode only counts it.
+        """
+        name = header.split(";", 1)[0].partition("=")[0].strip()
+        rule = self.rules.find("set_cookie", name)
+        if rule is None or rule.action == "keep":
+            return header
+        ro = self.report_only or rule.report_only
+        self._record(changes, Change("set_cookie", name, rule.id, "drop", header, None, ro))
+        return header if ro else None
 
     # --- URLs ---------------------------------------------------------------------------------------------
     def url(self, url: str, scope: str, changes: list[Change] | None, depth: int = 0) -> str:
@@ -223,7 +270,7 @@ class Scrubber:
             raw_name, eq, raw_value = part.partition("=")
             name = unquote_plus(raw_name, errors="replace")
             value = unquote_plus(raw_value, errors="replace")
-            after = self.named("query", name, value, changes, depth)
+            after = self.named("referrer" if scope == "referrer" else "query", name, value, changes, depth)
             if after is None:
                 continue
             if after == value:

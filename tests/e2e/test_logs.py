@@ -35,3 +35,25 @@ def test_shipped_rules_scrub_the_access_log(tmp_path, origin):
     assert paths[4].startswith("/orders/20240115?uid=pp_")  # a daily pseudonym keeps unique counts
     assert records[4]["user_agent"] == "Chrome 120 (Windows)"
     assert all(r["client"] == "127.9.8.0" and r["request_id"] and r["status"] == 200 for r in records)
+
+
+def test_tracking_cookies_pseudonymized_and_not_set_without_consent(tmp_path, origin):
+    # 002 use of cookies, 001 §8.2.2 (C4): analytics cookies never identify a visitor at the origin
+    p = start_proxy(tmp_path / "p", origin.url, config=REPO / "filters.yaml")
+    try:
+        r = request(p.port, "/tagged", tls=tls_context(p.ca),
+                    headers={"Cookie": "session=s3cret-session; _ga=GA1.1.918273645.1700000000; "
+                                       "_gcl_aw=GCL.1700000000.clickid-42; lang=ja"})
+        assert len(p.log_records(wait_for=1)) == 1
+        text = (p.log_dir / "access.jsonl").read_text()
+    finally:
+        p.stop()
+    assert [c.split("=", 1)[0] for c in r.all("set-cookie")] == ["session"]
+    seen = origin.last().headers["cookie"]
+    assert len(seen) == 1
+    cookies = dict(c.split("=", 1) for c in seen[0].split("; "))
+    assert cookies["session"] == "s3cret-session" and cookies["lang"] == "ja"
+    assert "_gcl_aw" not in cookies  # click ids are dropped
+    assert cookies["_ga"].startswith("pp_") and "918273645" not in seen[0]
+    for raw in ("918273645", "clickid-42", "5647382910", "s3cret-session"):
+        assert raw not in text

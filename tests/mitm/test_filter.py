@@ -5,6 +5,9 @@ from __future__ import annotations
 from privproxy import pipeline
 from privproxy.mitm.filter import PrivacyFilter
 from privproxy.mitm.https import EnforceHttps
+from mitmproxy import http
+from mitmproxy.test import tutils
+
 from tests.mitm.conftest import make_flow
 
 
@@ -102,3 +105,48 @@ def test_https_headers(chain):
     next(a for a in addons if isinstance(a, EnforceHttps)).responseheaders(f)
     assert f.response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
     assert f.response.headers.get_all("set-cookie") == ["sid=1; HttpOnly; Secure"]
+
+
+def test_tracking_cookies_pseudonymized_for_the_origin_site_cookies_untouched(chain):
+    # C4 (002, 001 §8.2.2): the origin gets no raw analytics id; the site's session cookie is not the proxy's business
+    tctx, addons, rt = chain
+    f = make_flow("/p", headers=[("Cookie", "sessionid=s3ss10n; _ga=GA1.1.111222333.1700000000; _gcl_aw=GCL.1.clk"),
+                                 ("Cookie", "_fbp=fb.1.1700000000.987654321; lang=ja")])
+    run_requestheaders(addons, f)
+    sent = f.request.headers.get_all("cookie")
+    assert len(sent) == 1
+    cookie = dict(p.split("=", 1) for p in sent[0].split("; "))
+    assert cookie["sessionid"] == "s3ss10n" and cookie["lang"] == "ja"
+    assert "111222333" not in sent[0] and "987654321" not in sent[0] and "clk" not in sent[0]
+    assert cookie["_ga"] != "GA1.1.111222333.1700000000" and cookie["_ga"]
+
+
+def test_tracking_set_cookie_is_not_set_without_consent(chain):
+    tctx, addons, rt = chain
+    f = make_flow("/p")
+    run_requestheaders(addons, f)
+    f.response = tutils.tresp(headers=http.Headers([
+        (b"set-cookie", b"_ga=GA1.1.5.6; Path=/; Max-Age=63072000"),
+        (b"set-cookie", b"sessionid=abc; HttpOnly"),
+        (b"set-cookie", b"_fbp=fb.1.2.3; Path=/"),
+    ]))
+    for a in addons:
+        if hasattr(a, "responseheaders"):
+            a.responseheaders(f)
+    got = f.response.headers.get_all("set-cookie")
+    assert [c.split("=", 1)[0] for c in got] == ["sessionid"]
+    assert "Secure" in got[0]
+
+
+def test_cookie_scrub_failure_drops_cookies(chain, monkeypatch):
+    tctx, addons, rt = chain
+    from privproxy import scrub
+
+    def boom(*a, **k):
+        raise ValueError("injected")
+
+    monkeypatch.setattr(scrub.Scrubber, "cookie_header", boom)
+    f = make_flow("/p", headers=[("Cookie", "_ga=GA1.1.111222333.1700000000")])
+    run_requestheaders(addons, f)
+    assert "cookie" not in f.request.headers
+    assert f.request.headers["x-forwarded-for"] == "127.9.8.0"

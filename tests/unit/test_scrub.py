@@ -129,3 +129,59 @@ def test_unknown_drop_and_keep(policy_from_yaml):
 @pytest.mark.parametrize("garbage", ["/%", "/%zz?%%=%", "/?=&&=", "/\udcff?x=\udcfe", "//", "?", "#", "/a?b#c#d"])
 def test_garbage_never_raises(s, garbage):
     assert isinstance(s.url(garbage, "path", []), str)
+
+
+COOKIE_RULES = """
+version: 1
+rules:
+  - {id: ga, action: hash, scopes: [cookie, set_cookie], names: [_ga, "_ga_*"]}
+  - {id: click, action: drop, scopes: [cookie, query], names: [_gcl_aw]}
+  - {id: trial, action: drop, scopes: [set_cookie], names: [_try], report_only: true}
+  - {id: ok, action: keep, scopes: [set_cookie], names: [prefs]}
+"""
+
+
+@pytest.fixture
+def cs(policy_from_yaml):
+    return policy_from_yaml(COOKIE_RULES).scrubber
+
+
+def test_cookie_header_scrubs_named_cookies_only(cs):
+    ch = []
+    out = cs.cookie_header("sid=abc.def; _ga=GA1.1.42.17; _GA_XYZ=GS1.1.9; _gcl_aw=GCL.1.x; mail=a@b.example", ch)
+    parts = dict(p.split("=", 1) for p in out.split("; "))
+    assert parts["sid"] == "abc.def" and parts["mail"] == "a@b.example"  # unnamed: the site's business
+    assert "_gcl_aw" not in parts and parts["_ga"] != "GA1.1.42.17" and parts["_GA_XYZ"] != "GS1.1.9"
+    assert {c.rule for c in ch} == {"ga", "click"}
+
+
+def test_cookie_header_with_detectors_for_beacons(cs):
+    out = cs.cookie_header("mail=a@b.example; n=3", [], unknown=True)
+    assert out == "mail=[email]; n=3"
+
+
+def test_bare_cookie_token_does_not_pass(cs):
+    ch = []
+    assert cs.cookie_header("justatoken; a=1", ch) == "a=1"
+    assert ch[0].rule == "malformed"
+
+
+def test_set_cookie_tracking_not_set_keep_and_report_only_pass(cs):
+    ch = []
+    assert cs.set_cookie("_ga=GA1.1.1.2; Path=/; Max-Age=63072000", ch) is None
+    assert cs.set_cookie("_try=1; Path=/", ch) == "_try=1; Path=/"
+    assert cs.set_cookie("prefs=dark", ch) == "prefs=dark"
+    assert cs.set_cookie("session=x; HttpOnly", ch) == "session=x; HttpOnly"
+    assert [(c.rule, c.report_only) for c in ch] == [("ga", False), ("trial", True)]
+
+
+def test_referrer_parameters_follow_query_rules_and_referrer_rules(policy_from_yaml):
+    s = policy_from_yaml("""
+version: 1
+rules:
+  - {id: click, action: drop, scopes: [query], names: [gclid]}
+  - {id: ref-only, action: drop, scopes: [referrer], names: [q]}
+""").scrubber
+    assert s.url("https://search.example/r?q=my+name&gclid=1&page=2", "referrer", []) == \
+        "https://search.example/r?page=2"
+    assert s.url("/search?q=watch&gclid=1", "path", []) == "/search?q=watch"

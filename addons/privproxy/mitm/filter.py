@@ -1,7 +1,7 @@
 """PrivacyFilter: resolve the client, classify, and rewrite what the origin receives (C2, C8, C15).
 
 mitmproxy fails open (an exception in a hook is logged and the flow goes out unchanged), so every hook here
-catches its own errors and fails closed: the address headers go, whatever else failed.
+catches its own errors and fails closed: the address headers and cookies go, whatever else failed.
 """
 
 from __future__ import annotations
@@ -44,11 +44,24 @@ class PrivacyFilter:
         except Exception as e:
             self.fail_closed(flow, "requestheaders", e)
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = flowview.state_of(flow)
+        if state is None or flow.response is None:
+            return
+        t0 = time.perf_counter()
+        sent = flow.response.headers.get_all("set-cookie")
+        if sent:
+            kept = pipeline.scrub_set_cookies(state, sent)
+            if kept != sent:
+                flow.response.headers.set_all("set-cookie", kept)
+        state.filter_seconds += time.perf_counter() - t0
+
     def fail_closed(self, flow: http.HTTPFlow, stage: str, e: Exception) -> None:
         try:
             flowview.strip_address_headers(flow)
+            flow.request.headers.pop("cookie", None)
         finally:
             self.rt.metrics.failures.labels(stage, type(e).__name__).inc()
-            logger.error("privproxy: %s failed (%s); the request was forwarded without address headers",
+            logger.error("privproxy: %s failed (%s); the request was forwarded without address headers or cookies",
                          stage, type(e).__name__)
             flow.metadata.setdefault("privproxy_started", time.time())

@@ -34,6 +34,11 @@ def apply(flow: http.HTTPFlow, state: FlowState) -> None:
     strip_address_headers(flow)
     for name, value in state.set_headers.items():
         flow.request.headers[name] = value
+    if state.cookie is not None:
+        if state.cookie:
+            flow.request.headers["cookie"] = state.cookie
+        elif "cookie" in flow.request.headers:
+            del flow.request.headers["cookie"]
     upstream = state.site.upstream
     if upstream is not None:
         host_header = flow.request.host_header
