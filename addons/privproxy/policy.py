@@ -8,17 +8,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privproxy import client_ip, detectors, https, pseudonyms, scrub, sites, truncate
+from privproxy import client_ip, detectors, https, pseudonyms, schema, scrub, sites, truncate
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
 from privproxy.pseudonyms import Pseudonymizer
 from privproxy.yamlsrc import Node, load_text, root
 
-SECTIONS = (
-    "version", "sites", "ip_truncation", "client_ip", "https", "pseudonymization", "report_only",
-    "unknown_fields", "rules", "detectors", "sensitive_paths",
-)
-CONTROL = re.compile(r"^C(?:[1-9]|1[0-5])$")
+SECTIONS = tuple(schema.FILTERS.props)
+CONTROL = re.compile(schema.CONTROL_PATTERN)
 _generation = itertools.count(1)
 
 
@@ -102,7 +99,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
 def _truncation(node: Node | None) -> truncate.Truncation:
     if node is None:
         return truncate.Truncation()
-    m = node.mapping({"ipv4_prefix", "ipv6_prefix"})
+    m = node.mapping(schema.keys("ip_truncation"))
     return truncate.Truncation(
         ipv4_prefix=m["ipv4_prefix"].integer(24, 0, 32) if "ipv4_prefix" in m else 24,
         ipv6_prefix=m["ipv6_prefix"].integer(48, 0, 128) if "ipv6_prefix" in m else 48,
@@ -112,7 +109,7 @@ def _truncation(node: Node | None) -> truncate.Truncation:
 def _client_ip(node: Node | None, t: truncate.Truncation) -> client_ip.Settings:
     if node is None:
         return client_ip.Settings(truncation=t)
-    m = node.mapping({"trusted_proxies", "headers"})
+    m = node.mapping(schema.keys("client_ip"))
     nets: list[client_ip.Network] = []
     for n in m["trusted_proxies"].seq() if "trusted_proxies" in m else []:
         got = n.parsed(client_ip.parse_networks_one, "CIDR", "write an address or network such as 10.0.0.0/8")
@@ -127,8 +124,8 @@ def _https(node: Node | None) -> https.Settings:
     d = https.Settings()
     if node is None:
         return d
-    m = node.mapping({"redirect", "redirect_status", "https_port", "exempt_paths", "hsts", "secure_cookies", "min_tls"})
-    hsts = m["hsts"].mapping({"max_age", "include_subdomains", "preload"}) if "hsts" in m else {}
+    m = node.mapping(schema.keys("https"))
+    hsts = m["hsts"].mapping(schema.keys("https.hsts")) if "hsts" in m else {}
     status = d.redirect_status
     if "redirect_status" in m:
         status = m["redirect_status"].integer(308)
@@ -160,7 +157,7 @@ def _https(node: Node | None) -> https.Settings:
 def _pseudonyms(node: Node | None) -> pseudonyms.Settings:
     if node is None:
         return pseudonyms.Settings()
-    m = node.mapping({"secret_env", "rotation"})
+    m = node.mapping(schema.keys("pseudonymization"))
     env = m["secret_env"].string("PRIVPROXY_SECRET") if "secret_env" in m else "PRIVPROXY_SECRET"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
         m["secret_env"].error(f"`{env}` is not an environment variable name", "e.g. PRIVPROXY_SECRET")
@@ -174,7 +171,7 @@ def _sites(node: Node | None) -> sites.Sites:
     out = []
     default = sites.Site("default", None)
     for name, n in node.items():
-        m = n.mapping({"hosts", "upstream"})
+        m = n.mapping(schema.keys("sites{}"))
         upstream = m["upstream"].parsed(sites.parse_upstream, "upstream URL", "e.g. http://10.0.0.5:8080") \
             if "upstream" in m else None
         hosts = tuple(h.lower() for h in m["hosts"].strings()) if "hosts" in m else ()
@@ -194,7 +191,7 @@ def _rules(node: Node | None) -> tuple[Rule, ...]:
         return ()
     rules, seen = [], set()
     for n in node.seq():
-        m = n.mapping({"id", "action", "scopes", "names", "controls", "report_only", "why"})
+        m = n.mapping(schema.keys("rules[]"))
         rid = m["id"].string() if "id" in m else ""
         if not rid:
             n.error("a rule needs an `id`", "add `id: a-short-name`; metrics and explain name rules by it")
@@ -225,7 +222,7 @@ def _rules(node: Node | None) -> tuple[Rule, ...]:
 def _detectors(node: Node | None) -> scrub.Detectors:
     if node is None:
         return scrub.Detectors()
-    m = node.mapping({"enabled", "actions"})
+    m = node.mapping(schema.keys("detectors"))
     enabled = tuple(detectors.FINDERS)
     if "enabled" in m:
         enabled = tuple(x.choice(tuple(detectors.FINDERS), "email") for x in m["enabled"].seq())
@@ -244,7 +241,7 @@ def _sensitive(node: Node | None) -> tuple[scrub.SensitivePath, ...]:
         return ()
     out = []
     for n in node.seq():
-        m = n.mapping({"id", "pattern", "replace", "controls"})
+        m = n.mapping(schema.keys("sensitive_paths[]"))
         pattern = m["pattern"].string() if "pattern" in m else ""
         if not pattern.startswith("/"):
             n.error("a sensitive path needs a `pattern` starting with /", "e.g. pattern: /health/**")

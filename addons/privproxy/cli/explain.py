@@ -1,0 +1,127 @@
+"""`privproxy explain [--config FILE] (URL | --har FILE | --flows FILE)`: each field before and after, and why."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+
+from privproxy import explain as core
+from privproxy.cli.common import fail, load_policy, report
+from privproxy.errors import PrivproxyError
+
+MAX_SHOWN = 120  # long values (tokens, base64) are cut in the table; --json prints them whole
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("explain", help="show what the rules do to a URL, a HAR file or a mitmproxy flow dump")
+    p.add_argument("url", nargs="?", help="a URL (absolute, or a path with query)")
+    p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml, else the built-in rules)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--har", metavar="FILE", help="a HAR file exported from browser devtools")
+    src.add_argument("--flows", metavar="FILE", help="a mitmproxy flow dump (mitmdump -w FILE)")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="a request header for URL, e.g. -H 'Cookie: _ga=GA1.1.1.2' (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object per request")
+    p.set_defaults(func=cmd)
+
+
+def cmd(args) -> int:
+    if sum(x is not None for x in (args.url, args.har, args.flows)) != 1:
+        return fail("explain needs exactly one of: URL, --har FILE, --flows FILE")
+    try:
+        policy = load_policy(args.config)
+    except PrivproxyError as e:
+        return report(e)
+    try:
+        samples = list(_samples(args))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        src = args.har or args.flows
+        return fail(f"{src}: cannot read it ({type(e).__name__}: {e}); "
+                    f"{'export the HAR again from the Network tab' if args.har else 'write it with mitmdump -w FILE'}")
+    if not samples:
+        return fail("no requests found")
+    for s in samples:
+        ex = core.explain(policy, s)
+        if args.json:
+            print(json.dumps(_as_json(policy, ex), ensure_ascii=False))
+        else:
+            _print(policy, ex)
+    return 0
+
+
+def _samples(args) -> Iterator[core.Sample]:
+    if args.url is not None:
+        headers = []
+        for h in args.header:
+            name, sep, value = h.partition(":")
+            if not sep:
+                raise ValueError(f"-H {h!r}: write 'Name: value'")
+            headers.append((name.strip(), value.strip()))
+        yield core.Sample("GET", args.url, tuple(headers))
+    elif args.har:
+        with open(args.har, encoding="utf-8") as f:
+            har = json.load(f)
+        for entry in har["log"]["entries"]:
+            req, resp = entry["request"], entry.get("response") or {}
+            headers = tuple((h["name"], h["value"]) for h in req.get("headers", []))
+            if not any(k.lower() == "cookie" for k, _ in headers) and req.get("cookies"):
+                headers += (("Cookie", "; ".join(f"{c['name']}={c['value']}" for c in req["cookies"])),)
+            set_cookies = tuple(h["value"] for h in resp.get("headers", []) if h["name"].lower() == "set-cookie")
+            yield core.Sample(req.get("method", "GET"), req["url"], headers, set_cookies)
+    else:
+        from mitmproxy import http, io  # only this input needs mitmproxy
+
+        with open(args.flows, "rb") as f:
+            for flow in io.FlowReader(f).stream():
+                if not isinstance(flow, http.HTTPFlow):
+                    continue
+                resp = flow.response
+                yield core.Sample(
+                    flow.request.method, flow.request.url, tuple(flow.request.headers.items(multi=True)),
+                    tuple(resp.headers.get_all("set-cookie")) if resp is not None else ())
+
+
+def _cut(v: str | None) -> str:
+    if v is None:
+        return "(removed)"
+    return v if len(v) <= MAX_SHOWN else v[:MAX_SHOWN] + f"... ({len(v)} chars)"
+
+
+def _print(policy, ex: core.Explanation) -> None:
+    out = sys.stdout
+    out.write(f"{ex.sample.method} {ex.sample.url}\n")
+    if not ex.changes:
+        out.write("  no rule changes anything here\n")
+    for c in ex.changes:
+        mode = " [report-only: not applied]" if c.report_only else ""
+        out.write(f"  {c.scope:<10} {c.field or '-'}\n")
+        out.write(f"      before: {_cut(c.before)}\n      after:  {_cut(c.after)}\n")
+        src = core.rule_source(policy, c.rule)
+        out.write(f"      rule:   {c.rule} ({c.action}){mode}{'  ' + src if src else ''}\n")
+    if ex.kept:
+        out.write("  unchanged: " + ", ".join(f"{scope} {name}" for scope, name in ex.kept) + "\n")
+    out.write(f"  access log path:     {ex.logged_path}\n")
+    if ex.logged_referrer:
+        out.write(f"  access log referrer: {ex.logged_referrer}\n")
+    if ex.logged_user_agent:
+        out.write(f"  access log agent:    {ex.logged_user_agent}\n")
+    if ex.origin_cookie is not None:
+        out.write(f"  origin Cookie:       {ex.origin_cookie or '(none)'}\n")
+    if ex.sample.set_cookies:
+        out.write(f"  Set-Cookie kept:     {len(ex.set_cookies_kept)} of {len(ex.sample.set_cookies)}\n")
+    out.write("\n")
+
+
+def _as_json(policy, ex: core.Explanation) -> dict:
+    return {
+        "method": ex.sample.method,
+        "url": ex.sample.url,
+        "changes": [{"scope": c.scope, "field": c.field, "before": c.before, "after": c.after, "rule": c.rule,
+                     "action": c.action, "report_only": c.report_only, "source": core.rule_source(policy, c.rule)}
+                    for c in ex.changes],
+        "unchanged": [{"scope": s, "field": n} for s, n in ex.kept],
+        "log": {"path": ex.logged_path, "referrer": ex.logged_referrer, "user_agent": ex.logged_user_agent},
+        "origin_cookie": ex.origin_cookie,
+        "set_cookie_kept": list(ex.set_cookies_kept),
+    }

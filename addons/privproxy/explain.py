@@ -1,0 +1,88 @@
+"""What the rules do to one request, field by field: the engine behind `privproxy explain` (C8, C9, C10).
+
+Plain data in (a URL, headers, response cookies), plain data out, so HAR files, mitmproxy flow dumps and a
+bare URL all go through the same code the proxy runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus, urlsplit
+
+from privproxy import generalize
+from privproxy.policy import Policy
+from privproxy.scrub import Change
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One request as seen on the wire (and the Set-Cookie headers of its response, when known)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    set_cookies: tuple[str, ...] = ()
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+@dataclass(slots=True)
+class Explanation:
+    sample: Sample
+    logged_path: str
+    logged_referrer: str
+    logged_user_agent: str
+    origin_cookie: str | None  # None: no Cookie header was sent
+    set_cookies_kept: tuple[str, ...]
+    changes: list[Change] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (scope, name) of fields that passed unchanged
+
+
+def explain(policy: Policy, sample: Sample) -> Explanation:
+    s = policy.scrubber
+    changes: list[Change] = []
+    parts = urlsplit(sample.url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    logged_path = s.url(target, "path", changes)
+    referrers = sample.header("referer")
+    logged_ref = s.url(referrers[0], "referrer", changes) if referrers else ""
+    uas = sample.header("user-agent")
+    logged_ua = generalize.user_agent(uas[0]) if uas else ""
+    if uas and logged_ua != uas[0]:
+        changes.append(Change("header", "User-Agent", "log:minimum-data", "generalize", uas[0], logged_ua))
+    cookies = sample.header("cookie")
+    origin_cookie = s.cookie_header("; ".join(cookies), changes) if cookies else None
+    kept_sc = []
+    for sc in sample.set_cookies:
+        after = s.set_cookie(sc, changes)
+        if after is not None:
+            kept_sc.append(after)
+    out = Explanation(sample, logged_path, logged_ref, logged_ua, origin_cookie, tuple(kept_sc), changes)
+    touched = {(c.scope, c.field.lower()) for c in changes}
+    logged_query = set(logged_path.partition("?")[2].split("&"))
+    for part in parts.query.split("&") if parts.query else ():
+        name = unquote_plus(part.partition("=")[0])
+        # byte for byte in the log (nested values included) and no report-only rule that would act on it
+        if part and part in logged_query and ("query", name.lower()) not in touched:
+            out.kept.append(("query", name))
+    for c in "; ".join(cookies).split(";") if cookies else ():
+        name = c.strip().partition("=")[0]
+        if name and ("cookie", name.lower()) not in touched:
+            out.kept.append(("cookie", name))
+    return out
+
+
+def rule_source(policy: Policy, rule_id: str) -> str:
+    """`file:line` and the rule's reason, for a change's rule id."""
+    for r in policy.rules.rules:
+        if r.id == rule_id:
+            where = f"{policy.path}:{r.line}" if r.line else policy.path
+            return f"{where}" + (f"  ({r.why})" if r.why else "")
+    if rule_id.startswith("detector:"):
+        return "detectors (unknown_fields: detect)"
+    if rule_id.startswith("sensitive_path:"):
+        return "sensitive_paths"
+    return ""

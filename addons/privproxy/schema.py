@@ -1,0 +1,182 @@
+"""The shape of filters.yaml, declared once: the parser takes its key sets from here, and the JSON Schema that
+editors use (`filters.schema.json`, `privproxy schema`) is generated from the same declaration.
+
+The parser (policy.py) still owns semantic checks (CIDRs, URLs, cross-references); this module owns names,
+types, enumerations, defaults and the descriptions an editor shows on hover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from privproxy import client_ip, detectors, fields, https, pseudonyms, scrub
+
+SCHEMA_ID = "https://privproxy.invalid/filters.schema.json"
+
+
+@dataclass(frozen=True)
+class T:
+    """One node of the declaration. `kind`: object, map, array, string, integer, boolean, pattern_list."""
+
+    kind: str
+    doc: str = ""
+    props: dict[str, T] = field(default_factory=dict)  # object
+    required: tuple[str, ...] = ()
+    values: T | None = None  # map values / array items
+    enum: tuple[Any, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+    pattern: str | None = None
+
+
+def obj(doc: str, props: dict[str, T], required: tuple[str, ...] = ()) -> T:
+    return T("object", doc, props=props, required=required)
+
+
+def arr(doc: str, items: T, default: Any = None) -> T:
+    return T("array", doc, values=items, default=default)
+
+
+def string(doc: str, enum: tuple[Any, ...] = (), default: Any = None, pattern: str | None = None) -> T:
+    return T("string", doc, enum=enum, default=default, pattern=pattern)
+
+
+def integer(doc: str, minimum: int | None = None, maximum: int | None = None, default: Any = None,
+            enum: tuple[Any, ...] = ()) -> T:
+    return T("integer", doc, minimum=minimum, maximum=maximum, default=default, enum=enum)
+
+
+def boolean(doc: str, default: bool) -> T:
+    return T("boolean", doc, default=default)
+
+
+CONTROL_PATTERN = r"^C(?:[1-9]|1[0-5])$"
+CONTROLS = arr("Controls (C1-C15 in the policies' CONTROLS.md) this entry enforces; reports cite them.",
+               string("A control id.", pattern=CONTROL_PATTERN))
+
+SITE = obj("A website behind the proxy.", {
+    "hosts": arr("Host names (the visitor's Host header) that belong to this site.", string("A host name.")),
+    "upstream": string("The origin server, e.g. http://10.0.0.5:8080."),
+})
+
+RULE = obj("A field rule: what happens to fields with these names in these scopes.", {
+    "id": string("Short name; metrics, logs of decisions and `privproxy explain` cite it."),
+    "action": string("What happens to a matching value.", enum=fields.ACTIONS),
+    "scopes": arr("Where the names are looked up.", string("A scope.", enum=fields.SCOPES)),
+    "names": arr("Field names, case-insensitive; `*` and `?` are wildcards.", string("A name or glob.")),
+    "controls": CONTROLS,
+    "why": string("The policy clause this rule implements (shown by explain and the disclosure report)."),
+    "report_only": boolean("Count what the rule would change, change nothing.", False),
+}, required=("id", "action", "scopes", "names"))
+
+SENSITIVE = obj("A page whose visit alone reveals sensitive information (C10).", {
+    "id": string("Short name for metrics and explain."),
+    "pattern": string("Path pattern: `*` one segment, `**` any rest.", pattern="^/"),
+    "replace": string("What the path becomes in logs and beacons (default: the pattern with ** as *)."),
+    "controls": CONTROLS,
+}, required=("pattern",))
+
+DETECTOR = string("A detector.", enum=tuple(detectors.FINDERS))
+
+FILTERS = obj("privproxy filters.yaml", {
+    "version": integer("Format version.", enum=(1,)),
+    "sites": T("map", "Sites by name: Host names and their origin. `default` may set the upstream of "
+                      "`--upstream`.", values=SITE),
+    "ip_truncation": obj("How client addresses are truncated everywhere (C2, C8).", {
+        "ipv4_prefix": integer("Bits of an IPv4 address kept.", 0, 32, 24),
+        "ipv6_prefix": integer("Bits of an IPv6 address kept.", 0, 128, 48),
+    }),
+    "client_ip": obj("Which peers are believed about the client address (C15).", {
+        "trusted_proxies": arr("Addresses or CIDRs of your load balancers.", string("An address or CIDR.")),
+        "headers": arr("Forwarding headers read from trusted proxies.",
+                       string("A header.", enum=client_ip.HEADER_CHOICES), default=list(client_ip.HEADER_CHOICES)),
+    }),
+    "https": obj("HTTPS enforcement (C1).", {
+        "redirect": boolean("Redirect plain HTTP to HTTPS.", True),
+        "redirect_status": integer("Redirect status; 308 keeps method and body.", default=308,
+                                   enum=https.REDIRECT_CODES),
+        "https_port": integer("Port in redirect targets when HTTPS is not on 443.", 1, 65535),
+        "exempt_paths": arr("Path prefixes served over plain HTTP (ACME challenges, health checks).",
+                            string("A path prefix.", pattern="^/"), default=list(https.Settings().exempt_paths)),
+        "hsts": obj("Strict-Transport-Security on every HTTPS response.", {
+            "max_age": integer("Seconds.", 0, default=63072000),
+            "include_subdomains": boolean("includeSubDomains.", True),
+            "preload": boolean("preload (only once every subdomain serves HTTPS).", False),
+        }),
+        "secure_cookies": boolean("Add `Secure` to every Set-Cookie on HTTPS.", True),
+        "min_tls": string("Lowest TLS version accepted from clients.", enum=https.TLS_VERSIONS, default="TLS1_2"),
+    }),
+    "pseudonymization": obj("Keyed pseudonyms for the `hash` action (C2, C11).", {
+        "secret_env": string("Environment variable holding the secret (never the YAML itself).",
+                             default="PRIVPROXY_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "rotation": string("Key period; past keys are forgotten.", enum=tuple(pseudonyms.ROTATIONS), default="daily"),
+    }),
+    "report_only": boolean("Count what all rules would change, change nothing.", False),
+    "unknown_fields": string("Fields no rule names: scan with the detectors, drop, or keep.",
+                             enum=scrub.UNKNOWN_CHOICES, default="detect"),
+    "rules": arr("Field rules, first match wins.", RULE),
+    "detectors": obj("Personal data found in any value whatever its name (C8).", {
+        "enabled": arr("Detectors in use.", DETECTOR, default=list(detectors.FINDERS)),
+        "actions": T("map", "Action per detector.", values=string("Action.", enum=scrub.DETECTOR_ACTIONS)),
+    }),
+    "sensitive_paths": arr("Pages generalized in every logged or beaconed URL (C10).", SENSITIVE),
+}, required=("version",))
+
+
+def node(path: str) -> T:
+    """The declaration at a dotted path: `https.hsts`, `rules[]`, `sites{}`."""
+    t = FILTERS
+    for part in path.split(".") if path else ():
+        name = part.rstrip("[]{}")
+        if name:
+            t = t.props[name]
+        if part.endswith(("[]", "{}")):
+            assert t.values is not None
+            t = t.values
+    return t
+
+
+def keys(path: str = "") -> set[str]:
+    """The keys an object at `path` allows; the parser rejects every other key with a did-you-mean."""
+    return set(node(path).props)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) for filters.yaml."""
+    out = _json(FILTERS)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, "title": FILTERS.doc, **out}
+
+
+def _json(t: T) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if t.doc:
+        d["description"] = t.doc
+    if t.kind == "object":
+        d["type"] = "object"
+        d["properties"] = {k: _json(v) for k, v in t.props.items()}
+        d["additionalProperties"] = False
+        if t.required:
+            d["required"] = list(t.required)
+    elif t.kind == "map":
+        d["type"] = "object"
+        assert t.values is not None
+        d["additionalProperties"] = _json(t.values)
+    elif t.kind == "array":
+        d["type"] = "array"
+        assert t.values is not None
+        d["items"] = _json(t.values)
+    else:
+        d["type"] = t.kind
+    if t.enum:
+        d["enum"] = list(t.enum)
+    if t.minimum is not None:
+        d["minimum"] = t.minimum
+    if t.maximum is not None:
+        d["maximum"] = t.maximum
+    if t.pattern:
+        d["pattern"] = t.pattern
+    if t.default is not None:
+        d["default"] = t.default
+    return d

@@ -1,0 +1,47 @@
+"""`explain` shows each field before and after, and the rule that acted (issue 3, item 6)."""
+
+from __future__ import annotations
+
+from privproxy.explain import Sample, explain, rule_source
+
+RULES = """
+version: 1
+rules:
+  - {id: click, action: drop, scopes: [query, cookie], names: [gclid, _gcl_aw], why: "no click ids"}
+  - {id: trial, action: redact, scopes: [query], names: [ref], report_only: true}
+  - {id: ga, action: hash, scopes: [cookie, set_cookie], names: [_ga]}
+sensitive_paths:
+  - {id: health, pattern: /health/**}
+"""
+
+
+def test_url_fields_rules_and_log_outcome(policy_from_yaml):
+    p = policy_from_yaml(RULES)
+    ex = explain(p, Sample("GET", "https://shop.example/p?q=watch&gclid=abc&ref=x&to=jane%40example.com"))
+    by_field = {c.field: c for c in ex.changes}
+    assert by_field["gclid"].rule == "click" and by_field["gclid"].after is None
+    assert by_field["ref"].report_only and by_field["ref"].after == "[redacted]"
+    assert by_field["to"].rule == "detector:email"
+    assert ex.kept == [("query", "q")]
+    assert ex.logged_path == "/p?q=watch&ref=x&to=[email]"
+    assert rule_source(p, "click").startswith("test.yaml:4") and "no click ids" in rule_source(p, "click")
+
+
+def test_nested_url_parameter_is_not_reported_unchanged(policy_from_yaml):
+    p = policy_from_yaml(RULES)
+    ex = explain(p, Sample("GET", "/go?dl=https%3A%2F%2Fx.example%2F%3Fgclid%3D1%26a%3D2&page=3"))
+    assert ("query", "dl") not in ex.kept and ("query", "page") in ex.kept
+    assert "gclid" not in ex.logged_path
+
+
+def test_headers_cookies_and_set_cookies(policy_from_yaml):
+    p = policy_from_yaml(RULES)
+    ex = explain(p, Sample("GET", "https://shop.example/health/clinic?x=1", headers=(
+        ("Cookie", "_ga=GA1.1.5.6; _gcl_aw=GCL.1.c; sid=9"), ("Referer", "https://a.example/health/b"),
+        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")),
+        set_cookies=("_ga=GA1.1.7.8; Path=/", "sid=1")))
+    assert ex.logged_path == "/health/*" and ex.logged_referrer == "https://a.example/health/*"
+    assert ex.logged_user_agent == "Firefox 121 (Linux)"
+    assert ex.origin_cookie.startswith("_ga=pp_") and "_gcl_aw" not in ex.origin_cookie
+    assert ex.origin_cookie.endswith("sid=9") and ("cookie", "sid") in ex.kept
+    assert ex.set_cookies_kept == ("sid=1",)

@@ -1,0 +1,98 @@
+"""filters.yaml's JSON Schema is generated from the parser's own declaration and agrees with it (issue 3)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+
+from privproxy import policy, schema
+from privproxy.cli.schema import SHIPPED, render
+from privproxy.errors import ConfigErrors
+from tests.helpers import REPO
+
+
+def as_data(text: str):
+    return json.loads(json.dumps(YAML(typ="safe").load(text)))
+
+
+def test_shipped_schema_file_is_the_generated_one():
+    # Regenerate with: privproxy schema --write addons/privproxy/filters.schema.json
+    assert SHIPPED.read_text(encoding="utf-8") == render()
+
+
+def test_shipped_filters_yaml_is_valid_for_editors_and_parser():
+    text = (REPO / "filters.yaml").read_text()
+    jsonschema.Draft202012Validator(schema.json_schema()).validate(as_data(text))
+    policy.from_text(text, "filters.yaml", secret=b"s")
+    assert text.startswith("# yaml-language-server: $schema=addons/privproxy/filters.schema.json")
+
+
+@pytest.mark.parametrize("text", [
+    "version: 1\nhttps:\n  redirect_staus: 301\n",
+    "version: 1\nrules:\n  - {id: a, action: delete, scopes: [query], names: [x]}\n",
+    "version: 1\nrules:\n  - {id: a, action: drop, scopes: [querry], names: [x]}\n",
+    "version: 1\nip_truncation: {ipv4_prefix: 33}\n",
+    "version: 1\ndetectors: {enabled: [emial]}\n",
+    "version: 1\npseudonymization: {rotation: monthly}\n",
+    "version: 1\nrules:\n  - {id: a, action: drop, scopes: [query], names: [x], controls: [C16]}\n",
+    "version: 2\n",
+    "verison: 1\n",
+])
+def test_editor_and_parser_reject_the_same_mistakes(text):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema.json_schema()).validate(as_data(text))
+    with pytest.raises(ConfigErrors):
+        policy.from_text(text, "t.yaml", secret=b"s")
+
+
+def test_every_declared_key_is_accepted_by_the_parser():
+    # A file that uses every key of the declaration at least once.
+    text = """
+version: 1
+sites:
+  shop: {hosts: [shop.example], upstream: "http://127.0.0.1:9"}
+ip_truncation: {ipv4_prefix: 16, ipv6_prefix: 32}
+client_ip: {trusted_proxies: [10.0.0.0/8], headers: [forwarded]}
+https:
+  redirect: true
+  redirect_status: 301
+  https_port: 8443
+  exempt_paths: [/healthz]
+  hsts: {max_age: 60, include_subdomains: false, preload: false}
+  secure_cookies: true
+  min_tls: TLS1_3
+pseudonymization: {secret_env: MY_SECRET, rotation: hourly}
+report_only: false
+unknown_fields: keep
+rules:
+  - {id: a, action: hash, scopes: [query], names: [x], controls: [C2], why: w, report_only: true}
+detectors: {enabled: [email], actions: {email: hash}}
+sensitive_paths:
+  - {id: h, pattern: /h/**, replace: /h/*, controls: [C10]}
+"""
+    data = as_data(text)
+    used = set(data)
+    assert used == schema.keys(), "the sample must cover every section"
+    for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors"):
+        assert set(data[section]) == schema.keys(section), section
+    assert set(data["rules"][0]) == schema.keys("rules[]")
+    assert set(data["sensitive_paths"][0]) == schema.keys("sensitive_paths[]")
+    assert set(data["https"]["hsts"]) == schema.keys("https.hsts")
+    jsonschema.Draft202012Validator(schema.json_schema()).validate(data)
+    p = policy.from_text(text, "t.yaml", secret=b"s")
+    assert p.https.min_tls == "TLS1_3" and p.truncation.ipv4_prefix == 16
+
+
+def test_schema_defaults_are_the_parser_defaults():
+    p = policy.from_text("version: 1\n", "t.yaml", secret=b"s")
+    assert schema.node("ip_truncation.ipv4_prefix").default == p.truncation.ipv4_prefix
+    assert schema.node("ip_truncation.ipv6_prefix").default == p.truncation.ipv6_prefix
+    assert schema.node("https.redirect_status").default == p.https.redirect_status
+    assert schema.node("https.hsts.max_age").default == p.https.hsts_max_age
+    assert schema.node("https.min_tls").default == p.https.min_tls
+    assert schema.node("pseudonymization.rotation").default == p.pseudonyms.rotation
+    assert schema.node("unknown_fields").default == p.scrubber.unknown
+    assert tuple(schema.node("detectors.enabled").default) == p.scrubber.detectors.enabled
