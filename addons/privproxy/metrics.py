@@ -9,6 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from privproxy import __version__
 
 OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "error")
+# Where a filter can fail; each failure is handled fail-closed and counted under its stage.
+FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
+                  "https_headers", "access_log", "log_path", "log_referrer")
+LOG_STREAMS = ("access",)
 # *_created series double the exposition and carry no information a dashboard uses.
 disable_created_metrics()
 
@@ -32,7 +36,7 @@ class Metrics:
                                 ["scope", "action", "rule", "mode"], registry=r)
         self.failures = Counter("privproxy_scrub_failures",
                                 "Errors inside privproxy's filters; the request was handled fail-closed.",
-                                ["stage", "reason"], registry=r)
+                                ["stage"], registry=r)
         self.log_records = Counter("privproxy_log_records", "Access-log records written.", ["stream"], registry=r)
         self.log_errors = Counter("privproxy_log_write_errors", "Access-log write failures.",
                                   ["stream", "reason"], registry=r)
@@ -48,8 +52,10 @@ class Metrics:
                                          buckets=FILTER_BUCKETS, registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
 
-    def preinit(self, sites: tuple[str, ...]) -> None:
+    def preinit(self, sites: tuple[str, ...], rules=()) -> None:
         """Zero series for every known label value, so rate() and alerts work before the first event."""
+        from privproxy.access_log.sink import ERROR_REASONS
+
         for site in sites:
             self.redirects.labels(site)
             for scheme in ("http", "https"):
@@ -61,5 +67,12 @@ class Metrics:
             self.forwarding_ignored.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
-        for stream in ("access",):
+        for stage in FAILURE_STAGES:
+            self.failures.labels(stage)
+        for stream in LOG_STREAMS:
             self.log_records.labels(stream)
+            for reason in ERROR_REASONS:
+                self.log_errors.labels(stream, reason)
+        for rule in rules:
+            for scope in rule.scopes:
+                self.scrubbed.labels(scope, rule.action, rule.id, "report_only" if rule.report_only else "enforce")

@@ -19,6 +19,10 @@ FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
 
 
+_REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "file_too_large",
+            errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}
+ERROR_REASONS = ("disk_full", "file_too_large", "permission", "read_only", "io_error")  # metric label values
+
 class Sink:
     def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -74,9 +78,7 @@ class Sink:
         return self._fd
 
     def _fail(self, e: OSError) -> None:
-        reason = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "file_too_large",
-                  errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}.get(
-                      e.errno or 0, "io_error")
+        reason = _REASONS.get(e.errno or 0, "io_error")
         self.errors += 1
         self.on_error(self.stream, reason)
         if reason not in self._reported:  # once per kind: a full disk must not flood the terminal

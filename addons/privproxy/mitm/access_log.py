@@ -88,7 +88,7 @@ class AccessLog:
         state = flowview.state_of(flow)
         view = flow.metadata.get("privproxy_view")
         if state is None or view is None:
-            self.rt.metrics.failures.labels("access_log", "no_state").inc()
+            self.rt.metrics.failures.labels("access_log").inc()
             return
         try:
             ended = flow.response.timestamp_end if flow.response and flow.response.timestamp_end else time.time()
@@ -102,7 +102,7 @@ class AccessLog:
                 self.rt.access.write(formats.json_line(record))
                 self.rt.metrics.log_records.labels("access").inc()
         except Exception as e:
-            self.rt.metrics.failures.labels("access_log", type(e).__name__).inc()
+            self.rt.metrics.failures.labels("access_log").inc()
             logger.error("privproxy: access log record failed (%s)", type(e).__name__)
 
     def done(self) -> None:

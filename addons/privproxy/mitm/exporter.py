@@ -81,8 +81,8 @@ class MetricsExporter:
                 m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
             for c in state.changes:
                 m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce").inc()
-            for stage, reason in state.failures:
-                m.failures.labels(stage, reason).inc()
+            for stage, _reason in state.failures:
+                m.failures.labels(stage).inc()
             m.filter_duration.observe(state.filter_seconds)
         except Exception as e:
             logger.error("privproxy: metrics observation failed (%s)", type(e).__name__)

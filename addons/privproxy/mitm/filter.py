@@ -61,7 +61,7 @@ class PrivacyFilter:
             flowview.strip_address_headers(flow)
             flow.request.headers.pop("cookie", None)
         finally:
-            self.rt.metrics.failures.labels(stage, type(e).__name__).inc()
+            self.rt.metrics.failures.labels(stage).inc()
             logger.error("privproxy: %s failed (%s); the request was forwarded without address headers or cookies",
                          stage, type(e).__name__)
             flow.metadata.setdefault("privproxy_started", time.time())

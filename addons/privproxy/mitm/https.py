@@ -33,7 +33,7 @@ class EnforceHttps:
                                                    {"Content-Type": "text/plain"})
                 flow.request.stream = False
         except Exception as e:
-            self.rt.metrics.failures.labels("https_redirect", type(e).__name__).inc()
+            self.rt.metrics.failures.labels("https_redirect").inc()
             flow.response = http.Response.make(400, b"Bad Request\n", {"Content-Type": "text/plain"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -44,7 +44,7 @@ class EnforceHttps:
             if state.https:
                 self.secure(flow.response, state.policy.https)
         except Exception as e:
-            self.rt.metrics.failures.labels("https_headers", type(e).__name__).inc()
+            self.rt.metrics.failures.labels("https_headers").inc()
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Responses privproxy or mitmproxy made itself (errors) have no responseheaders event.

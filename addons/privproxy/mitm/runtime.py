@@ -25,7 +25,7 @@ class Runtime:
                                      trusted_proxies=policy.client_ip.trusted_proxies + self.extra_trusted)
             policy = dataclasses.replace(policy, client_ip=ci)
         self.policy = policy
-        self.metrics.preinit(policy.sites.names)
+        self.metrics.preinit(policy.sites.names, policy.rules.rules)
         self.metrics.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
         self.metrics.reload_success.set(time.time())
         return policy

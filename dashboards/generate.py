@@ -1,0 +1,147 @@
+"""Writes dashboards/dashboards/privproxy.json. Run `python dashboards/generate.py` after editing panels here;
+a test fails when the committed JSON and this file disagree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).parent / "dashboards" / "privproxy.json"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+SEL = 'instance=~"$instance"'
+R = "$__rate_interval"
+
+
+def target(expr: str, legend: str = "", ref: str = "A") -> dict:
+    return {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto", "refId": ref, "range": True}
+
+
+def quantiles(histogram: str) -> list[dict]:
+    return [target(f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{SEL}}}[{R}])))", name, ref)
+            for q, name, ref in ((0.5, "p50", "A"), (0.99, "p99", "B"))]
+
+
+class Layout:
+    def __init__(self) -> None:
+        self.panels: list[dict] = []
+        self.y = 0
+        self.x = 0
+        self.next_id = 1
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.y += 8
+            self.x = 0
+        self.panels.append({"type": "row", "title": title, "id": self._id(), "collapsed": False,
+                            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []})
+        self.y += 1
+
+    def add(self, kind: str, title: str, desc: str, targets: list[dict], w: int = 12, unit: str = "short",
+            **extra) -> None:
+        if self.x + w > 24:
+            self.y += 8
+            self.x = 0
+        panel = {
+            "type": kind, "title": title, "description": desc, "id": self._id(), "datasource": DS,
+            "gridPos": {"h": 8, "w": w, "x": self.x, "y": self.y}, "targets": targets,
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                        "tooltip": {"mode": "multi", "sort": "desc"}} if kind == "timeseries" else
+                       {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "colorMode": "value", "graphMode": "area", "textMode": "auto"},
+        }
+        panel.update(extra)
+        self.panels.append(panel)
+        self.x += w
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+
+def build() -> dict:
+    L = Layout()
+    L.row("Traffic and HTTPS (C1)")
+    L.add("timeseries", "Requests by site and scheme", "Requests answered per second.", [
+        target(f"sum by (site, scheme) (rate(privproxy_requests_total{{{SEL}}}[{R}]))", "{{site}} {{scheme}}")],
+        unit="reqps")
+    L.add("stat", "HTTPS share", "Share of answered requests that arrived over HTTPS (or via a trusted TLS "
+          "load balancer). Plain HTTP is only redirects and exempt paths.", [
+        target(f"sum(rate(privproxy_requests_total{{{SEL},scheme=\"https\"}}[{R}])) / "
+               f"sum(rate(privproxy_requests_total{{{SEL}}}[{R}]))")], w=6, unit="percentunit")
+    L.add("stat", "HTTPS redirects", "Plain-HTTP requests redirected to HTTPS in the selected range.", [
+        target(f"sum(increase(privproxy_https_redirects_total{{{SEL}}}[$__range]))")], w=6)
+    L.add("timeseries", "Outcomes", "Forwarded, redirected, refused (bad Host), upstream errors.", [
+        target(f"sum by (outcome) (rate(privproxy_requests_total{{{SEL}}}[{R}]))", "{{outcome}}")], unit="reqps")
+    L.add("timeseries", "Client addresses truncated", "Every client address is truncated (/24, /48) before "
+          "anything sees it (C2, C8).", [
+        target(f"sum by (family) (rate(privproxy_ip_truncations_total{{{SEL}}}[{R}]))", "{{family}}")],
+        unit="ops")
+    L.row("Identifiers (C2, C4, C8, C10)")
+    L.add("timeseries", "Identifiers scrubbed by rule", "Field values changed by each rule, detector or "
+          "sensitive path.", [
+        target(f"sum by (rule, action) (rate(privproxy_fields_scrubbed_total{{{SEL},mode=\"enforce\"}}[{R}]))",
+               "{{rule}} ({{action}})")], unit="ops")
+    L.add("timeseries", "Identifiers scrubbed by scope", "Where identifiers were found: query, cookie, "
+          "set_cookie, referrer, path.", [
+        target(f"sum by (scope) (rate(privproxy_fields_scrubbed_total{{{SEL},mode=\"enforce\"}}[{R}]))",
+               "{{scope}}")], unit="ops")
+    L.add("table", "Report-only rules: what they would change", "Rules in report_only mode, counted but not "
+          "applied: evidence for tuning before enforcing.", [
+        target(f"sum by (rule, scope, action) (increase(privproxy_fields_scrubbed_total{{{SEL},"
+               f"mode=\"report_only\"}}[$__range]))", "{{rule}}")], format="table")
+    L.add("timeseries", "Forwarding headers ignored", "X-Forwarded-For/Forwarded from untrusted peers "
+          "(spoofing attempts or a missing --trusted-proxy) and malformed ones.", [
+        target(f"sum by (reason) (rate(privproxy_forwarding_headers_ignored_total{{{SEL}}}[{R}]))",
+               "{{reason}}")], unit="ops")
+    L.row("Health")
+    L.add("timeseries", "Filtering latency p50 / p99", "CPU time privproxy's own filters spend per request.",
+          quantiles("privproxy_filter_duration_seconds"), unit="s")
+    L.add("timeseries", "Request duration p50 / p99", "From request start to the end of the response, "
+          "origin time included.", quantiles("privproxy_request_duration_seconds"), unit="s")
+    L.add("timeseries", "Filter failures (handled fail-closed)", "Errors inside privproxy's filters by stage; "
+          "each request was still served, without the data the failed filter guards.", [
+        target(f"sum by (stage) (rate(privproxy_scrub_failures_total{{{SEL}}}[{R}]))", "{{stage}}")], unit="ops")
+    L.add("timeseries", "Access log records and write errors", "Records written, and failed writes by reason "
+          "(full disk, permissions).", [
+        target(f"sum by (stream) (rate(privproxy_log_records_total{{{SEL}}}[{R}]))", "{{stream}} records"),
+        target(f"sum by (stream, reason) (rate(privproxy_log_write_errors_total{{{SEL}}}[{R}]))",
+               "{{stream}} errors: {{reason}}", "B")], unit="ops")
+    L.add("timeseries", "Config reloads", "filters.yaml reloads by result; a failure keeps the previous rules.", [
+        target(f"sum by (result) (increase(privproxy_config_reloads_total{{{SEL}}}[{R}]))", "{{result}}")])
+    L.add("stat", "Config age", "Time since the active filters.yaml was loaded, per instance.", [
+        target(f"time() - max by (instance) (privproxy_config_last_reload_success_timestamp_seconds{{{SEL}}})",
+               "{{instance}}")], w=6, unit="s")
+    L.add("table", "Active config per instance", "The sha256 of each instance's filters.yaml: instances that "
+          "disagree have not reloaded the same file.", [
+        target(f"max by (instance, sha256) (privproxy_config_info{{{SEL}}})", "{{sha256}}")], w=6,
+        format="table")
+    return {
+        "title": "privproxy", "uid": "privproxy-overview", "tags": ["privproxy", "privacy"],
+        "description": "What privproxy did to traffic: HTTPS, truncation, identifiers scrubbed, health. "
+                       "Never who: no label carries user data.",
+        "editable": True, "graphTooltip": 1, "schemaVersion": 39, "version": 1, "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"}, "timezone": "utc",
+        "templating": {"list": [
+            {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
+             "current": {}, "hide": 0, "refresh": 1, "regex": ""},
+            {"name": "instance", "label": "Instance", "type": "query", "datasource": DS,
+             "query": {"query": "label_values(privproxy_build_info, instance)", "refId": "instance"},
+             "definition": "label_values(privproxy_build_info, instance)", "refresh": 2, "includeAll": True,
+             "multi": True, "allValue": ".*", "current": {"text": "All", "value": "$__all"}},
+        ]},
+        "annotations": {"list": [
+            {"name": "Config reloads", "enable": True, "datasource": DS, "iconColor": "blue",
+             "expr": f"changes(privproxy_config_last_reload_success_timestamp_seconds{{{SEL}}}[2m]) > 0",
+             "titleFormat": "filters.yaml reloaded"}]},
+        "panels": L.panels,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render())
+    print(f"wrote {OUT}")
