@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privproxy import client_ip, detectors, https, pseudonyms, schema, scrub, sites, truncate
+from privproxy.access_log.rotation import Rotation
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
 from privproxy.pseudonyms import Pseudonymizer
@@ -17,6 +18,12 @@ from privproxy.yamlsrc import Node, load_text, root
 SECTIONS = tuple(schema.FILTERS.props)
 CONTROL = re.compile(schema.CONTROL_PATTERN)
 _generation = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "json"
+    rotation: Rotation = Rotation()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,7 @@ class Policy:
     truncation: truncate.Truncation
     pseudonyms: pseudonyms.Settings
     scrubber: scrub.Scrubber
+    logging: LogSettings = field(default_factory=lambda: LogSettings())
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -88,6 +96,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
         truncation=truncation,
         pseudonyms=psettings,
         scrubber=scrubber,
+        logging=_logging(s.get("logging")),
         warnings=(f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change at every "
                   "restart and differ between instances; set it to a long random secret",)
         if scrubber.pseudonymizer.ephemeral else (),
@@ -217,6 +226,21 @@ def _rules(node: Node | None) -> tuple[Rule, ...]:
             why=m["why"].string() if "why" in m else "", line=n.line,
         ))
     return tuple(rules)
+
+
+def _logging(node: Node | None) -> LogSettings:
+    if node is None:
+        return LogSettings()
+    m = node.mapping(schema.keys("logging"))
+    fmt = m["format"].choice(schema.node("logging.format").enum, "json") if "format" in m else "json"
+    r = m["rotation"].mapping(schema.keys("logging.rotation")) if "rotation" in m else {}
+    size_mb = r["max_size_mb"].integer(0, 0) if "max_size_mb" in r else 0
+    days = m["retention_days"].integer(30, 0) if "retention_days" in m else 30
+    return LogSettings(fmt, Rotation(
+        daily=r["daily"].boolean(True) if "daily" in r else True,
+        max_bytes=size_mb * 1024 * 1024 if size_mb else None,
+        retention_days=days or None,
+    ))
 
 
 def _detectors(node: Node | None) -> scrub.Detectors:

@@ -122,6 +122,16 @@ FILTERS = obj("privproxy filters.yaml", {
         "actions": T("map", "Action per detector.", values=string("Action.", enum=scrub.DETECTOR_ACTIONS)),
     }),
     "sensitive_paths": arr("Pages generalized in every logged or beaconed URL (C10).", SENSITIVE),
+    "logging": obj("The access log: format, rotation, retention (C3, C9, C11).", {
+        "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); both. "
+                         "`--log-format` overrides it.", enum=("json", "combined", "both"), default="json"),
+        "rotation": obj("When the live file is moved aside as <name>-YYYY-MM-DD[.N].", {
+            "daily": boolean("Rotate at midnight UTC.", True),
+            "max_size_mb": integer("Also rotate when the file reaches this size; 0: no size limit.", 0, default=0),
+        }),
+        "retention_days": integer("Rotated files older than this many days are deleted; 0 keeps them forever.",
+                                  0, default=30),
+    }),
 }, required=("version",))
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.helpers import CLIENT_IP, request, start_proxy, tls_context
-from tests.helpers import REPO
+import json
+import subprocess
+import time
+
+from tests.helpers import CLIENT_IP, REPO, request, start_proxy, tls_context
+from tests.tools import require
 
 
 def test_shipped_rules_scrub_the_access_log(tmp_path, origin):
@@ -57,3 +61,36 @@ def test_tracking_cookies_pseudonymized_and_not_set_without_consent(tmp_path, or
     assert cookies["_ga"].startswith("pp_") and "918273645" not in seen[0]
     for raw in ("918273645", "clickid-42", "5647382910", "s3cret-session"):
         assert raw not in text
+
+
+def test_combined_log_reads_in_goaccess_and_json_matches(tmp_path, origin):
+    # C3: the logs stay useful to existing tools; the host field is the truncated address
+    goaccess = require("goaccess", "goaccess")
+    p = start_proxy(tmp_path / "p", origin.url, "--log-format", "both", config=REPO / "filters.yaml")
+    ctx = tls_context(p.ca)
+    try:
+        request(p.port, "/products?q=watch&gclid=EAIaIQ-secretclick", tls=ctx,
+                headers={"User-Agent": 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 '
+                                       '(KHTML, like Gecko) Version/17.2 Safari/605.1.15',
+                         "Referer": 'https://search.example/?q="quoted"&email=jane%40example.com'})
+        request(p.port, "/newsletter?email=jane.doe%40example.com", tls=ctx)
+        request(p.port, "/plain")
+        records = p.log_records(wait_for=3)
+        combined = p.log_dir / "access.log"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (not combined.exists() or combined.read_text().count("\n") < 3):
+            time.sleep(0.1)
+    finally:
+        p.stop()
+    lines = combined.read_text().splitlines()
+    assert len(lines) == len(records) == 3
+    assert all(line.startswith("127.9.8.0 - - [") for line in lines)
+    assert '"GET /products?q=watch HTTP/1.1" 200 5 ' in lines[0]
+    assert "\\x22quoted\\x22" in lines[0] and "jane" not in combined.read_text()
+    assert '"GET /plain HTTP/1.1" 308 - "-"' in lines[2]
+    report = tmp_path / "report.json"
+    r = subprocess.run([goaccess, str(combined), "--log-format=COMBINED", "--no-global-config", "-o", str(report)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    general = json.loads(report.read_text())["general"]
+    assert general["total_requests"] == 3 and general["failed_requests"] == 0

@@ -50,3 +50,58 @@ def test_write_errors_are_counted_not_raised(tmp_path):
     s.write(b"y\n")
     s.flush()
     assert len(errors) == 2 and errors[0][0] == "access" and s.errors == 2
+
+
+class Wall:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+DAY1 = 1763769600.0  # 2025-11-22T00:00:00Z
+
+
+def test_daily_rotation_names_files_by_the_day_of_their_records(tmp_path):
+    from privproxy.access_log.rotation import Rotation
+
+    wall = Wall(DAY1 + 3600)
+    s = Sink(tmp_path / "access.jsonl", "access", rotation=Rotation(daily=True, retention_days=None), wall=wall)
+    s.write(b"day1\n")
+    s.flush()
+    wall.t = DAY1 + 86400 + 60
+    s.write(b"day2\n")
+    s.flush()
+    s.close()
+    assert (tmp_path / "access-2025-11-22.jsonl").read_bytes() == b"day1\n"
+    assert (tmp_path / "access.jsonl").read_bytes() == b"day2\n"
+
+
+def test_size_rotation_keeps_whole_lines(tmp_path):
+    from privproxy.access_log.rotation import Rotation
+
+    wall = Wall(DAY1)
+    s = Sink(tmp_path / "access.log", "access", rotation=Rotation(daily=False, max_bytes=25, retention_days=None),
+             wall=wall)
+    for i in range(6):
+        s.write(f"line-{i:04d}\n".encode())  # 10 bytes each
+        s.flush()
+    s.close()
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["access-2025-11-22.1.log", "access-2025-11-22.log", "access.log"]
+    lines = b"".join(f.read_bytes() for f in files).splitlines()
+    assert sorted(lines) == [f"line-{i:04d}".encode() for i in range(6)]
+    assert all(f.stat().st_size <= 25 for f in files)
+
+
+def test_retention_deletes_only_expired_rotated_files(tmp_path):
+    from privproxy.access_log.rotation import Rotation
+
+    for name in ("access-2025-10-01.jsonl", "access-2025-10-22.1.jsonl", "access-2025-11-01.jsonl",
+                 "access-2025-11-21.jsonl", "other-2025-01-01.jsonl", "access-notes.txt"):
+        (tmp_path / name).write_text("x\n")
+    s = Sink(tmp_path / "access.jsonl", "access", rotation=Rotation(retention_days=30), wall=Wall(DAY1 + 10))
+    assert s.expire() == 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "access-2025-11-01.jsonl", "access-2025-11-21.jsonl", "access-notes.txt", "other-2025-01-01.jsonl"]

@@ -34,3 +34,42 @@ def json_line(r: LogRecord) -> bytes:
         "referrer": r.referrer,
     }
     return orjson.dumps(doc) + b"\n"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def clf_time(ts: float) -> str:
+    t = time.gmtime(ts)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def _quoted(value: str) -> str:
+    """A field inside "...": quotes, backslashes and control bytes escaped as nginx does (\\xHH)."""
+    if not value:
+        return "-"
+    out = []
+    for ch in value:
+        o = ord(ch)
+        if ch == '"' or ch == "\\" or o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def combined_line(r: LogRecord) -> bytes:
+    """Combined Log Format with the truncated address as host; GoAccess and AWStats read it as it is."""
+    size = str(r.bytes) if r.bytes else "-"
+    request = f"{r.method} {r.path} {r.proto}"
+    return (f'{r.client} - - [{clf_time(r.ts)}] "{_quoted(request)}" {r.status} {size} '
+            f'"{_quoted(r.referrer)}" "{_quoted(r.user_agent)}"\n').encode("utf-8", "backslashreplace")
+
+
+# format name -> (file name, line encoder)
+FORMATS = {"json": ("access.jsonl", json_line), "combined": ("access.log", combined_line)}
+FORMAT_CHOICES = ("json", "combined", "both")
+
+
+def selected(choice: str) -> tuple[str, ...]:
+    return ("json", "combined") if choice == "both" else (choice,)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from privproxy.access_log import rotation as rot
+
 logger = logging.getLogger(__name__)
 
 FLUSH_BYTES = 64 * 1024
@@ -23,10 +25,18 @@ _REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "
             errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}
 ERROR_REASONS = ("disk_full", "file_too_large", "permission", "read_only", "io_error")  # metric label values
 
+
 class Sink:
     def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, rotation: rot.Rotation | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.rotation = rotation
+        self.wall = wall
+        # The UTC day the live file's records belong to: after a restart, the day it was last written.
+        self._day = rot.day_of(path.stat().st_mtime if path.exists() else wall())
+        self._bytes = path.stat().st_size if path.exists() else 0
+        self.rotations = 0
         self.stream = stream
         self.on_error = on_error or (lambda stream, reason: None)
         self.clock = clock
@@ -57,13 +67,35 @@ class Sink:
         self._buf.clear()
         self._size = 0
         try:
+            self._maybe_rotate(len(data))
             fd = self._open()
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            self._bytes += len(data)
         except OSError as e:
             self._fail(e)
+
+    def _maybe_rotate(self, incoming: int) -> None:
+        if self.rotation is None:
+            return
+        now = self.wall()
+        today = rot.day_of(now)
+        r = self.rotation
+        new_day = r.daily and today != self._day
+        too_big = r.max_bytes is not None and self._bytes > 0 and self._bytes + incoming > r.max_bytes
+        if not (new_day or too_big):
+            return
+        self._close()
+        if rot.rotate(self.path, self._day) is not None:
+            self.rotations += 1
+        self._day, self._bytes = today, 0
+        rot.delete_expired(self.path, r.retention_days, now)
+
+    def expire(self) -> int:
+        """Delete rotated files past retention now (also done at every rotation)."""
+        return rot.delete_expired(self.path, self.rotation.retention_days if self.rotation else None, self.wall())
 
     def _open(self) -> int:
         if self._fd is not None:
@@ -75,6 +107,7 @@ class Sink:
             self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._bytes = os.fstat(self._fd).st_size
         return self._fd
 
     def _fail(self, e: OSError) -> None:

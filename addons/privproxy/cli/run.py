@@ -34,7 +34,10 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml when present)")
     p.add_argument("--cert", action="append", default=[], metavar="[DOMAIN=]PEM",
                    help="serve this certificate (PEM with chain and key); default: certificates from the CA in --confdir")
-    p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl)")
+    p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
+    p.add_argument("--log-format", choices=("json", "combined", "both"),
+                   help="access.jsonl (json), access.log in Combined Log Format, or both "
+                        "(default: filters.yaml's logging.format, else json)")
     p.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics (HOST defaults to 127.0.0.1)")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="believe forwarding headers from these addresses (repeatable)")
@@ -112,8 +115,9 @@ class Announce:
             host = f"[{host}]" if ":" in host else host
             print(f"privproxy: serving https://{host}:{addr[1]}/ and http://{host}:{addr[1]}/ (redirects to HTTPS)",
                   file=sys.stderr, flush=True)
-        if self.log_dir:
-            print(f"privproxy: access log {Path(self.log_dir) / 'access.jsonl'}", file=sys.stderr, flush=True)
+        rt = ctx.master.addons.get("accesslog").rt
+        for sink in rt.sinks.values():
+            print(f"privproxy: access log {sink.path}", file=sys.stderr, flush=True)
         if self.metrics_addon.address:
             h, p = self.metrics_addon.address
             print(f"privproxy: metrics http://{h}:{p}/metrics", file=sys.stderr, flush=True)
@@ -141,6 +145,7 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
             connection_strategy="lazy",
             privproxy_config=str(args.config or ""),
             privproxy_log_dir=str(args.log_dir or ""),
+            privproxy_log_format=str(args.log_format or ""),
             privproxy_metrics=str(args.metrics or ""),
             privproxy_trusted_proxies=list(args.trusted_proxy),
             privproxy_ready_file=str(args.ready_file or ""),

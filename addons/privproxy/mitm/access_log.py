@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
 from privproxy import pipeline
 from privproxy.access_log import formats
@@ -35,15 +35,36 @@ class AccessLog:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._ticker: asyncio.Task[None] | None = None
+        self._built: tuple[str, str, object] | None = None  # (dir, formats, rotation) the sinks were built for
 
     def configure(self, updated: set[str]) -> None:
-        if "privproxy_log_dir" in updated:
-            if self.rt.access is not None:
-                self.rt.access.close()
-                self.rt.access = None
-            if ctx.options.privproxy_log_dir:
-                d = Path(ctx.options.privproxy_log_dir)
-                self.rt.access = Sink(d / "access.jsonl", "access", self._on_error)
+        if "privproxy_log_format" in updated:
+            fmt = ctx.options.privproxy_log_format
+            if fmt and fmt not in formats.FORMAT_CHOICES:
+                raise exceptions.OptionsError(
+                    f"privproxy_log_format {fmt!r}: use one of {', '.join(formats.FORMAT_CHOICES)}")
+        self.sync()
+
+    def sync(self) -> None:
+        """(Re)build the sinks when the log directory, the format or filters.yaml's logging settings change."""
+        policy = self.rt.policy
+        settings = policy.logging if policy is not None else None
+        d = ctx.options.privproxy_log_dir
+        fmt = ctx.options.privproxy_log_format or (settings.format if settings else "json")
+        rotation = settings.rotation if settings else None
+        want = (d, fmt, rotation)
+        if want == self._built:
+            return
+        self._built = want
+        for sink in self.rt.sinks.values():
+            sink.close()
+        self.rt.sinks = {}
+        if d:
+            for name in formats.selected(fmt):
+                filename, _ = formats.FORMATS[name]
+                sink = Sink(Path(d) / filename, "access", self._on_error, rotation=rotation)
+                sink.expire()
+                self.rt.sinks[name] = sink
 
     def _on_error(self, stream: str, reason: str) -> None:
         self.rt.metrics.log_errors.labels(stream, reason).inc()
@@ -54,8 +75,13 @@ class AccessLog:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            if self.rt.access is not None:
-                self.rt.access.flush_if_due()
+            try:
+                self.sync()  # a reloaded filters.yaml may change format or rotation
+                for sink in self.rt.sinks.values():
+                    sink.flush_if_due()
+            except Exception as e:  # the ticker must survive anything, or logs stop being flushed
+                self.rt.metrics.failures.labels("access_log").inc()
+                logger.error("privproxy: access log maintenance failed (%s)", type(e).__name__)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and not flow.response.stream:
@@ -98,8 +124,9 @@ class AccessLog:
                 referrer=flow.request.headers.get("referer", ""),
             )
             flow.metadata["privproxy_record"] = record
-            if self.rt.access is not None:
-                self.rt.access.write(formats.json_line(record))
+            for name, sink in self.rt.sinks.items():
+                sink.write(formats.FORMATS[name][1](record))
+            if self.rt.sinks:
                 self.rt.metrics.log_records.labels("access").inc()
         except Exception as e:
             self.rt.metrics.failures.labels("access_log").inc()
@@ -108,5 +135,5 @@ class AccessLog:
     def done(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        if self.rt.access is not None:
-            self.rt.access.close()
+        for sink in self.rt.sinks.values():
+            sink.close()

@@ -32,6 +32,8 @@ class Options:
         loader.add_option("privproxy_config", str, "",
                           "privproxy's filters.yaml; empty: ./filters.yaml when present, else built-in defaults.")
         loader.add_option("privproxy_log_dir", str, "", "Directory for privproxy's access logs; empty: no log.")
+        loader.add_option("privproxy_log_format", str, "",
+                          "Access-log format: json, combined or both; empty: filters.yaml's logging.format.")
         loader.add_option("privproxy_metrics", str, "",
                           "Serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1); empty: off.")
         loader.add_option("privproxy_trusted_proxies", Sequence[str], [],

@@ -15,7 +15,7 @@ class Runtime:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.policy: Policy | None = None
         self.metrics = metrics or Metrics()
-        self.access: Sink | None = None
+        self.sinks: dict[str, Sink] = {}  # access-log format -> its file
         self.extra_trusted: tuple[client_ip.Network, ...] = ()
 
     def swap(self, policy: Policy) -> Policy:
