@@ -120,6 +120,9 @@ def scan(text: str, enabled: tuple[str, ...]) -> list[Hit]:
     return hits
 
 
+_MAYBE = re.compile(r"[\d@]|eyJ")  # \d: full-width digits too, as the detectors see them
+
+
 def could_contain(text: str) -> bool:
-    """Cheap pre-check: every detector needs a digit, '@' or 'eyJ'."""
-    return any(c.isdigit() or c == "@" for c in text) or "eyJ" in text
+    """Cheap pre-check: every detector needs a digit, '@' or 'eyJ' (the start of a JWT)."""
+    return _MAYBE.search(text) is not None

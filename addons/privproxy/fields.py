@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 ACTIONS = ("drop", "redact", "hash", "truncate", "generalize", "keep")
 SCOPES = ("query", "path", "cookie", "set_cookie", "header", "referrer", "body")
 REDACTED = "[redacted]"
+MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +51,21 @@ class RuleSet:
                         exact.setdefault((scope, name.lower()), rule)
         return cls(rules, exact, {k: tuple(v) for k, v in globs.items()})
 
+    memo: dict[tuple[str, str], Rule | None] = field(default_factory=dict, compare=False)
+
     def find(self, scope: str, name: str) -> Rule | None:
+        try:
+            return self.memo[(scope, name)]
+        except KeyError:
+            pass
         key = name.lower()
-        rule = self.exact.get((scope, key))
-        if rule is not None:
-            return rule
-        for pattern, rule in self.globs.get(scope, ()):
-            if pattern.fullmatch(key):
-                return rule
-        return None
+        found = self.exact.get((scope, key))
+        if found is None:
+            for pattern, rule in self.globs.get(scope, ()):
+                if pattern.fullmatch(key):
+                    found = rule
+                    break
+        if len(self.memo) >= MEMO_SIZE:  # names come from traffic: bound what a flood of new names can cost
+            self.memo.clear()
+        self.memo[(scope, name)] = found
+        return found

@@ -44,6 +44,9 @@ class Pseudonymizer:
         self._period = ""
         self._key = b""
 
+    def period(self) -> str:
+        return period_id(self.clock(), self.settings.rotation)
+
     def key(self) -> bytes:
         period = period_id(self.clock(), self.settings.rotation)
         if period != self._period:

@@ -57,7 +57,14 @@ def sensitive_regex(pattern: str) -> re.Pattern[str]:
     body = "".join(out)
     if "*" not in pattern:
         body = body.rstrip("/") + "(?:/.*)?"
-    return re.compile(body, re.I)
+    return re.compile(body, re.I | re.S)  # re.S: a %0A in the path must not end the match early
+
+
+def any_sensitive(paths: tuple[SensitivePath, ...]) -> re.Pattern[str] | None:
+    """All patterns as one alternation: one regex call per URL instead of one per pattern."""
+    if not paths:
+        return None
+    return re.compile("|".join(f"(?P<s{i}>{p.regex.pattern})" for i, p in enumerate(paths)), re.I | re.S)
 
 
 @dataclass(slots=True)
@@ -80,6 +87,10 @@ class Scrubber:
     truncation: Truncation
     unknown: str = "detect"
     report_only: bool = False
+    sensitive_any: re.Pattern[str] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sensitive_any", any_sensitive(self.sensitive_paths))
 
     # --- single values ----------------------------------------------------------------------------------
     def act(self, action: str, value: str, name: str) -> str | None:
@@ -232,10 +243,9 @@ class Scrubber:
         return out
 
     def sensitive(self, path: str) -> SensitivePath | None:
-        for sp in self.sensitive_paths:
-            if sp.regex.fullmatch(path):
-                return sp
-        return None
+        combined = self.sensitive_any
+        m = combined.fullmatch(path) if combined is not None else None
+        return self.sensitive_paths[int(m.lastgroup[1:])] if m is not None and m.lastgroup else None
 
     def path(self, path: str, scope: str, changes: list[Change] | None) -> tuple[str, bool]:
         """(path, generalized?) with sensitive pages generalized and personal data in segments masked."""
@@ -268,8 +278,8 @@ class Scrubber:
             if not part:
                 continue
             raw_name, eq, raw_value = part.partition("=")
-            name = unquote_plus(raw_name, errors="replace")
-            value = unquote_plus(raw_value, errors="replace")
+            name = _unquote_plus(raw_name)
+            value = _unquote_plus(raw_value)
             after = self.named("referrer" if scope == "referrer" else "query", name, value, changes, depth)
             if after is None:
                 continue
@@ -287,9 +297,16 @@ class Scrubber:
         return "" if after is None else quote(after, safe=_SAFE) if after != unquote(fragment) else fragment
 
 
+def _unquote_plus(v: str) -> str:
+    return unquote_plus(v, errors="replace") if "%" in v or "+" in v else v
+
+
+_ORIGIN = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*)(.*)$", re.S)
+
+
 def _split_origin(url: str) -> tuple[str, str]:
     """('https://host', '/path?q') for absolute URLs; ('', url) for relative ones."""
-    m = re.match(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*)(.*)$", url, re.S)
+    m = _ORIGIN.match(url)
     if not m:
         return "", url
     origin, rest = m.group(1), m.group(2)

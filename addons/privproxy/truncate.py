@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -54,8 +55,46 @@ def truncate_ip(ip: IPAddress, t: Truncation = DEFAULT) -> str:
 
 def truncate_text(text: str, t: Truncation = DEFAULT) -> str | None:
     """The truncated form of an address given as text, or None when the text is no address."""
+    fast = _dotted_quad(text, t.ipv4_prefix) if ":" not in text else _colon_hex(text, t)
+    if fast is not None:
+        return fast
     ip = parse_ip(text)
     return None if ip is None else truncate_ip(ip, t)
+
+
+_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _colon_hex(text: str, t: Truncation) -> str | None:
+    """IPv6 through the C library; None (use the full parser) for zones, brackets and long prefixes."""
+    if t.ipv6_prefix > 96:  # inet_ntop and ipaddress may spell the low 32 bits differently
+        return None
+    try:
+        b = socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return None
+    if b[:12] == _MAPPED:
+        return _dotted_quad(socket.inet_ntop(socket.AF_INET, b[12:]), t.ipv4_prefix)
+    n = int.from_bytes(b, "big") & (((1 << 128) - 1) ^ ((1 << (128 - t.ipv6_prefix)) - 1))
+    return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
+
+
+def _dotted_quad(text: str, prefix: int) -> str | None:
+    """Plain a.b.c.d without the ipaddress module (log filtering sees millions); None: use the full parser."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for p in parts:
+        # The same strictness as ipaddress: ASCII digits only, no leading zeros, 0-255.
+        if not (p.isascii() and p.isdigit()) or len(p) > 3 or (len(p) > 1 and p[0] == "0"):
+            return None
+        v = int(p)
+        if v > 255:
+            return None
+        n = (n << 8) | v
+    n &= (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
 def family(ip: IPAddress) -> str:

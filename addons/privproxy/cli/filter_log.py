@@ -1,0 +1,150 @@
+"""`privproxy filter-log [--format combined|json] [--config FILE] [IN [OUT]]`: scrub existing access logs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from privproxy import offline
+from privproxy.cli.common import fail, load_policy, report
+from privproxy.errors import PrivproxyError
+
+BATCH = 2048
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("filter-log", help="apply the rules to an existing nginx/Apache/Caddy access log")
+    p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default: standard input)")
+    p.add_argument("output", nargs="?", metavar="OUT", help="file to write (default: standard output)")
+    p.add_argument("--format", choices=offline.FORMATS, default="combined",
+                   help="combined (also Common Log Format) or json lines (default: combined)")
+    p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml, else built-in rules)")
+    p.add_argument("--quarantine", metavar="FILE",
+                   help="write lines that cannot be parsed here, unfiltered, mode 0600 (default: drop them)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--jobs", type=int, default=default_jobs(), metavar="N",
+                   help=f"worker processes (default: the CPUs available, here {default_jobs()})")
+    p.set_defaults(func=cmd)
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+class Progress:
+    """A one-line progress bar on a terminal, for a file of known size."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled and total > 0
+        self.last = 0.0
+
+    def update(self, done: int, lines: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < 0.2):
+            return
+        self.last = now
+        frac = min(1.0, done / self.total)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r[{bar:<30}] {frac:6.1%}  {lines:,} lines")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def cmd(args) -> int:
+    try:
+        policy = load_policy(args.config)
+    except PrivproxyError as e:
+        return report(e)
+    try:
+        src = open(args.input, "rb") if args.input else sys.stdin.buffer
+    except OSError as e:
+        return fail(f"{args.input}: {e.strerror}; check the path and permissions")
+    try:
+        dst = open(args.output, "w", encoding="utf-8", newline="") if args.output else \
+            open(sys.stdout.fileno(), "w", encoding="utf-8", newline="", closefd=False)
+        quarantine = None
+        if args.quarantine:
+            fd = os.open(args.quarantine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            quarantine = open(fd, "w", encoding="utf-8", newline="")
+    except OSError as e:
+        return fail(f"{e.filename}: {e.strerror}; check the path and permissions")
+    filt = offline.LogFilter(policy, args.format)
+    size = os.fstat(src.fileno()).st_size if args.input else 0
+    progress = Progress(size, bool(args.input) and not args.quiet and sys.stderr.isatty())
+    t0 = time.perf_counter()
+    done = 0
+    try:
+        batch: list[str] = []
+
+        def lines():
+            nonlocal done
+            for b in src:
+                done += len(b)
+                yield b.decode("utf-8", "replace")
+
+        def write(line: str) -> None:
+            batch.append(line)
+            if len(batch) >= BATCH:
+                dst.writelines(batch)
+                batch.clear()
+                progress.update(done, filt.stats.lines)
+
+        if args.jobs > 1:
+            raw = (b for b in src)
+            counted = _counting(raw, lambda n: _add(n))
+
+            def _add(n: int) -> None:
+                nonlocal done
+                done += n
+
+            for kept, rejected, part in offline.run_parallel(policy, args.format, counted, args.jobs):
+                offline.merge(filt.stats, part)
+                dst.writelines(kept)
+                if quarantine and rejected:
+                    quarantine.writelines(rejected)
+                progress.update(done, filt.stats.lines)
+        else:
+            filt.run(lines(), write, quarantine.write if quarantine else None)
+        dst.writelines(batch)
+        dst.flush()
+    except BrokenPipeError:  # `| head`: the reader is gone, which is not an error of ours
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        progress.update(done, filt.stats.lines, force=True)
+        progress.close()
+        if quarantine:
+            quarantine.close()
+        if args.output:
+            dst.close()
+    if not args.quiet:
+        summary(filt.stats, time.perf_counter() - t0)
+    return 0
+
+
+def _counting(stream, add):
+    for b in stream:
+        add(len(b))
+        yield b
+
+
+def summary(st: offline.Stats, seconds: float) -> None:
+    rate = st.lines / seconds if seconds > 0 else 0
+    w = sys.stderr.write
+    w(f"privproxy filter-log: {st.lines:,} lines read, {st.written:,} written, {st.unparsed:,} not parsed "
+      f"(not written) in {seconds:.2f} s ({rate:,.0f} lines/s)\n")
+    for reason, n in st.reasons.most_common():
+        w(f"  not parsed, {reason}: {n:,}\n")
+    if st.rules:
+        w("  fields changed per rule:\n")
+        for rule, n in sorted(st.rules.items(), key=lambda kv: (-kv[1], kv[0])):
+            w(f"    {rule:<32} {n:,}\n")
