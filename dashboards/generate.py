@@ -94,6 +94,25 @@ def build() -> dict:
           "(spoofing attempts or a missing --trusted-proxy) and malformed ones.", [
         target(f"sum by (reason) (rate(privproxy_forwarding_headers_ignored_total{{{SEL}}}[{R}]))",
                "{{reason}}")], unit="ops")
+    L.row("Geography (C9, C14)")
+    L.add("geomap", "Visitors by country", "Requests by country in the selected range (ISO codes, from the full "
+          "address before truncation; rare regions are coarsened by the small-cell guard).", [
+        {**target(f"sum by (country) (increase(privproxy_requests_by_country_total{{{SEL},country!=\"unknown\"}}"
+                  f"[$__range]))", "{{country}}"), "format": "table", "instant": True, "range": False}],
+        w=16, options={
+            "view": {"id": "zero", "lat": 0, "lon": 0, "zoom": 1},
+            "controls": {"showZoom": True, "mouseWheelZoom": False},
+            "basemap": {"type": "default", "name": "Basemap"},
+            "layers": [{"type": "markers", "name": "Requests",
+                        "location": {"mode": "lookup", "lookup": "country",
+                                     "gazetteer": "public/gazetteer/countries.json"},
+                        "config": {"size": {"field": "Value", "min": 3, "max": 30, "fixed": 5},
+                                   "showLegend": True}}]})
+    L.add("timeseries", "GeoIP lookups", "found, not_found (address not in the database), error, disabled "
+          "(no database). A database that fails to load on reload is counted separately.", [
+        target(f"sum by (result) (rate(privproxy_geo_lookups_total{{{SEL}}}[{R}]))", "{{result}}"),
+        target(f"sum(increase(privproxy_geo_database_loads_total{{{SEL},result=\"failure\"}}[{R}]))",
+               "database load failures", "B")], w=8, unit="ops")
     L.row("Health")
     L.add("timeseries", "Filtering latency p50 / p99", "CPU time privproxy's own filters spend per request.",
           quantiles("privproxy_filter_duration_seconds"), unit="s")

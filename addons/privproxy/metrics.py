@@ -50,6 +50,13 @@ class Metrics:
         self.filter_duration = Histogram("privproxy_filter_duration_seconds",
                                          "CPU time spent in privproxy's own filtering per request.",
                                          buckets=FILTER_BUCKETS, registry=r)
+        self.geo_lookups = Counter("privproxy_geo_lookups", "GeoIP lookups of client addresses, by result.",
+                                   ["result"], registry=r)
+        self.countries = Counter("privproxy_requests_by_country",
+                                 "Requests by the visitor's country (ISO 3166-1 alpha-2; unknown when not located).",
+                                 ["country"], registry=r)
+        self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
+                                 ["result"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
 
     def preinit(self, sites: tuple[str, ...], rules=()) -> None:
@@ -67,6 +74,13 @@ class Metrics:
             self.forwarding_ignored.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        from privproxy.geo import RESULTS
+
+        for result in RESULTS:
+            self.geo_lookups.labels(result)
+        for result in ("success", "failure"):
+            self.geo_loads.labels(result)
+        self.countries.labels("unknown")
         for stage in FAILURE_STAGES:
             self.failures.labels(stage)
         for stream in LOG_STREAMS:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from privproxy import client_ip, generalize, https
+from privproxy import client_ip, generalize, geo, https
 from privproxy.access_log.record import LogRecord
 from privproxy.policy import Policy
 from privproxy.scrub import Change
@@ -48,6 +48,8 @@ class FlowState:
     set_headers: dict[str, str] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     cookie: str | None = None  # the Cookie header the origin gets, when the rules changed it ("" = none)
+    place: geo.Place = geo.Place()  # coarse geography of the full address, looked up before truncation
+    geo_result: str = "disabled"
     consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
@@ -57,7 +59,7 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
-def begin(view: RequestView, policy: Policy) -> FlowState:
+def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None) -> FlowState:
     """Resolve the client, pick the site, decide about HTTPS, and compute the headers the origin gets."""
     t0 = time.perf_counter()
     state = FlowState(policy, policy.sites.default, None, view.tls, new_request_id(), time.time())
@@ -68,6 +70,8 @@ def begin(view: RequestView, policy: Policy) -> FlowState:
             state.failures.append(("client_ip", "unparsable_peer"))
         else:
             state.https = state.client.https
+            if locator is not None:
+                state.place, state.geo_result = locator.locate(state.client.ip)
         hs = policy.https
         if not state.https and hs.redirect and not hs.is_exempt(view.path.split("?", 1)[0]):
             state.redirect = https.redirect_location(view.host, view.path, hs)
@@ -155,6 +159,9 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         tls=view.tls_version,
         user_agent=generalize.user_agent(user_agent),
         referrer=ref,
+        country=state.place.country,
+        region=state.place.subdivision,
+        city=state.place.city,
     )
     state.filter_seconds += time.perf_counter() - t0
     return record

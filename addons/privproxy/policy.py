@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privproxy import client_ip, detectors, https, pseudonyms, schema, scrub, sites, truncate
+from privproxy import client_ip, detectors, geo, https, pseudonyms, schema, scrub, sites, truncate
 from privproxy.access_log.rotation import Rotation
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
@@ -38,6 +38,7 @@ class Policy:
     pseudonyms: pseudonyms.Settings
     scrubber: scrub.Scrubber
     logging: LogSettings = field(default_factory=lambda: LogSettings())
+    geo: geo.Settings = field(default_factory=lambda: geo.Settings())
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -97,6 +98,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
         pseudonyms=psettings,
         scrubber=scrubber,
         logging=_logging(s.get("logging")),
+        geo=_geo(s.get("geo"), path),
         warnings=(f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change at every "
                   "restart and differ between instances; set it to a long random secret",)
         if scrubber.pseudonymizer.ephemeral else (),
@@ -226,6 +228,22 @@ def _rules(node: Node | None) -> tuple[Rule, ...]:
             why=m["why"].string() if "why" in m else "", line=n.line,
         ))
     return tuple(rules)
+
+
+def _geo(node: Node | None, path: str) -> geo.Settings:
+    if node is None:
+        return geo.Settings()
+    m = node.mapping(schema.keys("geo"))
+    db = m["database"].string() if "database" in m else None
+    if db and path not in ("<string>", "<built-in filters.yaml>") and not db.startswith("/"):
+        db = str(Path(path).resolve().parent / db)  # relative to filters.yaml, not to wherever the proxy started
+    sc = m["small_cell"].mapping(schema.keys("geo.small_cell")) if "small_cell" in m else {}
+    return geo.Settings(
+        database=db or None,
+        granularity=m["granularity"].choice(geo.GRANULARITIES, "subdivision") if "granularity" in m else "subdivision",
+        small_cell_k=sc["k"].integer(5, 1) if "k" in sc else 5,
+        window_seconds=sc["window_seconds"].integer(3600, 1) if "window_seconds" in sc else 3600,
+    )
 
 
 def _logging(node: Node | None) -> LogSettings:

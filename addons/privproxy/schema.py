@@ -122,6 +122,17 @@ FILTERS = obj("privproxy filters.yaml", {
         "actions": T("map", "Action per detector.", values=string("Action.", enum=scrub.DETECTOR_ACTIONS)),
     }),
     "sensitive_paths": arr("Pages generalized in every logged or beaconed URL (C10).", SENSITIVE),
+    "geo": obj("Coarse geography from a MaxMind DB, looked up before the address is truncated (C9, C14).", {
+        "database": string("Path of a GeoLite2/GeoIP2 City or Country, or DB-IP lite .mmdb file; "
+                           "`--geoip-db` overrides it."),
+        "granularity": string("The finest level logged.", enum=("country", "subdivision", "city"),
+                              default="subdivision"),
+        "small_cell": obj("Rare regions are logged one level coarser so they cannot single out a visitor.", {
+            "k": integer("A region seen fewer than k times in the window is logged coarser; 1 turns it off.",
+                         1, default=5),
+            "window_seconds": integer("Length of the counting window.", 1, default=3600),
+        }),
+    }),
     "logging": obj("The access log: format, rotation, retention (C3, C9, C11).", {
         "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); both. "
                          "`--log-format` overrides it.", enum=("json", "combined", "both"), default="json"),

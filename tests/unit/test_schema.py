@@ -73,11 +73,12 @@ detectors: {enabled: [email], actions: {email: hash}}
 sensitive_paths:
   - {id: h, pattern: /h/**, replace: /h/*, controls: [C10]}
 logging: {format: both, rotation: {daily: false, max_size_mb: 10}, retention_days: 14}
+geo: {database: /var/lib/GeoIP/GeoLite2-City.mmdb, granularity: city, small_cell: {k: 3, window_seconds: 60}}
 """
     data = as_data(text)
     used = set(data)
     assert used == schema.keys(), "the sample must cover every section"
-    for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging"):
+    for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging", "geo"):
         assert set(data[section]) == schema.keys(section), section
     assert set(data["rules"][0]) == schema.keys("rules[]")
     assert set(data["sensitive_paths"][0]) == schema.keys("sensitive_paths[]")
@@ -85,9 +86,11 @@ logging: {format: both, rotation: {daily: false, max_size_mb: 10}, retention_day
     jsonschema.Draft202012Validator(schema.json_schema()).validate(data)
     p = policy.from_text(text, "t.yaml", secret=b"s")
     assert set(data["logging"]["rotation"]) == schema.keys("logging.rotation")
+    assert set(data["geo"]["small_cell"]) == schema.keys("geo.small_cell")
     assert p.https.min_tls == "TLS1_3" and p.truncation.ipv4_prefix == 16
     assert p.logging.format == "both" and p.logging.rotation.max_bytes == 10 * 1024 * 1024
     assert not p.logging.rotation.daily and p.logging.rotation.retention_days == 14
+    assert p.geo.granularity == "city" and p.geo.small_cell_k == 3 and p.geo.window_seconds == 60
 
 
 def test_schema_defaults_are_the_parser_defaults():
@@ -101,4 +104,6 @@ def test_schema_defaults_are_the_parser_defaults():
     assert schema.node("unknown_fields").default == p.scrubber.unknown
     assert tuple(schema.node("detectors.enabled").default) == p.scrubber.detectors.enabled
     assert schema.node("logging.format").default == p.logging.format
+    assert schema.node("geo.granularity").default == p.geo.granularity
+    assert schema.node("geo.small_cell.k").default == p.geo.small_cell_k
     assert schema.node("logging.retention_days").default == p.logging.rotation.retention_days

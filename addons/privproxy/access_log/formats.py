@@ -33,6 +33,12 @@ def json_line(r: LogRecord) -> bytes:
         "user_agent": r.user_agent,
         "referrer": r.referrer,
     }
+    if r.country:
+        doc["country"] = r.country
+        if r.region:
+            doc["region"] = r.region
+            if r.city:
+                doc["city"] = r.city
     return orjson.dumps(doc) + b"\n"
 
 

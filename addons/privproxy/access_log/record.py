@@ -25,3 +25,6 @@ class LogRecord:
     tls: str | None = None
     user_agent: str = ""  # generalized: browser family and major version, OS family
     referrer: str = ""  # after the rules
+    country: str = ""  # ISO 3166-1 alpha-2 from the full address (before truncation), after the small-cell guard
+    region: str = ""  # subdivision, when configured and not too rare
+    city: str = ""  # only with geo.granularity: city

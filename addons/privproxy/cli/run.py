@@ -35,6 +35,8 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--cert", action="append", default=[], metavar="[DOMAIN=]PEM",
                    help="serve this certificate (PEM with chain and key); default: certificates from the CA in --confdir")
     p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
+    p.add_argument("--geoip-db", metavar="MMDB",
+                   help="MaxMind DB for coarse geography (GeoLite2/GeoIP2 City or Country, DB-IP lite)")
     p.add_argument("--log-format", choices=("json", "combined", "both"),
                    help="access.jsonl (json), access.log in Combined Log Format, or both "
                         "(default: filters.yaml's logging.format, else json)")
@@ -146,6 +148,7 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
             privproxy_config=str(args.config or ""),
             privproxy_log_dir=str(args.log_dir or ""),
             privproxy_log_format=str(args.log_format or ""),
+            privproxy_geoip_db=str(args.geoip_db or ""),
             privproxy_metrics=str(args.metrics or ""),
             privproxy_trusted_proxies=list(args.trusted_proxy),
             privproxy_ready_file=str(args.ready_file or ""),

@@ -79,6 +79,8 @@ class MetricsExporter:
             if record is not None:
                 m.requests.labels(state.site.name, record.scheme, record.outcome).inc()
                 m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
+                m.countries.labels(state.place.country or "unknown").inc()
+            m.geo_lookups.labels(state.geo_result).inc()
             for c in state.changes:
                 m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce").inc()
             for stage, _reason in state.failures:

@@ -27,7 +27,7 @@ class PrivacyFilter:
             policy = self.rt.policy
             assert policy is not None, "no policy loaded"
             view = flowview.view(flow)
-            state = pipeline.begin(view, policy)
+            state = pipeline.begin(view, policy, self.rt.locator)
             flow.metadata["privproxy"] = state
             flow.metadata["privproxy_view"] = view
             flowview.apply(flow, state)

@@ -34,6 +34,8 @@ class Options:
         loader.add_option("privproxy_log_dir", str, "", "Directory for privproxy's access logs; empty: no log.")
         loader.add_option("privproxy_log_format", str, "",
                           "Access-log format: json, combined or both; empty: filters.yaml's logging.format.")
+        loader.add_option("privproxy_geoip_db", str, "",
+                          "MaxMind DB (.mmdb) for coarse geography; empty: filters.yaml's geo.database.")
         loader.add_option("privproxy_metrics", str, "",
                           "Serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1); empty: off.")
         loader.add_option("privproxy_trusted_proxies", Sequence[str], [],
@@ -48,7 +50,9 @@ class Options:
                 self.rt.extra_trusted = client_ip.parse_networks(ctx.options.privproxy_trusted_proxies)
             except ValueError as e:
                 raise exceptions.OptionsError(f"privproxy_trusted_proxies: not a CIDR: {e}") from None
-        if "privproxy_config" in updated or "privproxy_trusted_proxies" in updated:
+        if "privproxy_geoip_db" in updated:
+            self.rt.geoip_override = ctx.options.privproxy_geoip_db
+        if updated & {"privproxy_config", "privproxy_trusted_proxies", "privproxy_geoip_db"}:
             path = config_path(ctx.options.privproxy_config)
             try:
                 p = policy.load(path) if path else policy.default()
@@ -56,6 +60,10 @@ class Options:
                 self.rt.metrics.reloads.labels("failure").inc()
                 raise exceptions.OptionsError(str(e)) from None
             self.rt.swap(p)
+            try:
+                self.rt.load_geo(strict=True)
+            except ConfigError as e:
+                raise exceptions.OptionsError(str(e)) from None
             self.rt.metrics.reloads.labels("success").inc()
             for w in p.warnings:
                 logger.warning(w)

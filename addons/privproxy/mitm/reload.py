@@ -62,6 +62,7 @@ class PolicyReloader:
         if self.rt.policy is not None and new.sha256 == self.rt.policy.sha256:
             return None
         self.rt.swap(new)
+        self.rt.load_geo(strict=False)
         self.rt.metrics.reloads.labels("success").inc()
         logger.warning("privproxy: reloaded %s (sha256 %s)", path, new.sha256[:12])
         return True

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 
-from privproxy import client_ip
+from privproxy import client_ip, geo
+from privproxy.errors import ConfigError
 from privproxy.access_log.sink import Sink
 from privproxy.metrics import Metrics
 from privproxy.policy import Policy
@@ -17,6 +19,8 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.sinks: dict[str, Sink] = {}  # access-log format -> its file
         self.extra_trusted: tuple[client_ip.Network, ...] = ()
+        self.geoip_override = ""  # --geoip-db, wins over filters.yaml's geo.database
+        self.locator: geo.Locator | None = None
 
     def swap(self, policy: Policy) -> Policy:
         """Install a new Policy in one assignment; flows already under way keep the one they started with."""
@@ -29,3 +33,26 @@ class Runtime:
         self.metrics.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
         self.metrics.reload_success.set(time.time())
         return policy
+
+    def load_geo(self, strict: bool) -> None:
+        """Open the GeoIP database the config names. strict (at start): a bad file is an error; on reload the
+        proxy goes on without geography, logs it once and counts it."""
+        assert self.policy is not None
+        settings = dataclasses.replace(self.policy.geo, database=self.geoip_override or self.policy.geo.database)
+        old = self.locator
+        if old is not None and old.settings == settings:
+            return
+        if not settings.database:
+            self.locator = None
+        else:
+            try:
+                self.locator = geo.Locator(settings, geo.GeoDB(settings.database, settings.granularity))
+                self.metrics.geo_loads.labels("success").inc()
+            except ConfigError as e:
+                self.metrics.geo_loads.labels("failure").inc()
+                if strict:
+                    raise
+                logging.getLogger(__name__).error("privproxy: %s; serving on without geography", e)
+                self.locator = None
+        if old is not None and old.db is not None and old.db is not (self.locator.db if self.locator else None):
+            old.db.close()
