@@ -39,8 +39,8 @@ class Explanation:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (scope, name) of fields that passed unchanged
 
 
-def explain(policy: Policy, sample: Sample) -> Explanation:
-    s = policy.scrubber
+def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
+    s = policy.scrubber_for(country)
     changes: list[Change] = []
     parts = urlsplit(sample.url)
     target = parts.path or "/"

@@ -25,6 +25,7 @@ class Rule:
     report_only: bool = False
     why: str = ""
     line: int = 0  # where it is written in filters.yaml, for `explain`
+    regions: frozenset[str] = frozenset()  # countries it applies to (groups expanded); empty: everywhere
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

@@ -20,6 +20,16 @@ from privproxy import truncate
 from privproxy.errors import ConfigError
 
 GRANULARITIES = ("country", "subdivision", "city")
+EU = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split())
+GROUPS = {"EU": EU, "EEA": EU | {"IS", "LI", "NO"}}
+
+
+def expand(regions: tuple[str, ...]) -> frozenset[str]:
+    """Country codes and groups (EU, EEA) as a set of country codes."""
+    out: set[str] = set()
+    for r in regions:
+        out |= GROUPS.get(r, {r})
+    return frozenset(out)
 _ISO = re.compile(r"^[A-Z]{2}$")
 
 
@@ -138,17 +148,24 @@ class Locator:
         self.db = db
         self.guard = SmallCellGuard(settings.small_cell_k, settings.window_seconds)
 
-    def locate(self, ip: object) -> tuple[Place, str]:
-        """(place after the guard, result) with result one of found, not_found, error."""
+    def locate(self, ip: object) -> Located:
+        """The place to log (after the guard), the lookup result, and the country that region rules use."""
         if self.db is None:
-            return Place(), "disabled"
+            return Located(Place(), "disabled")
         try:
             place = self.db.lookup(ip)  # type: ignore[arg-type]
         except Exception:  # a damaged region of the file, an odd address: no place, never a failed request
-            return Place(), "error"
+            return Located(Place(), "error")
         if place is None:
-            return Place(), "not_found"
-        return self.guard.apply(place), "found"
+            return Located(Place(), "not_found")
+        return Located(self.guard.apply(place), "found", place.country)
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    place: Place  # what may be logged: coarsened by the small-cell guard
+    result: str  # found, not_found, error, disabled
+    country: str = ""  # the visitor's country before the guard: chooses region rules, never logged
 
 
 RESULTS = ("found", "not_found", "error", "disabled")

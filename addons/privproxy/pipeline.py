@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from privproxy import client_ip, generalize, geo, https
 from privproxy.access_log.record import LogRecord
 from privproxy.policy import Policy
-from privproxy.scrub import Change
+from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
 
 FORWARD_STRIP = client_ip.ADDRESS_HEADERS + ("x-request-id",)
@@ -50,9 +50,15 @@ class FlowState:
     cookie: str | None = None  # the Cookie header the origin gets, when the rules changed it ("" = none)
     place: geo.Place = geo.Place()  # coarse geography of the full address, looked up before truncation
     geo_result: str = "disabled"
+    country: str = ""  # before the small-cell guard; chooses region rules and is never logged
     consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The rules for this visitor's country (region rules, C14); every rule when the country is unknown."""
+        return self.policy.scrubber_for(self.country)
 
 
 def new_request_id() -> str:
@@ -71,7 +77,8 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
         else:
             state.https = state.client.https
             if locator is not None:
-                state.place, state.geo_result = locator.locate(state.client.ip)
+                located = locator.locate(state.client.ip)
+                state.place, state.geo_result, state.country = located.place, located.result, located.country
         hs = policy.https
         if not state.https and hs.redirect and not hs.is_exempt(view.path.split("?", 1)[0]):
             state.redirect = https.redirect_location(view.host, view.path, hs)
@@ -102,7 +109,7 @@ def scrub_cookies(state: FlowState, view: RequestView) -> None:
         if not sent:
             return
         joined = "; ".join(sent)
-        after = state.policy.scrubber.cookie_header(joined, state.changes)
+        after = state.scrubber.cookie_header(joined, state.changes)
         if after != joined:
             state.cookie = after
     except Exception as e:  # fail closed: no cookie rather than an unscrubbed one
@@ -117,7 +124,7 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
     try:
         kept = []
         for h in headers:
-            after = state.policy.scrubber.set_cookie(h, state.changes)
+            after = state.scrubber.set_cookie(h, state.changes)
             if after is not None:
                 kept.append(after)
         return kept
@@ -130,7 +137,7 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
                ended: float, user_agent: str = "", referrer: str = "") -> LogRecord:
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
-    scrubber = state.policy.scrubber
+    scrubber = state.scrubber
     try:
         path = scrubber.url(view.path, "path", state.changes)
     except Exception as e:

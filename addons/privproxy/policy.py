@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
@@ -39,11 +40,24 @@ class Policy:
     scrubber: scrub.Scrubber
     logging: LogSettings = field(default_factory=lambda: LogSettings())
     geo: geo.Settings = field(default_factory=lambda: geo.Settings())
+    _by_country: dict[str, scrub.Scrubber] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=())
 
     @property
     def rules(self) -> RuleSet:
         return self.scrubber.rules
+
+    def scrubber_for(self, country: str) -> scrub.Scrubber:
+        """The scrubber whose rules apply to visitors from `country`; unknown ("") gets every rule."""
+        if not country or not any(r.regions for r in self.scrubber.rules.rules):
+            return self.scrubber
+        got = self._by_country.get(country)
+        if got is None:
+            rules = tuple(r for r in self.scrubber.rules.rules if not r.regions or country in r.regions)
+            got = dataclasses.replace(self.scrubber, rules=RuleSet.build(rules))
+            if len(self._by_country) < 300:  # ISO codes are bounded; never let odd input grow this
+                self._by_country[country] = got
+        return got
 
 
 def load(path: str | Path) -> Policy:
@@ -226,6 +240,7 @@ def _rules(node: Node | None) -> tuple[Rule, ...]:
             id=rid, action=action, scopes=scopes, names=names, controls=controls,
             report_only=m["report_only"].boolean(False) if "report_only" in m else False,
             why=m["why"].string() if "why" in m else "", line=n.line,
+            regions=_regions(m["regions"]) if "regions" in m else frozenset(),
         ))
     return tuple(rules)
 
@@ -259,6 +274,16 @@ def _logging(node: Node | None) -> LogSettings:
         max_bytes=size_mb * 1024 * 1024 if size_mb else None,
         retention_days=days or None,
     ))
+
+
+def _regions(node: Node) -> frozenset[str]:
+    codes = []
+    for n in node.seq():
+        code = n.string()
+        if not re.fullmatch(r"[A-Z]{2}|EU|EEA", code):
+            n.error(f"`{code}` is not a region", "use ISO 3166-1 country codes (DE, JP) or EU / EEA")
+        codes.append(code)
+    return geo.expand(tuple(codes))
 
 
 def _detectors(node: Node | None) -> scrub.Detectors:

@@ -69,6 +69,9 @@ RULE = obj("A field rule: what happens to fields with these names in these scope
     "controls": CONTROLS,
     "why": string("The policy clause this rule implements (shown by explain and the disclosure report)."),
     "report_only": boolean("Count what the rule would change, change nothing.", False),
+    "regions": arr("Apply only to visitors from these countries (ISO 3166-1 codes) or groups (EU, EEA), e.g. "
+                   "stricter handling for EU visitors (C14). A visitor whose country is unknown gets the rule.",
+                   string("A country code or group.", pattern=r"^(?:[A-Z]{2}|EU|EEA)$")),
 }, required=("id", "action", "scopes", "names"))
 
 SENSITIVE = obj("A page whose visit alone reveals sensitive information (C10).", {

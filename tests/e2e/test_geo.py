@@ -73,3 +73,21 @@ def test_reload_with_corrupt_database_keeps_serving_without_geo(tmp_path, origin
         p.stop()
     assert records[0]["country"] == "JP" and "country" not in records[1]
     assert "serving on without geography" in p.stderr()
+
+
+def test_region_rules_follow_the_visitor_country(tmp_path, origin):
+    # C14: a rule only for EU visitors; the country comes from the full address even when the log coarsens it
+    db = build(tmp_path / "city.mmdb")
+    cfg = tmp_path / "filters.yaml"
+    cfg.write_text(f"version: 1\ngeo: {{database: {db}}}\nrules:\n"
+                   "  - {id: eu-campaign, action: drop, scopes: [query], names: [utm_campaign], regions: [EU]}\n")
+    p = start_proxy(tmp_path / "p", origin.url, config=cfg)
+    ctx = tls_context(p.ca)
+    try:
+        request(p.port, "/p?utm_campaign=spring&q=1", tls=ctx, source="127.7.1.2")  # DE
+        request(p.port, "/p?utm_campaign=spring&q=1", tls=ctx)  # JP
+        records = p.log_records(wait_for=2)
+    finally:
+        p.stop()
+    assert records[0]["path"] == "/p?q=1" and "country" not in records[0]  # k=5: too rare to log, still EU
+    assert records[1]["path"] == "/p?utm_campaign=spring&q=1"

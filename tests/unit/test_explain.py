@@ -45,3 +45,10 @@ def test_headers_cookies_and_set_cookies(policy_from_yaml):
     assert ex.origin_cookie.startswith("_ga=pp_") and "_gcl_aw" not in ex.origin_cookie
     assert ex.origin_cookie.endswith("sid=9") and ("cookie", "sid") in ex.kept
     assert ex.set_cookies_kept == ("sid=1",)
+
+
+def test_country_selects_region_rules(policy_from_yaml):
+    p = policy_from_yaml("version: 1\nrules:\n  - {id: eu, action: drop, scopes: [query], names: [c], regions: [EU]}\n")
+    assert explain(p, Sample("GET", "/p?c=1"), "US").logged_path == "/p?c=1"
+    assert explain(p, Sample("GET", "/p?c=1"), "FR").logged_path == "/p"
+    assert explain(p, Sample("GET", "/p?c=1")).logged_path == "/p"

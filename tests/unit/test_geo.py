@@ -61,7 +61,14 @@ def test_small_cell_guard_coarsens_rare_places():
 
 def test_locator_never_raises(city):
     loc = geo.Locator(geo.Settings(database=city, small_cell_k=1), geo.GeoDB(city))
-    assert loc.locate("127.9.8.7") == (geo.Place("JP", "13"), "found")
-    assert loc.locate("192.0.2.1") == (geo.Place(), "not_found")
-    assert loc.locate("not an address")[1] == "error"
-    assert geo.Locator(geo.Settings(), None).locate("127.9.8.7") == (geo.Place(), "disabled")
+    assert loc.locate("127.9.8.7") == geo.Located(geo.Place("JP", "13"), "found", "JP")
+    assert loc.locate("192.0.2.1") == geo.Located(geo.Place(), "not_found")
+    assert loc.locate("not an address").result == "error"
+    assert geo.Locator(geo.Settings(), None).locate("127.9.8.7") == geo.Located(geo.Place(), "disabled")
+    guarded = geo.Locator(geo.Settings(database=city, small_cell_k=5), geo.GeoDB(city)).locate("127.9.8.7")
+    assert guarded.place == geo.Place() and guarded.country == "JP"  # rare for the log, still JP for the rules
+
+
+def test_region_groups():
+    assert geo.expand(("EU",)) >= {"DE", "FR"} and "NO" not in geo.expand(("EU",))
+    assert geo.expand(("EEA", "JP")) >= {"NO", "DE", "JP"}

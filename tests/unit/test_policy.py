@@ -77,3 +77,30 @@ def test_policy_is_immutable():
 
 def test_not_a_mapping():
     assert "must be a mapping" in errors_of("- a\n- b\n")[0]
+
+
+def test_region_rules_apply_to_their_countries_and_to_unknown_visitors(policy_from_yaml):
+    # C14: stricter handling for EU visitors; an unlocated visitor gets the strictest set (fail closed)
+    p = policy_from_yaml("""
+version: 1
+rules:
+  - {id: eu-strict, action: drop, scopes: [query], names: [utm_id], regions: [EU]}
+  - {id: jp-only, action: redact, scopes: [query], names: [area], regions: [JP]}
+  - {id: all, action: drop, scopes: [query], names: [gclid]}
+""")
+    url = "/p?utm_id=1&area=tokyo&gclid=2&q=x"
+    assert p.scrubber_for("DE").url(url, "path", []) == "/p?area=tokyo&q=x"
+    assert p.scrubber_for("JP").url(url, "path", []) == "/p?utm_id=1&area=[redacted]&q=x"
+    assert p.scrubber_for("US").url(url, "path", []) == "/p?utm_id=1&area=tokyo&q=x"
+    assert p.scrubber_for("").url(url, "path", []) == "/p?area=[redacted]&q=x"
+    assert p.scrubber_for("DE") is p.scrubber_for("DE")
+
+
+def test_region_codes_are_validated(policy_from_yaml):
+    import pytest
+
+    from privproxy.errors import ConfigErrors
+
+    with pytest.raises(ConfigErrors, match="`Europe` is not a region"):
+        policy_from_yaml("version: 1\nrules:\n  - {id: a, action: drop, scopes: [query], names: [x], "
+                         "regions: [Europe]}\n")

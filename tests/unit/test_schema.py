@@ -68,7 +68,7 @@ pseudonymization: {secret_env: MY_SECRET, rotation: hourly}
 report_only: false
 unknown_fields: keep
 rules:
-  - {id: a, action: hash, scopes: [query], names: [x], controls: [C2], why: w, report_only: true}
+  - {id: a, action: hash, scopes: [query], names: [x], controls: [C2], why: w, report_only: true, regions: [EU, JP]}
 detectors: {enabled: [email], actions: {email: hash}}
 sensitive_paths:
   - {id: h, pattern: /h/**, replace: /h/*, controls: [C10]}

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     src.add_argument("--flows", metavar="FILE", help="a mitmproxy flow dump (mitmdump -w FILE)")
     p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="a request header for URL, e.g. -H 'Cookie: _ga=GA1.1.1.2' (repeatable)")
+    p.add_argument("--country", default="", metavar="CC",
+                   help="the visitor's country for region rules (default: unknown, which gets every rule)")
     p.add_argument("--json", action="store_true", help="one JSON object per request")
     p.set_defaults(func=cmd)
 
@@ -42,7 +44,7 @@ def cmd(args) -> int:
     if not samples:
         return fail("no requests found")
     for s in samples:
-        ex = core.explain(policy, s)
+        ex = core.explain(policy, s, args.country.upper())
         if args.json:
             print(json.dumps(_as_json(policy, ex), ensure_ascii=False))
         else:
