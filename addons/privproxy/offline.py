@@ -27,6 +27,7 @@ _Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: one step per run of plain charac
 COMBINED = re.compile(
     rf'^(\S+) (\S+) (\S+) \[([^\]]*)\] {_Q} (\d{{3}}|-) (\d+|-)(?: {_Q} {_Q})?(.*)$'
 )
+_ABSOLUTE = re.compile(r"^(https?://[^/?#\s]*)(/.*)$", re.S | re.I)
 _REQUEST = re.compile(r"^([A-Z][A-Z0-9_-]{0,19}) (\S+) (HTTP/\d(?:\.\d)?)$")
 
 # JSON log keys, lower-cased: nginx `escape=json` formats, Caddy, and privproxy's own schema.
@@ -50,7 +51,7 @@ class Stats:
     rules: Counter[str] = field(default_factory=Counter)  # rule id -> fields changed
     reasons: Counter[str] = field(default_factory=Counter)  # why lines were not written
 
-    def add(self, changes: list[Change]) -> None:
+    def add(self, changes: Iterable[Change]) -> None:
         for c in changes:
             self.rules[c.rule] += 1
 
@@ -71,6 +72,15 @@ class LogFilter:
             ch: list[Change] = []
             return s.url(u, scope, ch), tuple(ch)
 
+        def path(p: str, scope: str) -> tuple[str, bool, tuple[Change, ...]]:
+            ch: list[Change] = []
+            out, generalized = s.path(p, scope, ch)
+            return out, generalized, tuple(ch)
+
+        def param(part: str, scope: str) -> tuple[str, tuple[Change, ...]]:
+            ch: list[Change] = []
+            return s.query(part, scope, ch), tuple(ch)
+
         def host(h: str) -> str:
             return truncate.truncate_text(h, t) or "-"  # a host name, garbage: nothing that can identify
 
@@ -82,6 +92,8 @@ class LogFilter:
         # Whole results are cached: `hash` pseudonyms depend only on (value, period), and run() empties the
         # caches when the pseudonymization period changes during a long run.
         self._url = lru_cache(maxsize=cache_size)(url)
+        self._path = lru_cache(maxsize=cache_size)(path)
+        self._param = lru_cache(maxsize=cache_size)(param)
         self._host = lru_cache(maxsize=cache_size)(host)
         self._agent = lru_cache(maxsize=cache_size)(generalize.user_agent)
         self._free = lru_cache(maxsize=cache_size)(free)
@@ -89,10 +101,36 @@ class LogFilter:
         self._period = policy.scrubber.pseudonymizer.period()
 
     def _scrub_url(self, u: str, scope: str) -> str:
+        if "#" not in u:
+            if u.startswith("/") and not u.startswith("//"):
+                return self._scrub_target(u, scope)
+            m = _ABSOLUTE.match(u)
+            if m is not None:
+                return m.group(1) + self._scrub_target(m.group(2), scope)
         out, ch = self._url(u, scope)
         if ch:
-            self.stats.add(list(ch))
+            self.stats.add(ch)
         return out
+
+    def _scrub_target(self, u: str, scope: str) -> str:
+        """Scrubber.url for a request target, piece by piece: paths and most parameters repeat across lines
+        even when whole URLs do not, so each piece is cached on its own. Same result as Scrubber.url."""
+        path, sep, query = u.partition("?")
+        out, generalized, ch = self._path(path, scope)
+        if ch:
+            self.stats.add(ch)
+        if generalized or not sep:
+            return out
+        kept = []
+        for part in query.split("&"):
+            if not part:
+                continue
+            after, ch = self._param(part, scope)
+            if ch:
+                self.stats.add(ch)
+            if after:
+                kept.append(after)
+        return out + "?" + "&".join(kept) if kept else out
 
     def _reject(self, reason: str) -> None:
         self.stats.unparsed += 1
@@ -122,7 +160,7 @@ class LogFilter:
         if rest.strip():
             scrubbed, ch = self._free(rest)
             if ch:
-                self.stats.add(list(ch))
+                self.stats.add(ch)
             out += scrubbed
         self.stats.written += 1
         return out + "\n"
@@ -169,7 +207,7 @@ class LogFilter:
             return self._agent(value) if value else value
         scrubbed, ch = self._free(value)
         if ch:
-            self.stats.add(list(ch))
+            self.stats.add(ch)
         return scrubbed
 
     def check_period(self) -> None:
@@ -177,7 +215,7 @@ class LogFilter:
         period = self.policy.scrubber.pseudonymizer.period()
         if period != self._period:
             self._period = period
-            for cached in (self._url, self._free):
+            for cached in (self._url, self._free, self._path, self._param):
                 cached.cache_clear()
 
     def run(self, lines: Iterable[str], write: Callable[[str], Any],

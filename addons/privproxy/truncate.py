@@ -79,20 +79,19 @@ def _colon_hex(text: str, t: Truncation) -> str | None:
     return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")  # ASCII digits, no leading zeros: as ipaddress
+
+
 def _dotted_quad(text: str, prefix: int) -> str | None:
     """Plain a.b.c.d without the ipaddress module (log filtering sees millions); None: use the full parser."""
-    parts = text.split(".")
-    if len(parts) != 4:
+    m = _QUAD.fullmatch(text)
+    if m is None:
         return None
-    n = 0
-    for p in parts:
-        # The same strictness as ipaddress: ASCII digits only, no leading zeros, 0-255.
-        if not (p.isascii() and p.isdigit()) or len(p) > 3 or (len(p) > 1 and p[0] == "0"):
-            return None
-        v = int(p)
-        if v > 255:
-            return None
-        n = (n << 8) | v
+    a, b, c, d = m.groups()
+    if prefix == 24:
+        return f"{a}.{b}.{c}.0"
+    n = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
     n &= (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
     return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
