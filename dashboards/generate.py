@@ -94,6 +94,25 @@ def build() -> dict:
           "(spoofing attempts or a missing --trusted-proxy) and malformed ones.", [
         target(f"sum by (reason) (rate(privproxy_forwarding_headers_ignored_total{{{SEL}}}[{R}]))",
                "{{reason}}")], unit="ops")
+    L.row("Analytics beacons (C4, C6, C13)")
+    L.add("timeseries", "Beacons by vendor", "Analytics beacons received on first-party collection paths.", [
+        target(f"sum by (vendor) (rate(privproxy_beacons_total{{{SEL}}}[{R}]))", "{{vendor}}")], unit="reqps")
+    L.add("stat", "Consent share", "Share of beacons sent with a verified member-linkage consent; every other "
+          "beacon is scrubbed.", [
+        target(f"sum(rate(privproxy_beacons_total{{{SEL},consent=\"given\"}}[{R}])) / "
+               f"sum(rate(privproxy_beacons_total{{{SEL}}}[{R}]))")], w=6, unit="percentunit")
+    L.add("timeseries", "Beacon errors (not forwarded)", "Beacons, or fields inside them, that could not be "
+          "decoded and were answered without forwarding or dropped, by vendor and reason.", [
+        target(f"sum by (vendor, reason) (rate(privproxy_beacon_failures_total{{{SEL}}}[{R}]))",
+               "{{vendor}}: {{reason}}")], w=6, unit="ops")
+    L.add("timeseries", "Identifiers scrubbed by vendor", "Beacon fields pseudonymized, truncated, generalized "
+          "or dropped, by vendor and action.", [
+        target(f"sum by (vendor, action) (rate(privproxy_fields_scrubbed_total{{{SEL},mode=\"enforce\","
+               f"vendor!=\"none\"}}[{R}]))", "{{vendor}} ({{action}})")], unit="ops")
+    L.add("table", "Unclassified beacon fields", "Fields that neither the vendor codec nor a rule knows, scanned "
+          "by the detectors: write a `body` rule for the frequent ones (the tuning signal).", [
+        target(f"sum by (vendor) (increase(privproxy_beacon_fields_unclassified_total{{{SEL}}}[$__range]))",
+               "{{vendor}}")], format="table")
     L.row("Geography (C9, C14)")
     L.add("geomap", "Visitors by country", "Requests by country in the selected range (ISO codes, from the full "
           "address before truncation; rare regions are coarsened by the small-cell guard).", [

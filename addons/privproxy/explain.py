@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urlsplit
 
-from privproxy import generalize
+from privproxy import beacon, generalize, vendors
 from privproxy.policy import Policy
 from privproxy.scrub import Change
+from privproxy.vendors.base import Beacon
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Sample:
     url: str
     headers: tuple[tuple[str, str], ...] = ()
     set_cookies: tuple[str, ...] = ()
+    body: bytes = b""
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name]
@@ -37,6 +39,9 @@ class Explanation:
     set_cookies_kept: tuple[str, ...]
     changes: list[Change] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (scope, name) of fields that passed unchanged
+    vendor: str = ""  # the analytics vendor, when this is a beacon
+    beacon: str = ""  # what the vendor gets: "scrubbed", "unchanged", or "not forwarded (<reason>)"
+    beacon_unclassified: int = 0
 
 
 def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
@@ -61,6 +66,16 @@ def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
         if after is not None:
             kept_sc.append(after)
     out = Explanation(sample, logged_path, logged_ref, logged_ua, origin_cookie, tuple(kept_sc), changes)
+    site = policy.sites.for_host(parts.netloc or (sample.header("host") or [""])[0])
+    codec = policy.beacons.codec_for(parts.path or "/", site.beacon_paths)
+    if codec is not None:
+        b = Beacon(sample.method, parts.path or "/", parts.query, (sample.header("content-type") or [""])[0],
+                   (sample.header("content-encoding") or [""])[0], sample.body)
+        codec = vendors.sniff(codec, b)
+        result = beacon.process(codec, b, s, policy.beacons, False, changes)
+        out.vendor, out.beacon_unclassified = codec.name, result.unclassified
+        out.beacon = ("scrubbed" if result.changed else "unchanged") if result.forward else \
+            f"not forwarded: answered {result.status} ({result.reason})"
     touched = {(c.scope, c.field.lower()) for c in changes}
     logged_query = set(logged_path.partition("?")[2].split("&"))
     for part in parts.query.split("&") if parts.query else ():
@@ -85,4 +100,6 @@ def rule_source(policy: Policy, rule_id: str) -> str:
         return "detectors (unknown_fields: detect)"
     if rule_id.startswith("sensitive_path:"):
         return "sensitive_paths"
+    if rule_id.startswith("role:"):
+        return f"beacons.roles.{rule_id[5:]}"
     return ""

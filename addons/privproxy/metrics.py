@@ -11,7 +11,8 @@ from privproxy import __version__
 OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "error")
 # Where a filter can fail; each failure is handled fail-closed and counted under its stage.
 FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
-                  "https_headers", "access_log", "log_path", "log_referrer")
+                  "https_headers", "access_log", "log_path", "log_referrer", "beacon")
+CONSENT_STATES = ("none", "given")
 LOG_STREAMS = ("access",)
 # *_created series double the exposition and carry no information a dashboard uses.
 disable_created_metrics()
@@ -32,8 +33,10 @@ class Metrics:
             "privproxy_forwarding_headers_ignored",
             "Forwarding headers not believed: sent by an untrusted peer, or malformed from a trusted proxy.",
             ["reason"], registry=r)
-        self.scrubbed = Counter("privproxy_fields_scrubbed", "Field values changed by a rule or detector.",
-                                ["scope", "action", "rule", "mode"], registry=r)
+        self.scrubbed = Counter("privproxy_fields_scrubbed",
+                                "Field values changed by a rule, a beacon field role or a detector; vendor is "
+                                "`none` outside analytics beacons.",
+                                ["scope", "action", "rule", "mode", "vendor"], registry=r)
         self.failures = Counter("privproxy_scrub_failures",
                                 "Errors inside privproxy's filters; the request was handled fail-closed.",
                                 ["stage"], registry=r)
@@ -55,6 +58,15 @@ class Metrics:
         self.countries = Counter("privproxy_requests_by_country",
                                  "Requests by the visitor's country (ISO 3166-1 alpha-2; unknown when not located).",
                                  ["country"], registry=r)
+        self.beacons = Counter("privproxy_beacons", "Analytics beacons received, by vendor and consent state.",
+                               ["vendor", "consent"], registry=r)
+        self.beacon_failures = Counter(
+            "privproxy_beacon_failures",
+            "Beacons (or fields inside them) that could not be decoded and were not forwarded, by vendor and reason.",
+            ["vendor", "reason"], registry=r)
+        self.unclassified = Counter("privproxy_beacon_fields_unclassified",
+                                    "Beacon fields that neither the vendor codec nor a rule classifies: the tuning "
+                                    "signal for new rules.", ["vendor"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
@@ -81,6 +93,15 @@ class Metrics:
         for result in ("success", "failure"):
             self.geo_loads.labels(result)
         self.countries.labels("unknown")
+        from privproxy.beacon import FAILURE_REASONS
+        from privproxy.vendors import VENDORS
+
+        for vendor in VENDORS:
+            self.unclassified.labels(vendor)
+            for consent in CONSENT_STATES:
+                self.beacons.labels(vendor, consent)
+            for reason in FAILURE_REASONS:
+                self.beacon_failures.labels(vendor, reason)
         for stage in FAILURE_STAGES:
             self.failures.labels(stage)
         for stream in LOG_STREAMS:
@@ -89,4 +110,5 @@ class Metrics:
                 self.log_errors.labels(stream, reason)
         for rule in rules:
             for scope in rule.scopes:
-                self.scrubbed.labels(scope, rule.action, rule.id, "report_only" if rule.report_only else "enforce")
+                self.scrubbed.labels(scope, rule.action, rule.id, "report_only" if rule.report_only else "enforce",
+                                     "none")

@@ -7,16 +7,18 @@ every address header removed and the log record reduced to what is known to be s
 
 from __future__ import annotations
 
+import fnmatch
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from privproxy import client_ip, generalize, geo, https
+from privproxy import beacon, client_ip, generalize, geo, https, vendors
 from privproxy.access_log.record import LogRecord
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
+from privproxy.vendors.base import Beacon, Codec
 
 FORWARD_STRIP = client_ip.ADDRESS_HEADERS + ("x-request-id",)
 
@@ -52,6 +54,8 @@ class FlowState:
     geo_result: str = "disabled"
     country: str = ""  # before the small-cell guard; chooses region rules and is never logged
     consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
+    codec: Codec | None = None  # the analytics vendor whose collection path this request is for
+    beacon: beacon.Result | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
 
@@ -79,6 +83,7 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
             if locator is not None:
                 located = locator.locate(state.client.ip)
                 state.place, state.geo_result, state.country = located.place, located.result, located.country
+        state.codec = policy.beacons.codec_for(view.path.split("?", 1)[0], state.site.beacon_paths)
         hs = policy.https
         if not state.https and hs.redirect and not hs.is_exempt(view.path.split("?", 1)[0]):
             state.redirect = https.redirect_location(view.host, view.path, hs)
@@ -102,19 +107,82 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
 
 def scrub_cookies(state: FlowState, view: RequestView) -> None:
     """Tracking cookies reach the origin pseudonymized or not at all (C4); the site's own cookies pass."""
-    if state.consent:
+    codec = state.codec
+    if state.consent and codec is None:
         return
     try:
         sent = view.get_all("cookie")
         if not sent:
             return
         joined = "; ".join(sent)
+        if codec is not None:
+            # A beacon carries every cookie of the site; its vendor gets only the ones its collector reads.
+            joined = vendor_cookies(joined, codec)
+            if state.consent:
+                state.cookie = joined
+                return
+            state.cookie = beacon.cookie_header(joined, state.scrubber, state.policy.beacons, state.changes)
+            return
         after = state.scrubber.cookie_header(joined, state.changes)
         if after != joined:
             state.cookie = after
     except Exception as e:  # fail closed: no cookie rather than an unscrubbed one
         state.failures.append(("cookie", type(e).__name__))
         state.cookie = ""
+
+
+def vendor_cookies(header: str, codec: Codec) -> str:
+    if not codec.cookies:
+        return ""
+    kept = []
+    for part in header.split(";"):
+        name = part.partition("=")[0].strip()
+        if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in codec.cookies):
+            kept.append(part.strip())
+    return "; ".join(kept)
+
+
+def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type: str,
+                 content_encoding: str) -> beacon.Result:
+    """The beacon the vendor gets: scrubbed unless the member consented; never raises (fail closed)."""
+    t0 = time.perf_counter()
+    assert state.codec is not None
+    path, _, query = view.path.partition("?")
+    b = Beacon(view.method, path, query, content_type, content_encoding, body)
+    try:
+        codec = vendors.sniff(state.codec, b)
+        state.codec = codec
+        result = beacon.process(codec, b, state.scrubber, state.policy.beacons, state.consent, state.changes)
+    except Exception as e:  # a bug in a codec must not let the identifiers through
+        state.failures.append(("beacon", type(e).__name__))
+        result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")
+    state.beacon = result
+    state.filter_seconds += time.perf_counter() - t0
+    return result
+
+
+def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[str, str | None]:
+    """Header changes toward the vendor: the user agent by the header rules, the referrer by the URL rules."""
+    if state.consent:
+        return {}
+    out: dict[str, str | None] = {}
+    scrubber = state.scrubber
+    ua = get("user-agent")
+    if ua:
+        after = scrubber.named("header", "user-agent", ua, state.changes) \
+            if scrubber.rules.find("header", "user-agent") else ua
+        if after != ua:
+            out["user-agent"] = after
+    ref = get("referer")
+    if ref:
+        try:
+            after = scrubber.url(ref, "referrer", state.changes)
+        except Exception as e:
+            state.failures.append(("beacon", type(e).__name__))
+            after = None
+        if after != ref:
+            out["referer"] = after
+    return out
 
 
 def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:

@@ -9,11 +9,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privproxy import client_ip, detectors, geo, https, pseudonyms, schema, scrub, sites, truncate
+from privproxy import beacon, client_ip, detectors, geo, https, pseudonyms, schema, scrub, sites, truncate, vendors
 from privproxy.access_log.rotation import Rotation
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
 from privproxy.pseudonyms import Pseudonymizer
+from privproxy.vendors.base import Limits
 from privproxy.yamlsrc import Node, load_text, root
 
 SECTIONS = tuple(schema.FILTERS.props)
@@ -40,6 +41,7 @@ class Policy:
     scrubber: scrub.Scrubber
     logging: LogSettings = field(default_factory=lambda: LogSettings())
     geo: geo.Settings = field(default_factory=lambda: geo.Settings())
+    beacons: beacon.Settings = field(default_factory=lambda: beacon.Settings())
     _by_country: dict[str, scrub.Scrubber] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=())
 
@@ -113,6 +115,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
         scrubber=scrubber,
         logging=_logging(s.get("logging")),
         geo=_geo(s.get("geo"), path),
+        beacons=_beacons(s.get("beacons")),
         warnings=(f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change at every "
                   "restart and differ between instances; set it to a long random secret",)
         if scrubber.pseudonymizer.ephemeral else (),
@@ -200,15 +203,48 @@ def _sites(node: Node | None) -> sites.Sites:
         upstream = m["upstream"].parsed(sites.parse_upstream, "upstream URL", "e.g. http://10.0.0.5:8080") \
             if "upstream" in m else None
         hosts = tuple(h.lower() for h in m["hosts"].strings()) if "hosts" in m else ()
+        beacon_paths = _beacon_paths(m["beacon_paths"]) if "beacon_paths" in m else ()
         if name == "default":
-            default = sites.Site("default", upstream, hosts)
+            default = sites.Site("default", upstream, hosts, beacon_paths)
             continue
         if "upstream" not in m:
             n.error("a site needs an `upstream`", "add `upstream: http://host:port`")
         if not hosts:
             n.error("a site needs `hosts`", "add `hosts: [www.example.com]`")
-        out.append(sites.Site(name, upstream, hosts))
+        out.append(sites.Site(name, upstream, hosts, beacon_paths))
     return sites.Sites(tuple(out), default)
+
+
+def _beacon_paths(node: Node) -> tuple[tuple[str, str], ...]:
+    out = []
+    for path, n in node.items():
+        if not path.startswith(("/", "*")):
+            n.error(f"`{path}` is not a path", "collection paths start with / (or * to match any prefix)")
+        vendor = n.choice(tuple(vendors.VENDORS), "ga4")
+        out.append((path, vendor))
+    return tuple(out)
+
+
+def _beacons(node: Node | None) -> beacon.Settings:
+    d = beacon.Settings()
+    if node is None:
+        return d
+    m = node.mapping(schema.keys("beacons"))
+    enabled = d.enabled
+    if "vendors" in m:
+        enabled = frozenset(x.choice(tuple(vendors.VENDORS), "ga4") for x in m["vendors"].seq())
+    roles = dict(d.roles)
+    if "roles" in m:
+        for role, rn in m["roles"].mapping(schema.keys("beacons.roles")).items():
+            roles[role] = rn.choice(ACTIONS, roles[role])
+    body_kb = m["max_body_kb"].integer(512, 1) if "max_body_kb" in m else 512
+    inflated_kb = m["max_decompressed_kb"].integer(2048, 1) if "max_decompressed_kb" in m else 2048
+    return beacon.Settings(
+        roles=roles,
+        limits=Limits(max_body=body_kb * 1024, max_decompressed=inflated_kb * 1024),
+        enabled=enabled,
+        paths=_beacon_paths(m["paths"]) if "paths" in m else (),
+    )
 
 
 def _rules(node: Node | None) -> tuple[Rule, ...]:

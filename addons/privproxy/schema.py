@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import client_ip, detectors, fields, https, pseudonyms, scrub
+from privproxy import client_ip, detectors, fields, https, pseudonyms, scrub, vendors
+from privproxy.vendors.base import CONFIGURABLE_ROLES
 
 SCHEMA_ID = "https://privproxy.invalid/filters.schema.json"
 
@@ -56,9 +57,12 @@ CONTROL_PATTERN = r"^C(?:[1-9]|1[0-5])$"
 CONTROLS = arr("Controls (C1-C15 in the policies' CONTROLS.md) this entry enforces; reports cite them.",
                string("A control id.", pattern=CONTROL_PATTERN))
 
+VENDOR = string("An analytics vendor.", enum=tuple(vendors.VENDORS))
 SITE = obj("A website behind the proxy.", {
     "hosts": arr("Host names (the visitor's Host header) that belong to this site.", string("A host name.")),
     "upstream": string("The origin server, e.g. http://10.0.0.5:8080."),
+    "beacon_paths": T("map", "This site's own first-party collection paths, each mapped to the vendor whose "
+                              "format it receives, e.g. `/metrics/g/collect: ga4`.", values=VENDOR),
 })
 
 RULE = obj("A field rule: what happens to fields with these names in these scopes.", {
@@ -82,6 +86,19 @@ SENSITIVE = obj("A page whose visit alone reveals sensitive information (C10).",
 }, required=("pattern",))
 
 DETECTOR = string("A detector.", enum=tuple(detectors.FINDERS))
+
+ROLE_DOCS = {
+    "client_id": "Browser or device-scoped visitor ids (GA cid, Matomo _id, Snowplow duid, Segment anonymousId).",
+    "session_id": "Session ids.",
+    "user_id": "The site's account or member id sent to the vendor.",
+    "device_id": "Advertising and device ids (IDFA, IDFV, Android ids, ECID).",
+    "ip": "IP address overrides inside the beacon.",
+    "user_agent": "User-agent overrides inside the beacon.",
+    "contact": "Emails, phone numbers, names, addresses, birthdays: clear or hashed.",
+    "click_id": "Ad click ids (gclid, fbclid, _fbc...) wherever the SDK copied them.",
+    "fingerprint": "High-entropy client hints, device models, plugin lists.",
+    "device": "Screen and viewport sizes.",
+}
 
 FILTERS = obj("privproxy filters.yaml", {
     "version": integer("Format version.", enum=(1,)),
@@ -135,6 +152,18 @@ FILTERS = obj("privproxy filters.yaml", {
                          1, default=5),
             "window_seconds": integer("Length of the counting window.", 1, default=3600),
         }),
+    }),
+    "beacons": obj("Analytics beacons sent to first-party collection paths (C4, C6, C13).", {
+        "vendors": arr("Vendors whose default paths are recognized.", VENDOR, default=list(vendors.VENDORS)),
+        "paths": T("map", "Extra collection paths for every site: path (`*` at either end) -> vendor.",
+                   values=VENDOR),
+        "roles": obj("What happens, without member consent, to each kind of field the vendor codecs know.", {
+            role: string(doc, enum=fields.ACTIONS, default=CONFIGURABLE_ROLES[role])
+            for role, doc in ROLE_DOCS.items()}),
+        "max_body_kb": integer("Beacon bodies larger than this are answered 413 and not forwarded.", 1,
+                               default=512),
+        "max_decompressed_kb": integer("Gzip bodies inflating beyond this are not forwarded (gzip bombs).", 1,
+                                       default=2048),
     }),
     "logging": obj("The access log: format, rotation, retention (C3, C9, C11).", {
         "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); both. "

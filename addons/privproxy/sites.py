@@ -23,6 +23,7 @@ class Site:
     name: str
     upstream: Upstream | None  # None: the default site, whose upstream is the proxy's --upstream
     hosts: tuple[str, ...] = ()
+    beacon_paths: tuple[tuple[str, str], ...] = ()  # (path pattern, vendor): this site's collection paths
 
     def matches(self, host: str) -> bool:
         for pattern in self.hosts:

@@ -150,3 +150,72 @@ def test_cookie_scrub_failure_drops_cookies(chain, monkeypatch):
     run_requestheaders(addons, f)
     assert "cookie" not in f.request.headers
     assert f.request.headers["x-forwarded-for"] == "127.9.8.0"
+
+
+def beacon_flow(path: str, body: bytes, ctype: str = "application/json", headers=()):
+    f = make_flow(path, headers=[("content-type", ctype), ("content-length", str(len(body))), *headers])
+    f.request.method = "POST"
+    f.request.raw_content = body
+    return f
+
+
+def run_request(addons, flow):
+    run_requestheaders(addons, flow)
+    if flow.response is None:
+        for a in addons:
+            if hasattr(a, "request"):
+                a.request(flow)
+
+
+def test_beacon_is_buffered_scrubbed_and_re_encoded(chain):
+    tctx, addons, rt = chain
+    body = b'{"type": "track", "event": "buy", "userId": "member-4711", "properties": {"email": "a@b.example"}}'
+    f = beacon_flow("/v1/t", body, headers=[("cookie", "session=x; _ga=GA1.1.1.2")])
+    run_request(addons, f)
+    assert f.response is None and not f.request.stream  # buffered, then forwarded
+    sent = f.request.raw_content
+    assert b"member-4711" not in sent and b"a@b.example" not in sent and b'"event":"buy"' in sent
+    assert f.request.headers["content-length"] == str(len(sent))
+    assert "cookie" not in f.request.headers  # Segment's collector reads no cookie
+    assert rt.metrics.registry.get_sample_value("privproxy_beacons_total",
+                                                {"vendor": "segment", "consent": "none"}) == 1
+
+
+def test_page_requests_still_stream(chain):
+    tctx, addons, rt = chain
+    f = make_flow("/index.html")
+    run_requestheaders(addons, f)
+    assert f.request.stream is True
+
+
+def test_beacon_over_the_size_limit_gets_413_without_forwarding(chain):
+    tctx, addons, rt = chain
+    f = make_flow("/v1/t", headers=[("content-length", str(10 * 1024 * 1024))])
+    f.request.method = "POST"
+    run_requestheaders(addons, f)
+    assert f.response is not None and f.response.status_code == 413
+    assert rt.metrics.registry.get_sample_value("privproxy_beacon_failures_total",
+                                                {"vendor": "segment", "reason": "too_large"}) == 1
+
+
+def test_undecodable_beacon_answered_204(chain):
+    tctx, addons, rt = chain
+    f = beacon_flow("/mp/collect", b'{"client_id": "123.456", broken')
+    run_request(addons, f)
+    assert f.response is not None and f.response.status_code == 204
+    assert rt.metrics.registry.get_sample_value("privproxy_beacon_failures_total",
+                                                {"vendor": "ga4", "reason": "bad_json"}) == 1
+
+
+def test_codec_crash_fails_closed(chain, monkeypatch):
+    # mitmproxy fails open: an exception escaping the hook would forward the beacon unchanged
+    tctx, addons, rt = chain
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(pipeline, "scrub_beacon", boom)
+    f = beacon_flow("/v1/t", b'{"userId": "member-4711"}')
+    run_request(addons, f)
+    assert f.response is not None and f.response.status_code == 204
+    assert rt.metrics.registry.get_sample_value("privproxy_scrub_failures_total", {"stage": "beacon"}) == 1

@@ -52,3 +52,18 @@ def test_country_selects_region_rules(policy_from_yaml):
     assert explain(p, Sample("GET", "/p?c=1"), "US").logged_path == "/p?c=1"
     assert explain(p, Sample("GET", "/p?c=1"), "FR").logged_path == "/p"
     assert explain(p, Sample("GET", "/p?c=1")).logged_path == "/p"
+
+
+def test_explain_a_beacon_shows_each_field_and_the_role_that_changed_it(policy_from_yaml):
+    from privproxy import explain
+
+    p = policy_from_yaml("version: 1\n")
+    body = b'{"client_id": "123.456", "events": [{"name": "buy", "params": {"email": "a@b.example", "x": 1}}]}'
+    ex = explain.explain(p, explain.Sample("POST", "https://shop.example/mp/collect?measurement_id=G-1",
+                                           (("Content-Type", "application/json"),), body=body))
+    assert ex.vendor == "ga4" and ex.beacon == "scrubbed"
+    got = {c.field: (c.rule, c.after) for c in ex.changes}
+    assert got["email"] == ("role:contact", None) and got["client_id"][0] == "role:client_id"
+    assert explain.rule_source(p, "role:contact") == "beacons.roles.contact"
+    bad = explain.explain(p, explain.Sample("POST", "https://shop.example/mp/collect", body=b"{broken"))
+    assert bad.beacon == "not forwarded: answered 204 (bad_json)"

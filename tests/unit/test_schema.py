@@ -53,7 +53,7 @@ def test_every_declared_key_is_accepted_by_the_parser():
     text = """
 version: 1
 sites:
-  shop: {hosts: [shop.example], upstream: "http://127.0.0.1:9"}
+  shop: {hosts: [shop.example], upstream: "http://127.0.0.1:9", beacon_paths: {/m/collect: ga4}}
 ip_truncation: {ipv4_prefix: 16, ipv6_prefix: 32}
 client_ip: {trusted_proxies: [10.0.0.0/8], headers: [forwarded]}
 https:
@@ -74,15 +74,25 @@ sensitive_paths:
   - {id: h, pattern: /h/**, replace: /h/*, controls: [C10]}
 logging: {format: both, rotation: {daily: false, max_size_mb: 10}, retention_days: 14}
 geo: {database: /var/lib/GeoIP/GeoLite2-City.mmdb, granularity: city, small_cell: {k: 3, window_seconds: 60}}
+beacons:
+  vendors: [ga4, matomo]
+  paths: {"*/tracker.php": matomo}
+  roles: {client_id: drop, session_id: drop, user_id: drop, device_id: drop, ip: drop, user_agent: drop,
+          contact: redact, click_id: redact, fingerprint: redact, device: drop}
+  max_body_kb: 64
+  max_decompressed_kb: 256
 """
     data = as_data(text)
     used = set(data)
     assert used == schema.keys(), "the sample must cover every section"
-    for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging", "geo"):
+    for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging", "geo",
+                    "beacons"):
         assert set(data[section]) == schema.keys(section), section
     assert set(data["rules"][0]) == schema.keys("rules[]")
     assert set(data["sensitive_paths"][0]) == schema.keys("sensitive_paths[]")
     assert set(data["https"]["hsts"]) == schema.keys("https.hsts")
+    assert set(data["beacons"]["roles"]) == schema.keys("beacons.roles")
+    assert set(data["sites"]["shop"]) == schema.keys("sites{}")
     jsonschema.Draft202012Validator(schema.json_schema()).validate(data)
     p = policy.from_text(text, "t.yaml", secret=b"s")
     assert set(data["logging"]["rotation"]) == schema.keys("logging.rotation")
@@ -91,6 +101,11 @@ geo: {database: /var/lib/GeoIP/GeoLite2-City.mmdb, granularity: city, small_cell
     assert p.logging.format == "both" and p.logging.rotation.max_bytes == 10 * 1024 * 1024
     assert not p.logging.rotation.daily and p.logging.rotation.retention_days == 14
     assert p.geo.granularity == "city" and p.geo.small_cell_k == 3 and p.geo.window_seconds == 60
+    assert p.beacons.enabled == {"ga4", "matomo"} and p.beacons.roles["contact"] == "redact"
+    assert p.beacons.limits.max_body == 64 * 1024 and p.beacons.limits.max_decompressed == 256 * 1024
+    assert p.beacons.codec_for("/x/tracker.php").name == "matomo"
+    assert p.beacons.codec_for("/track") is None  # mixpanel is not enabled
+    assert p.sites.for_host("shop.example").beacon_paths == (("/m/collect", "ga4"),)
 
 
 def test_schema_defaults_are_the_parser_defaults():
@@ -107,3 +122,7 @@ def test_schema_defaults_are_the_parser_defaults():
     assert schema.node("geo.granularity").default == p.geo.granularity
     assert schema.node("geo.small_cell.k").default == p.geo.small_cell_k
     assert schema.node("logging.retention_days").default == p.logging.rotation.retention_days
+    for role, action in p.beacons.roles.items():
+        assert schema.node(f"beacons.roles.{role}").default == action
+    assert schema.node("beacons.max_body_kb").default * 1024 == p.beacons.limits.max_body
+    assert set(schema.node("beacons.vendors").default) == p.beacons.enabled

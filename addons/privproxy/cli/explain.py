@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     src.add_argument("--flows", metavar="FILE", help="a mitmproxy flow dump (mitmdump -w FILE)")
     p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="a request header for URL, e.g. -H 'Cookie: _ga=GA1.1.1.2' (repeatable)")
+    p.add_argument("-X", "--method", default="GET", help="the method for URL (default GET)")
+    p.add_argument("-d", "--data", metavar="BODY", help="a request body for URL (a beacon's POST body); "
+                   "@FILE reads it from a file")
     p.add_argument("--country", default="", metavar="CC",
                    help="the visitor's country for region rules (default: unknown, which gets every rule)")
     p.add_argument("--json", action="store_true", help="one JSON object per request")
@@ -60,7 +63,11 @@ def _samples(args) -> Iterator[core.Sample]:
             if not sep:
                 raise ValueError(f"-H {h!r}: write 'Name: value'")
             headers.append((name.strip(), value.strip()))
-        yield core.Sample("GET", args.url, tuple(headers))
+        body = b""
+        if args.data is not None:
+            body = open(args.data[1:], "rb").read() if args.data.startswith("@") else args.data.encode()
+        method = args.method.upper() if args.data is None or args.method.upper() != "GET" else "POST"
+        yield core.Sample(method, args.url, tuple(headers), body=body)
     elif args.har:
         with open(args.har, encoding="utf-8") as f:
             har = json.load(f)
@@ -70,7 +77,8 @@ def _samples(args) -> Iterator[core.Sample]:
             if not any(k.lower() == "cookie" for k, _ in headers) and req.get("cookies"):
                 headers += (("Cookie", "; ".join(f"{c['name']}={c['value']}" for c in req["cookies"])),)
             set_cookies = tuple(h["value"] for h in resp.get("headers", []) if h["name"].lower() == "set-cookie")
-            yield core.Sample(req.get("method", "GET"), req["url"], headers, set_cookies)
+            post = (req.get("postData") or {}).get("text") or ""
+            yield core.Sample(req.get("method", "GET"), req["url"], headers, set_cookies, post.encode())
     else:
         from mitmproxy import http, io  # only this input needs mitmproxy
 
@@ -81,7 +89,8 @@ def _samples(args) -> Iterator[core.Sample]:
                 resp = flow.response
                 yield core.Sample(
                     flow.request.method, flow.request.url, tuple(flow.request.headers.items(multi=True)),
-                    tuple(resp.headers.get_all("set-cookie")) if resp is not None else ())
+                    tuple(resp.headers.get_all("set-cookie")) if resp is not None else (),
+                    flow.request.raw_content or b"")
 
 
 def _cut(v: str | None) -> str:
@@ -103,6 +112,8 @@ def _print(policy, ex: core.Explanation) -> None:
         out.write(f"      rule:   {c.rule} ({c.action}){mode}{'  ' + src if src else ''}\n")
     if ex.kept:
         out.write("  unchanged: " + ", ".join(f"{scope} {name}" for scope, name in ex.kept) + "\n")
+    if ex.vendor:
+        out.write(f"  beacon ({ex.vendor}):  {ex.beacon}; {ex.beacon_unclassified} field(s) no rule classifies\n")
     out.write(f"  access log path:     {ex.logged_path}\n")
     if ex.logged_referrer:
         out.write(f"  access log referrer: {ex.logged_referrer}\n")
@@ -126,4 +137,6 @@ def _as_json(policy, ex: core.Explanation) -> dict:
         "log": {"path": ex.logged_path, "referrer": ex.logged_referrer, "user_agent": ex.logged_user_agent},
         "origin_cookie": ex.origin_cookie,
         "set_cookie_kept": list(ex.set_cookies_kept),
+        "beacon": {"vendor": ex.vendor, "result": ex.beacon, "unclassified": ex.beacon_unclassified}
+        if ex.vendor else None,
     }

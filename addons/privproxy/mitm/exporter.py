@@ -81,8 +81,10 @@ class MetricsExporter:
                 m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
                 m.countries.labels(state.place.country or "unknown").inc()
             m.geo_lookups.labels(state.geo_result).inc()
+            vendor = state.codec.name if state.codec is not None else "none"
             for c in state.changes:
-                m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce").inc()
+                m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce",
+                                  vendor).inc()
             for stage, _reason in state.failures:
                 m.failures.labels(stage).inc()
             m.filter_duration.observe(state.filter_seconds)

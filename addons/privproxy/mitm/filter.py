@@ -38,11 +38,64 @@ class PrivacyFilter:
                     self.rt.metrics.forwarding_ignored.labels("untrusted_peer").inc()
                 if client.malformed:
                     self.rt.metrics.forwarding_ignored.labels("malformed").inc()
-            if not flow.response:
-                # Ordinary bodies stream through untouched; only beacon endpoints (issue 4) are buffered.
-                flow.request.stream = True
+            if flow.response:
+                return
+            if state.codec is None:
+                flow.request.stream = True  # ordinary bodies stream through untouched; only beacons are buffered
+                return
+            length = flow.request.headers.get("content-length", "")
+            limit = policy.beacons.limits.max_body
+            if length.strip().isdigit() and int(length) > limit:
+                self.answer(flow, state, 413, "too_large")
         except Exception as e:
             self.fail_closed(flow, "requestheaders", e)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """A beacon, now fully read: forwarded scrubbed, or answered here when it cannot be decoded."""
+        state = flowview.state_of(flow)
+        if state is None or state.codec is None or flow.response is not None:
+            return
+        try:
+            req = flow.request
+            body = req.raw_content or b""
+            if len(body) > state.policy.beacons.limits.max_body:  # chunked bodies have no Content-Length
+                self.answer(flow, state, 413, "too_large")
+                return
+            view = flow.metadata["privproxy_view"]
+            result = pipeline.scrub_beacon(state, view, body, req.headers.get("content-type", ""),
+                                           req.headers.get("content-encoding", ""))
+            m = self.rt.metrics
+            m.beacons.labels(result.vendor, "given" if state.consent else "none").inc()
+            if result.unclassified:
+                m.unclassified.labels(result.vendor).inc(result.unclassified)
+            for reason in result.field_errors:
+                m.beacon_failures.labels(result.vendor, reason).inc()
+            if not result.forward:
+                self.answer(flow, state, 204, result.reason)
+                return
+            if result.changed:
+                path = req.path.split("?", 1)[0]
+                req.path = f"{path}?{result.query}" if result.query else path
+                req.raw_content = result.body
+                if "transfer-encoding" in req.headers:
+                    del req.headers["transfer-encoding"]
+                if result.body or req.method not in ("GET", "HEAD"):
+                    req.headers["content-length"] = str(len(result.body))
+            for name, value in pipeline.beacon_headers(state, req.headers.get).items():
+                if value is None:
+                    req.headers.pop(name, None)
+                else:
+                    req.headers[name] = value
+        except Exception as e:  # fail closed: the vendor gets nothing rather than the identifiers
+            self.rt.metrics.failures.labels("beacon").inc()
+            logger.error("privproxy: beacon filter failed (%s); answered 204 without forwarding", type(e).__name__)
+            self.answer(flow, state, 204, "internal_error")
+
+    def answer(self, flow: http.HTTPFlow, state: pipeline.FlowState, status: int, reason: str) -> None:
+        """Answer a beacon here without forwarding it (fail closed), and count why."""
+        vendor = state.codec.name if state.codec else "unknown"
+        self.rt.metrics.beacon_failures.labels(vendor, reason or "unknown").inc()
+        flow.response = http.Response.make(status, b"", {"cache-control": "no-store"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = flowview.state_of(flow)

@@ -1,0 +1,81 @@
+"""[vendors.posthog] PostHog: `/e/`, `/i/v0/e/`, `/batch/`, `/capture/`, `/engage/`, `/track/`. posthog-js sends
+JSON gzipped (`?compression=gzip-js`, no Content-Encoding header), base64 in a form field
+(`compression=base64`, body `data=...`), or plain JSON; a body is one event, a list, or `{"batch": [...]}`.
+lz-string (`lz64`, very old SDKs) is not decoded: such beacons are answered without forwarding.
+
+Property names: posthog.com/docs/data/events (default properties) and posthog-js's source.
+"""
+
+from __future__ import annotations
+
+from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, b64decode, by_name,
+                                    dumps, loads, open_body, text_of)
+
+name = "posthog"
+title = "PostHog"
+paths = ("/e/", "/e", "/i/v0/e/", "/i/v0/e", "/batch/", "/capture/", "/capture", "/engage/", "/track/")
+cookies = ()  # posthog-js keeps ids in a ph_* cookie the collector does not read
+
+_PROPS = {
+    "distinct_id": "client_id", "$device_id": "device_id", "$session_id": "session_id", "$window_id": "session_id",
+    "$anon_distinct_id": "client_id", "$user_id": "user_id", "$pageview_id": "plain", "$insert_id": "plain",
+    "$current_url": "url", "$referrer": "url", "$initial_referrer": "url", "$initial_current_url": "url",
+    "$prev_pageview_pathname": "keep", "$pathname": "keep", "$host": "keep", "$referring_domain": "keep",
+    "$initial_referring_domain": "keep", "$ip": "ip", "$raw_user_agent": "user_agent", "token": "plain",
+    "$lib": "plain", "$lib_version": "plain", "$browser": "keep", "$browser_version": "plain", "$os": "keep",
+    "$os_version": "plain", "$device_type": "keep", "$screen_height": "device", "$screen_width": "device",
+    "$viewport_height": "device", "$viewport_width": "device", "$browser_language": "keep", "$timezone": "keep",
+    "$time": "plain", "$sent_at": "plain", "$groups": "keep", "$set": "props", "$set_once": "props",
+    "$unset": "plain", "$elements_chain": "keep", "$elements": "keep", "$event_type": "keep",
+    "$is_identified": "plain", "$process_person_profile": "plain", "$configured_session_timeout_ms": "plain",
+    "$opt_out": "consent", "$cookieless_mode": "consent", "$geoip_disable": "consent",
+}
+_CLICK = {"gclid", "gad_source", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "twclid",
+          "li_fat_id", "mc_cid", "igshid", "ttclid", "rdt_cid", "epik", "qclid", "sccid", "irclid", "_kx"}
+
+
+def event_classify(path: tuple[str, ...]) -> str | None:
+    if path and path[0] == "batch":
+        path = path[1:]
+    if not path:
+        return None
+    if len(path) == 1:
+        return {"event": "keep", "properties": "props", "timestamp": "plain", "uuid": "plain", "api_key": "plain",
+                "token": "plain", "distinct_id": "client_id", "$set": "props", "$set_once": "props",
+                "sent_at": "plain", "type": "plain", "offset": "plain", "historical_migration": "plain",
+                "ip": "ip"}.get(path[0])
+    if path[0] in ("properties", "$set", "$set_once"):
+        last = path[-1].removeprefix("$initial_")
+        if last in _CLICK:
+            return "click_id"
+        got = _PROPS.get(path[-1]) if len(path) == 2 or path[1] in ("$set", "$set_once") else None
+        return got if got is not None else "props"
+    return None
+
+
+def decode(beacon: Beacon, limits: Limits) -> Decoded:
+    query = Params.parse(beacon.query)
+    qclass = by_name({"compression": "plain", "ver": "plain", "_": "plain", "ip": "plain", "retry_count": "plain"})
+    compression = (query.get("compression") or "").lower()
+    if compression in ("lz64", "lz-string"):
+        raise CodecError("unsupported_encoding", "lz-string")
+    body = open_body(beacon, limits, gzip_hint=compression == "gzip-js")
+    text = text_of(body.data)
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        data = loads(body.data, limits)
+        return Decoded([Doc(query, qclass), Doc(data, event_classify)],
+                       lambda: (query.encode(), body.wrap(dumps(data))))
+    form = Params.parse(text)
+    raw = form.get("data")
+    if raw is None:
+        raise CodecError("unsupported_format", "no JSON and no data= field")
+    encoding = "json" if raw.lstrip().startswith(("{", "[")) else "b64json"
+    if encoding == "b64json":
+        loads(b64decode(raw)[0], limits)  # undecodable: the whole beacon is refused, not just the field
+    else:
+        loads(raw, limits)
+    classify = by_name({"data": Nested(encoding, event_classify), "compression": "plain", "ver": "plain",
+                        "_": "plain", "ip": "plain"})
+    return Decoded([Doc(query, qclass), Doc(form, classify)],
+                   lambda: (query.encode(), body.wrap(form.encode().encode())))

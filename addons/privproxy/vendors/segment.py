@@ -1,0 +1,78 @@
+"""[vendors.segment] Segment (analytics.js / analytics-next and the HTTP Tracking API): `/v1/t` `/v1/p`
+`/v1/i` `/v1/g` `/v1/a` `/v1/s` and `/v1/batch` (also the long names `/v1/track`...). JSON, often sent as
+`text/plain` by the browser SDK to avoid a CORS preflight.
+
+Spec: segment.com/docs/connections/spec/common (userId, anonymousId, context, traits).
+"""
+
+from __future__ import annotations
+
+from privproxy.vendors.base import Beacon, Decoded, Doc, Limits, Params, by_name, dumps, loads, open_body
+
+name = "segment"
+title = "Segment"
+paths = ("/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s", "/v1/batch", "/v1/track", "/v1/page",
+         "/v1/identify", "/v1/group", "/v1/alias", "/v1/screen", "/v1/import")
+cookies = ()  # the collector reads no cookie: ids travel in the body
+
+_MESSAGE = {
+    "userId": "user_id", "anonymousId": "client_id", "previousId": "client_id", "groupId": "keep",
+    "type": "plain", "event": "keep", "name": "keep", "category": "keep", "messageId": "plain",
+    "timestamp": "plain", "sentAt": "plain", "originalTimestamp": "plain", "receivedAt": "plain",
+    "writeKey": "plain", "integrations": "consent", "properties": "props", "traits": "props",
+    "version": "plain", "_metadata": "plain", "channel": "plain",
+}
+_CONTEXT = {
+    "ip": "ip", "userAgent": "user_agent", "userAgentData": "fingerprint", "traits": "props",
+    "locale": "keep", "timezone": "keep", "library": "plain", "active": "plain", "instanceId": "client_id",
+    "sessionId": "session_id", "sessionStart": "plain", "groupId": "keep", "consent": "consent",
+    "protocols": "plain", "app": "keep", "os": "keep", "network": "keep", "screen": "device", "channel": "plain",
+}
+_PAGE = {"url": "url", "referrer": "url", "path": "keep", "search": "url", "title": "keep", "hash": "url",
+         "initial_referrer": "url", "initial_referring_domain": "keep", "referring_domain": "keep"}
+_DEVICE = {"id": "device_id", "advertisingId": "device_id", "adTrackingEnabled": "consent", "token": "device_id",
+           "manufacturer": "keep", "model": "fingerprint", "name": "fingerprint", "type": "keep"}
+_CAMPAIGN_CLICK = {"gclid", "fbclid", "msclkid", "ttclid", "dclid", "wbraid", "gbraid"}
+
+
+def message_classify(path: tuple[str, ...]) -> str | None:
+    if not path:
+        return None
+    top = path[0]
+    if len(path) == 1:
+        return _MESSAGE.get(top)
+    if top in ("properties", "traits"):
+        if path[-1] in ("url", "referrer", "search"):
+            return "url"
+        return "props"
+    if top == "context":
+        sub = path[1]
+        if len(path) == 2:
+            return _CONTEXT.get(sub)
+        if sub == "page":
+            return _PAGE.get(path[2]) if len(path) == 3 else None
+        if sub == "device":
+            return _DEVICE.get(path[2]) if len(path) == 3 else None
+        if sub == "campaign":
+            return "click_id" if path[-1] in _CAMPAIGN_CLICK else "keep"
+        if sub == "traits":
+            return "props"
+        if sub in ("library", "os", "app", "network", "protocols", "screen", "userAgentData"):
+            return _CONTEXT.get(sub)
+        if sub == "consent":
+            return "consent"
+    return None
+
+
+def classify(path: tuple[str, ...]) -> str | None:
+    """A single call, or a batch: `{"batch": [call, ...], "sentAt": ..., "writeKey": ...}`."""
+    if path and path[0] == "batch":
+        return message_classify(path[1:]) if len(path) > 1 else None
+    return message_classify(path)
+
+
+def decode(beacon: Beacon, limits: Limits) -> Decoded:
+    query = Params.parse(beacon.query)
+    body = open_body(beacon, limits)
+    data = loads(body.data, limits)
+    return Decoded([Doc(query, by_name({})), Doc(data, classify)], lambda: (query.encode(), body.wrap(dumps(data))))
