@@ -21,6 +21,9 @@ from privproxy.sites import Site
 from privproxy.vendors.base import Beacon, Codec
 
 FORWARD_STRIP = client_ip.ADDRESS_HEADERS + ("x-request-id",)
+# User-agent client hints a browser sends only when asked (Accept-CH): together they fingerprint a device (C9).
+HIGH_ENTROPY_HINTS = ("sec-ch-ua-full-version-list", "sec-ch-ua-full-version", "sec-ch-ua-model",
+                      "sec-ch-ua-platform-version", "sec-ch-ua-arch", "sec-ch-ua-bitness", "sec-ch-ua-wow64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,7 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[s
     """Header changes toward the vendor: the user agent by the header rules, the referrer by the URL rules."""
     if state.consent:
         return {}
-    out: dict[str, str | None] = {}
+    out: dict[str, str | None] = {name: None for name in HIGH_ENTROPY_HINTS if get(name) is not None}
     scrubber = state.scrubber
     ua = get("user-agent")
     if ua:

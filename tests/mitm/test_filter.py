@@ -170,13 +170,15 @@ def run_request(addons, flow):
 def test_beacon_is_buffered_scrubbed_and_re_encoded(chain):
     tctx, addons, rt = chain
     body = b'{"type": "track", "event": "buy", "userId": "member-4711", "properties": {"email": "a@b.example"}}'
-    f = beacon_flow("/v1/t", body, headers=[("cookie", "session=x; _ga=GA1.1.1.2")])
+    f = beacon_flow("/v1/t", body, headers=[("cookie", "session=x; _ga=GA1.1.1.2"), ("sec-ch-ua-model", "Pixel 8"),
+                                            ("sec-ch-ua-mobile", "?1")])
     run_request(addons, f)
     assert f.response is None and not f.request.stream  # buffered, then forwarded
     sent = f.request.raw_content
     assert b"member-4711" not in sent and b"a@b.example" not in sent and b'"event":"buy"' in sent
     assert f.request.headers["content-length"] == str(len(sent))
     assert "cookie" not in f.request.headers  # Segment's collector reads no cookie
+    assert "sec-ch-ua-model" not in f.request.headers and f.request.headers["sec-ch-ua-mobile"] == "?1"
     assert rt.metrics.registry.get_sample_value("privproxy_beacons_total",
                                                 {"vendor": "segment", "consent": "none"}) == 1
 

@@ -3,10 +3,15 @@ the origin received (so a visitor can see their address arrive truncated)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import threading
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from privproxy import vendors
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · Example Watch Co.</title>
@@ -16,19 +21,55 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem}} pre{{padding:.6rem;overflow:a
 <hr><nav><a href="/">Home</a> · <a href="/products?q=watch&amp;page=2&amp;gclid=EAIaIQobChMI-demo">Products (with a click id)</a>
 · <a href="/newsletter?email=jane.doe%40example.com&amp;tel=090-1234-5678">Newsletter (email in URL)</a>
 · <a href="/health/consultation">Health consultation (sensitive page)</a>
+· <a href="/analytics?gclid=EAIaIQobChMI-demo">Analytics beacons</a>
+· <a href="/collector">What the analytics vendor received</a>
 · <a href="/whoami">What the origin saw</a></nav></body></html>
 """
 
 
+BEACONS_JS = Path(__file__).with_name("beacons.js").read_bytes()
+# What the demo's stand-in "analytics vendor" received: the most recent beacons, for /collector and the tests.
+RECEIVED: deque[dict] = deque(maxlen=200)
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "ExampleOrigin/1.0"
+
+    def collect(self, body: bytes) -> bool:
+        """Beacons to first-party collection paths land here, as a vendor's collector would get them."""
+        if vendors.codec_for_path(self.path.split("?", 1)[0]) is None:
+            return False
+        RECEIVED.append({"method": self.command, "path": self.path,
+                         "headers": {k.lower(): v for k, v in self.headers.items()},
+                         "body": base64.b64encode(body).decode()})
+        self.send(204, b"", "text/plain")
+        return True
 
     def log_message(self, format: str, *args: object) -> None:  # the demo's origin keeps no log of its own
         pass
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/whoami":
+        if self.collect(b""):
+            return
+        if path == "/static/beacons.js":
+            self.send(200, BEACONS_JS, "text/javascript")
+        elif path == "/analytics":
+            self.page("Analytics beacons", "<p>This page fires a beacon of every analytics vendor privproxy knows to "
+                      "this site's own collection paths, carrying a member id, an email and an IP override. "
+                      "See <a href=\"/collector\">what the vendor received</a>.</p><p id=\"beacons\">sending...</p>"
+                      "<script src=\"/static/beacons.js\"></script>",
+                      cookies=["_ga=GA1.1.1234567890.1700000000; Path=/; Max-Age=63072000"])
+        elif path == "/collector":
+            rows = "".join(f"<h3>{html.escape(r['method'])} {html.escape(r['path'][:300])}</h3><pre>"
+                           f"{html.escape(base64.b64decode(r['body'])[:2000].decode('utf-8', 'replace'))}</pre>"
+                           for r in reversed(RECEIVED))
+            self.page("What the analytics vendor received", "<p>Beacons as they left privproxy: ids pseudonymized, "
+                      "emails and click ids gone, addresses truncated (gzip bodies shown compressed).</p>" +
+                      (rows or "<p>nothing yet: open <a href=\"/analytics\">the analytics page</a></p>"))
+        elif path == "/api/received":
+            self.send(200, json.dumps(list(RECEIVED)).encode(), "application/json")
+        elif path == "/whoami":
             seen = {k: v for k, v in self.headers.items()
                     if k.lower() in ("host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                                      "x-request-id", "x-real-ip", "forwarded")}
@@ -55,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.collect(body):
+            return
         self.send(200, json.dumps({"received": len(body)}).encode(), "application/json")
 
     def page(self, title: str, body: str, cookies: list[str] | None = None) -> None:
