@@ -61,16 +61,11 @@ class Result:
 def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings, consent: bool,
             changes: list[Change] | None) -> Result:
     """Decode, scrub unless consented, re-encode. Never raises for anything a request can contain."""
-    try:
-        decoded = codec.decode(beacon, settings.limits)
-    except CodecError as e:
-        return Result(codec.name, False, "", b"", reason=e.reason)
-    except Exception:
-        return Result(codec.name, False, "", b"", reason="internal_error")
-    if consent and not decoded.denied:
-        return Result(codec.name, True, beacon.query, beacon.body)  # as sent, byte for byte
     walker = Walker(scrubber, settings.roles, settings.limits, changes)
     try:
+        decoded = codec.decode(beacon, settings.limits)
+        if consent and not decoded.denied:
+            return Result(codec.name, True, beacon.query, beacon.body)  # as sent, byte for byte
         for doc in decoded.docs:
             if not isinstance(doc.data, (Params, dict, list)):
                 raise CodecError("bad_structure", "a JSON beacon must be an object or a list")

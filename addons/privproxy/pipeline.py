@@ -58,7 +58,6 @@ class FlowState:
     country: str = ""  # before the small-cell guard; chooses region rules and is never logged
     consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
     codec: Codec | None = None  # the analytics vendor whose collection path this request is for
-    beacon: beacon.Result | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
 
@@ -86,9 +85,10 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
             if locator is not None:
                 located = locator.locate(state.client.ip)
                 state.place, state.geo_result, state.country = located.place, located.result, located.country
-        state.codec = policy.beacons.codec_for(view.path.split("?", 1)[0], state.site.beacon_paths)
+        path_only = view.path.split("?", 1)[0]
+        state.codec = policy.beacons.codec_for(path_only, state.site.beacon_paths)
         hs = policy.https
-        if not state.https and hs.redirect and not hs.is_exempt(view.path.split("?", 1)[0]):
+        if not state.https and hs.redirect and not hs.is_exempt(path_only):
             state.redirect = https.redirect_location(view.host, view.path, hs)
             state.refused = state.redirect is None
         state.set_headers = {
@@ -159,7 +159,6 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
     except Exception as e:  # a bug in a codec must not let the identifiers through
         state.failures.append(("beacon", type(e).__name__))
         result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")
-    state.beacon = result
     state.filter_seconds += time.perf_counter() - t0
     return result
 

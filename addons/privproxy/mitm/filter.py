@@ -71,7 +71,7 @@ class PrivacyFilter:
             for reason in result.field_errors:
                 m.beacon_failures.labels(result.vendor, reason).inc()
             if not result.forward:
-                self.answer(flow, state, 204, result.reason)
+                self.answer(flow, state, result.status, result.reason)
                 return
             if result.changed:
                 path = req.path.split("?", 1)[0]

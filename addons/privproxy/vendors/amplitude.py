@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, by_name, dumps, is_form,
-                                    loads, open_body, text_of)
+                                    is_click_id, loads, open_body, text_of)
 
 name = "amplitude"
 title = "Amplitude"
@@ -31,10 +31,6 @@ _EVENT = {
     "plan": "keep", "ingestion_metadata": "plain", "partner_id": "plain", "extra": "props",
 }
 _ROOT = {"api_key": "plain", "options": "plain", "client_upload_time": "plain"}
-_ATTRIBUTION = {"gclid", "fbclid", "dclid", "msclkid", "ttclid", "wbraid", "gbraid", "ko_click_id", "twclid",
-                "li_fat_id", "rtd_cid", "initial_gclid", "initial_fbclid", "initial_dclid", "initial_msclkid",
-                "initial_ttclid", "initial_wbraid", "initial_gbraid", "initial_ko_click_id", "initial_twclid",
-                "initial_li_fat_id", "initial_rtd_cid"}
 
 
 def event_classify(path: tuple[str, ...]) -> str | None:
@@ -47,7 +43,7 @@ def event_classify(path: tuple[str, ...]) -> str | None:
         return _EVENT.get(path[0]) or _ROOT.get(path[0])
     if path[0] in ("event_properties", "user_properties", "group_properties", "groups", "extra"):
         last = path[-1]
-        if last in _ATTRIBUTION:  # the browser SDK copies click ids into user properties ($set.gclid)
+        if is_click_id(last):  # the browser SDK copies click ids into user properties ($set.gclid)
             return "click_id"
         if last in ("referrer", "initial_referrer", "[Amplitude] Page URL", "[Amplitude] Page Location",
                     "page_url", "page_location", "url"):

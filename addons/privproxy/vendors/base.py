@@ -51,6 +51,17 @@ birthday date_of_birth dob birthdate gender age avatar
 sha256_email_address sha256_phone_number sha256_first_name sha256_last_name sha256_street em ph fn ln db ge ct st zp
 """.split())
 
+# Ad click ids as SDKs copy them into properties, traits and campaign context; first-touch copies
+# (`initial_gclid`, `$initial_gclid`) are the same id.
+CLICK_IDS = frozenset("""
+gclid gclsrc gad_source dclid gbraid wbraid fbclid msclkid ttclid twclid li_fat_id ko_click_id rtd_cid rdt_cid
+mc_cid igshid epik qclid sccid irclid _kx
+""".split())
+
+
+def is_click_id(name: str) -> bool:
+    return name.removeprefix("$").removeprefix("initial_") in CLICK_IDS
+
 
 class CodecError(Exception):
     """The beacon cannot be decoded; `reason` is a bounded metric label."""

@@ -9,7 +9,7 @@ Property names: posthog.com/docs/data/events (default properties) and posthog-js
 from __future__ import annotations
 
 from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, b64decode, by_name,
-                                    dumps, loads, open_body, text_of)
+                                    dumps, is_click_id, loads, open_body, text_of)
 
 name = "posthog"
 title = "PostHog"
@@ -30,8 +30,6 @@ _PROPS = {
     "$is_identified": "plain", "$process_person_profile": "plain", "$configured_session_timeout_ms": "plain",
     "$opt_out": "consent", "$cookieless_mode": "consent", "$geoip_disable": "consent",
 }
-_CLICK = {"gclid", "gad_source", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "twclid",
-          "li_fat_id", "mc_cid", "igshid", "ttclid", "rdt_cid", "epik", "qclid", "sccid", "irclid", "_kx"}
 
 
 def event_classify(path: tuple[str, ...]) -> str | None:
@@ -45,8 +43,7 @@ def event_classify(path: tuple[str, ...]) -> str | None:
                 "sent_at": "plain", "type": "plain", "offset": "plain", "historical_migration": "plain",
                 "ip": "ip"}.get(path[0])
     if path[0] in ("properties", "$set", "$set_once"):
-        last = path[-1].removeprefix("$initial_")
-        if last in _CLICK:
+        if is_click_id(path[-1]):
             return "click_id"
         got = _PROPS.get(path[-1]) if len(path) == 2 or path[1] in ("$set", "$set_once") else None
         return got if got is not None else "props"

@@ -7,7 +7,8 @@ Spec: segment.com/docs/connections/spec/common (userId, anonymousId, context, tr
 
 from __future__ import annotations
 
-from privproxy.vendors.base import Beacon, Decoded, Doc, Limits, Params, by_name, dumps, loads, open_body
+from privproxy.vendors.base import (Beacon, Decoded, Doc, Limits, Params, by_name, dumps, is_click_id, loads,
+                                    open_body)
 
 name = "segment"
 title = "Segment"
@@ -32,7 +33,6 @@ _PAGE = {"url": "url", "referrer": "url", "path": "keep", "search": "url", "titl
          "initial_referrer": "url", "initial_referring_domain": "keep", "referring_domain": "keep"}
 _DEVICE = {"id": "device_id", "advertisingId": "device_id", "adTrackingEnabled": "consent", "token": "device_id",
            "manufacturer": "keep", "model": "fingerprint", "name": "fingerprint", "type": "keep"}
-_CAMPAIGN_CLICK = {"gclid", "fbclid", "msclkid", "ttclid", "dclid", "wbraid", "gbraid"}
 
 
 def message_classify(path: tuple[str, ...]) -> str | None:
@@ -54,7 +54,7 @@ def message_classify(path: tuple[str, ...]) -> str | None:
         if sub == "device":
             return _DEVICE.get(path[2]) if len(path) == 3 else None
         if sub == "campaign":
-            return "click_id" if path[-1] in _CAMPAIGN_CLICK else "keep"
+            return "click_id" if is_click_id(path[-1]) else "keep"
         if sub == "traits":
             return "props"
         if sub in ("library", "os", "app", "network", "protocols", "screen", "userAgentData"):
