@@ -113,6 +113,23 @@ def build() -> dict:
           "by the detectors: write a `body` rule for the frequent ones (the tuning signal).", [
         target(f"sum by (vendor) (increase(privproxy_beacon_fields_unclassified_total{{{SEL}}}[$__range]))",
                "{{vendor}}")], format="table")
+    L.row("Member consent (C5, C12, C13)")
+    L.add("timeseries", "Consent decisions by state", "One decision per request: valid (the member is linked), "
+          "none (no token), why a token was refused (forged, expired, malformed, unknown_key, not_yet_valid), "
+          "or which signal overrode a valid one (withdrawn, revoked, gpc, dnt, tcf, beacon_opt_out).", [
+        target(f"sum by (state) (rate(privproxy_consent_decisions_total{{{SEL}}}[{R}]))", "{{state}}")],
+        w=10, unit="reqps")
+    L.add("stat", "Linked share", "Share of requests linked to a member with valid consent; the rest are anonymous.", [
+        target(f"sum(rate(privproxy_consent_decisions_total{{{SEL},state=\"valid\"}}[{R}])) / "
+               f"sum(rate(privproxy_consent_decisions_total{{{SEL}}}[{R}]))")], w=4, unit="percentunit")
+    L.add("timeseries", "Refused and overridden tokens", "Tokens that did not count (a burst of forged or "
+          "unknown_key usually means the member system and the proxy disagree on keys) and valid tokens that a "
+          "visitor's own signal overrode.", [
+        target(f"sum by (state) (rate(privproxy_consent_decisions_total{{{SEL},state!~\"valid|none\"}}[{R}]))",
+               "{{state}}")], w=10, unit="ops")
+    L.add("timeseries", "Log records by stream", "Anonymous access-log records and linked records (consented "
+          "members, with their id); write errors are under Health.", [
+        target(f"sum by (stream) (rate(privproxy_log_records_total{{{SEL}}}[{R}]))", "{{stream}}")], unit="ops")
     L.row("Geography (C9, C14)")
     L.add("geomap", "Visitors by country", "Requests by country in the selected range (ISO codes, from the full "
           "address before truncation; rare regions are coarsened by the small-cell guard).", [

@@ -6,10 +6,12 @@ bare URL all go through the same code the proxy runs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urlsplit
 
 from privproxy import beacon, generalize, vendors
+from privproxy.consent import decision as consent
 from privproxy.policy import Policy
 from privproxy.scrub import Change
 from privproxy.vendors.base import Beacon
@@ -42,6 +44,7 @@ class Explanation:
     vendor: str = ""  # the analytics vendor, when this is a beacon
     beacon: str = ""  # what the vendor gets: "scrubbed", "unchanged", or "not forwarded (<reason>)"
     beacon_unclassified: int = 0
+    consent: consent.Decision = consent.NONE
 
 
 def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
@@ -59,22 +62,33 @@ def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
     if uas and logged_ua != uas[0]:
         changes.append(Change("header", "User-Agent", "log:minimum-data", "generalize", uas[0], logged_ua))
     cookies = sample.header("cookie")
-    origin_cookie = s.cookie_header("; ".join(cookies), changes) if cookies else None
-    kept_sc = []
-    for sc in sample.set_cookies:
-        after = s.set_cookie(sc, changes)
-        if after is not None:
-            kept_sc.append(after)
-    out = Explanation(sample, logged_path, logged_ref, logged_ua, origin_cookie, tuple(kept_sc), changes)
+    # The consent header is believed only from a trusted proxy, which a sample has no way to be.
+    decided = consent.decide(policy.consent, cookies, [], sample.header("sec-gpc"), sample.header("dnt"),
+                             time.time())
+    if decided.analytics:
+        origin_cookie = "; ".join(cookies) if cookies else None
+        kept_sc = list(sample.set_cookies)
+    else:
+        origin_cookie = s.cookie_header("; ".join(cookies), changes) if cookies else None
+        kept_sc = []
+        for sc in sample.set_cookies:
+            after = s.set_cookie(sc, changes)
+            if after is not None:
+                kept_sc.append(after)
+    out = Explanation(sample, logged_path, logged_ref, logged_ua, origin_cookie, tuple(kept_sc), changes,
+                      consent=decided)
     site = policy.sites.for_host(parts.netloc or (sample.header("host") or [""])[0])
     codec = policy.beacons.codec_for(parts.path or "/", site.beacon_paths)
     if codec is not None:
         b = Beacon(sample.method, parts.path or "/", parts.query, (sample.header("content-type") or [""])[0],
                    (sample.header("content-encoding") or [""])[0], sample.body)
         codec = vendors.sniff(codec, b)
-        result = beacon.process(codec, b, s, policy.beacons, False, changes)
+        result = beacon.process(codec, b, s, policy.beacons, decided.analytics, changes)
+        if result.denied and decided.state == "valid":
+            out.consent = decided.overridden("beacon_opt_out")
         out.vendor, out.beacon_unclassified = codec.name, result.unclassified
-        out.beacon = ("scrubbed" if result.changed else "unchanged") if result.forward else \
+        out.beacon = ("scrubbed" if result.changed else "as sent (member consent)" if out.consent.analytics
+                      else "unchanged") if result.forward else \
             f"not forwarded: answered {result.status} ({result.reason})"
     touched = {(c.scope, c.field.lower()) for c in changes}
     logged_query = set(logged_path.partition("?")[2].split("&"))

@@ -13,7 +13,7 @@ OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "error")
 FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
                   "https_headers", "access_log", "log_path", "log_referrer", "beacon")
 CONSENT_STATES = ("none", "given")
-LOG_STREAMS = ("access",)
+LOG_STREAMS = ("access", "linked")
 # *_created series double the exposition and carry no information a dashboard uses.
 disable_created_metrics()
 
@@ -40,8 +40,9 @@ class Metrics:
         self.failures = Counter("privproxy_scrub_failures",
                                 "Errors inside privproxy's filters; the request was handled fail-closed.",
                                 ["stage"], registry=r)
-        self.log_records = Counter("privproxy_log_records", "Access-log records written.", ["stream"], registry=r)
-        self.log_errors = Counter("privproxy_log_write_errors", "Access-log write failures.",
+        self.log_records = Counter("privproxy_log_records", "Log records written: access (anonymous) or linked "
+                                   "(consented members).", ["stream"], registry=r)
+        self.log_errors = Counter("privproxy_log_write_errors", "Log write failures.",
                                   ["stream", "reason"], registry=r)
         self.reloads = Counter("privproxy_config_reloads", "Configuration (re)loads, by result.", ["result"],
                                registry=r)
@@ -67,6 +68,11 @@ class Metrics:
         self.unclassified = Counter("privproxy_beacon_fields_unclassified",
                                     "Beacon fields that neither the vendor codec nor a rule classifies: the tuning "
                                     "signal for new rules.", ["vendor"], registry=r)
+        self.consent = Counter("privproxy_consent_decisions",
+                               "Member-linkage consent decisions, one per request: valid, none, why a token was "
+                               "refused (malformed, unknown_key, forged, expired, not_yet_valid), or which signal "
+                               "overrode a valid one (withdrawn, revoked, gpc, dnt, tcf, beacon_opt_out).",
+                               ["state"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
@@ -104,6 +110,10 @@ class Metrics:
                 self.beacon_failures.labels(vendor, reason)
         for stage in FAILURE_STAGES:
             self.failures.labels(stage)
+        from privproxy.consent.decision import STATES
+
+        for state in STATES:
+            self.consent.labels(state)
         for stream in LOG_STREAMS:
             self.log_records.labels(stream)
             for reason in ERROR_REASONS:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from privproxy import beacon, client_ip, generalize, geo, https, vendors
+from privproxy import beacon, client_ip, generalize, geo, https, truncate, vendors
 from privproxy.access_log.record import LogRecord
+from privproxy.consent import decision as consent
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
@@ -56,10 +57,16 @@ class FlowState:
     place: geo.Place = geo.Place()  # coarse geography of the full address, looked up before truncation
     geo_result: str = "disabled"
     country: str = ""  # before the small-cell guard; chooses region rules and is never logged
-    consent: bool = False  # member-linkage consent; no source of consent exists yet, so never given
+    decision: consent.Decision = consent.NONE  # member-linkage consent: one per request, only ever made stricter
+    drop_headers: tuple[str, ...] = ()  # hop-only headers the origin must not get (the trusted consent header)
     codec: Codec | None = None  # the analytics vendor whose collection path this request is for
     failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
+
+    @property
+    def consent(self) -> bool:
+        """Identifiers in beacons, vendor cookies and tracking Set-Cookies pass as sent."""
+        return self.decision.analytics
 
     @property
     def scrubber(self) -> Scrubber:
@@ -85,6 +92,7 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
             if locator is not None:
                 located = locator.locate(state.client.ip)
                 state.place, state.geo_result, state.country = located.place, located.result, located.country
+        state.decision = decide_consent(view, policy, state.client)
         path_only = view.path.split("?", 1)[0]
         state.codec = policy.beacons.codec_for(path_only, state.site.beacon_paths)
         hs = policy.https
@@ -102,10 +110,27 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
             del state.set_headers["x-forwarded-for"]
     except Exception as e:  # fail closed: headers below are safe whatever went wrong above
         state.failures.append(("classify", type(e).__name__))
+        state.decision = consent.NONE
         state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
+    if policy.consent.header:
+        state.drop_headers = (policy.consent.header,)
     scrub_cookies(state, view)
     state.filter_seconds += time.perf_counter() - t0
     return state
+
+
+def decide_consent(view: RequestView, policy: Policy, client: client_ip.Client | None) -> consent.Decision:
+    """The member-linkage decision; the consent header counts only when the peer is a trusted proxy."""
+    settings = policy.consent
+    if not settings.enabled:
+        return consent.NONE
+    header: list[str] = []
+    if settings.header and client is not None:
+        peer = truncate.parse_ip(view.peer)
+        if peer is not None and policy.client_ip.is_trusted(peer):
+            header = view.get_all(settings.header)
+    return consent.decide(settings, view.get_all("cookie"), header, view.get_all("sec-gpc"), view.get_all("dnt"),
+                          time.time())
 
 
 def scrub_cookies(state: FlowState, view: RequestView) -> None:
@@ -156,6 +181,11 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
         codec = vendors.sniff(state.codec, b)
         state.codec = codec
         result = beacon.process(codec, b, state.scrubber, state.policy.beacons, state.consent, state.changes)
+        if result.denied and state.decision.state == "valid":
+            # The beacon's own consent flags refuse: stricter wins, for the cookies and the logs too.
+            state.decision = state.decision.overridden("beacon_opt_out")
+            state.cookie = None
+            scrub_cookies(state, view)
     except Exception as e:  # a bug in a codec must not let the identifiers through
         state.failures.append(("beacon", type(e).__name__))
         result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")

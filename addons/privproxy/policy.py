@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from privproxy import beacon, client_ip, detectors, geo, https, pseudonyms, schema, scrub, sites, truncate, vendors
 from privproxy.access_log.rotation import Rotation
+from privproxy.consent import decision as consent
+from privproxy.consent.revocations import Revocations
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.fields import ACTIONS, SCOPES, Rule, RuleSet
 from privproxy.pseudonyms import Pseudonymizer
@@ -42,6 +45,7 @@ class Policy:
     logging: LogSettings = field(default_factory=lambda: LogSettings())
     geo: geo.Settings = field(default_factory=lambda: geo.Settings())
     beacons: beacon.Settings = field(default_factory=lambda: beacon.Settings())
+    consent: consent.Settings = field(default_factory=lambda: consent.Settings())
     _by_country: dict[str, scrub.Scrubber] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=())
 
@@ -94,6 +98,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
     truncation = _truncation(s.get("ip_truncation"))
     psettings = _pseudonyms(s.get("pseudonymization"))
     rules = _rules(s.get("rules"))
+    warnings: list[str] = []
     scrubber = scrub.Scrubber(
         rules=RuleSet.build(rules),
         detectors=_detectors(s.get("detectors")),
@@ -116,10 +121,13 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
         logging=_logging(s.get("logging")),
         geo=_geo(s.get("geo"), path),
         beacons=_beacons(s.get("beacons")),
-        warnings=(f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change at every "
-                  "restart and differ between instances; set it to a long random secret",)
-        if scrubber.pseudonymizer.ephemeral else (),
+        consent=_consent(s.get("consent"), path, warnings),
+        warnings=(),
     )
+    if scrubber.pseudonymizer.ephemeral:
+        warnings.insert(0, f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change "
+                           "at every restart and differ between instances; set it to a long random secret")
+    policy = dataclasses.replace(policy, warnings=tuple(warnings))
     top.errors.raise_if_any()
     return policy
 
@@ -245,6 +253,72 @@ def _beacons(node: Node | None) -> beacon.Settings:
         enabled=enabled,
         paths=_beacon_paths(m["paths"]) if "paths" in m else (),
     )
+
+
+def _consent(node: Node | None, path: str, warnings: list[str]) -> consent.Settings:
+    d = consent.Settings()
+    if node is None:
+        return dataclasses.replace(d, secrets=_consent_secrets(d.keys, path, None))
+    m = node.mapping(schema.keys("consent"))
+    keys = d.keys
+    if "keys" in m:
+        refs, seen = [], set()
+        for n in m["keys"].seq():
+            km = n.mapping(schema.keys("consent.keys[]"))
+            kid = km["id"].string() if "id" in km else ""
+            env = km["env"].string() if "env" in km else ""
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", kid):
+                n.error("a key needs an `id` of 1-16 letters, digits, _ or -", "e.g. id: k2")
+            elif kid in seen:
+                km["id"].error(f"duplicate key id `{kid}`", "give each key its own id")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+                n.error("a key needs `env`, the name of the environment variable holding it",
+                        "e.g. env: PRIVPROXY_CONSENT_KEY_K2 (the key itself never goes in this file)")
+            seen.add(kid)
+            refs.append(consent.KeyRef(kid, env))
+        if not refs:
+            m["keys"].error("no keys listed", "list at least one {id, env}, or set `enabled: false`")
+        else:
+            keys = tuple(refs)
+    revocations = None
+    if "revocation_file" in m and m["revocation_file"].string():
+        rf = m["revocation_file"].string()
+        if path not in ("<string>", "<built-in filters.yaml>") and not rf.startswith("/"):
+            rf = str(Path(path).resolve().parent / rf)
+        revocations = Revocations(rf)
+    ll = m["linked_log"].mapping(schema.keys("consent.linked_log")) if "linked_log" in m else {}
+    days = ll["retention_days"].integer(90, 0) if "retention_days" in ll else 90
+    enabled = m["enabled"].boolean(True) if "enabled" in m else True
+    return consent.Settings(
+        enabled=enabled,
+        cookie=m["cookie"].string() if "cookie" in m else d.cookie,
+        header=(m["header"].string() or "").lower() if "header" in m else "",
+        keys=keys,
+        secrets=_consent_secrets(keys, path, warnings if enabled else None),
+        max_ttl_days=m["max_ttl_days"].integer(400, 1) if "max_ttl_days" in m else 400,
+        honor_gpc=m["honor_gpc"].boolean(True) if "honor_gpc" in m else True,
+        honor_dnt=m["honor_dnt"].boolean(True) if "honor_dnt" in m else True,
+        tcf_cookie=m["tcf_cookie"].string() if "tcf_cookie" in m else d.tcf_cookie,
+        withdrawal_cookie=m["withdrawal_cookie"].string() if "withdrawal_cookie" in m else d.withdrawal_cookie,
+        revocations=revocations,
+        linked_retention_days=days or None,
+    )
+
+
+def _consent_secrets(keys: tuple[consent.KeyRef, ...], path: str, warnings: list[str] | None) -> dict[str, bytes]:
+    """Key material from the environment; the YAML names variables only. Short keys are refused."""
+    out = {}
+    for ref in keys:
+        value = os.environ.get(ref.env, "")
+        if len(value) >= 32:
+            out[ref.id] = value.encode()
+        elif warnings is not None and value:
+            warnings.append(f"{path}: consent key {ref.id}: {ref.env} is shorter than 32 characters and is not used; "
+                            "generate one with `openssl rand -hex 32`")
+    if warnings is not None and keys and keys[0].id not in out and not any(os.environ.get(k.env) for k in keys):
+        warnings.append(f"{path}: consent: the environment variable {keys[0].env} is not set, so no consent token "
+                        "can be verified and nobody is linked to their identity; set it to use member consent")
+    return out
 
 
 def _rules(node: Node | None) -> tuple[Rule, ...]:

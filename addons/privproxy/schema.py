@@ -165,6 +165,36 @@ FILTERS = obj("privproxy filters.yaml", {
         "max_decompressed_kb": integer("Gzip bodies inflating beyond this are not forwarded (gzip bombs).", 1,
                                        default=2048),
     }),
+    "consent": obj("Member-linkage consent (C5, C12, C13): a member is linked to their identity only with a "
+                   "valid token from the member system and no signal saying no. Token spec: docs/consent-token.md.", {
+        "enabled": boolean("Read consent tokens; off: nobody is ever linked.", True),
+        "cookie": string("Cookie carrying the member system's token; empty: no cookie source.",
+                         default="privproxy_consent", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]*$"),
+        "header": string("Request header carrying the token, believed only from client_ip.trusted_proxies "
+                         "(e.g. set by a login gateway); empty: off.", default="", pattern=r"^[A-Za-z0-9-]*$"),
+        "keys": arr("Accepted signing keys; the first one is active (mints). Each names the environment variable "
+                    "that holds the key, never the key itself. Rotate by listing the new key first and removing "
+                    "the old one once its tokens expired.",
+                    obj("A signing key.", {
+                        "id": string("Key id written into tokens.", pattern=r"^[A-Za-z0-9_-]{1,16}$"),
+                        "env": string("Environment variable holding the key (at least 32 characters).",
+                                      pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+                    }, required=("id", "env")),
+                    default=[{"id": "k1", "env": "PRIVPROXY_CONSENT_KEY"}]),
+        "max_ttl_days": integer("Tokens with a longer lifetime are refused.", 1, default=400),
+        "honor_gpc": boolean("`Sec-GPC: 1` overrides a valid token.", True),
+        "honor_dnt": boolean("`DNT: 1` overrides a valid token.", True),
+        "tcf_cookie": string("Cookie with an IAB TCF v2.2 string; a token counts only when it consents to "
+                             "purposes 1, 7, 8 and 9. Empty: not read.", default="euconsent-v2"),
+        "withdrawal_cookie": string("A cookie the site sets when a member withdraws; present: no linkage.",
+                                    default="privproxy_consent_withdrawn"),
+        "revocation_file": string("File of withdrawn member ids (`member [time]` per line), re-read when it changes; "
+                                  "relative to filters.yaml. `privproxy consent revoke` appends to it."),
+        "linked_log": obj("The linked log (linked.jsonl under --log-dir): consented members' requests with their id.", {
+            "retention_days": integer("Rotated linked files older than this are deleted; 0 keeps them forever.",
+                                      0, default=90),
+        }),
+    }),
     "logging": obj("The access log: format, rotation, retention (C3, C9, C11).", {
         "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); both. "
                          "`--log-format` overrides it.", enum=("json", "combined", "both"), default="json"),

@@ -63,3 +63,61 @@ def test_demo_page_beacons_scrubbed_in_a_real_browser(tmp_path):
     # The page's Set-Cookie _ga never reached the browser (tracking cookies are not set without consent).
     assert "_ga=" not in ga["headers"].get("cookie", "")
     assert "sec-ch-ua-model" not in ga["headers"] and ga["headers"]["user-agent"].startswith("Chrome ")
+
+
+def test_consenting_member_in_a_real_browser(tmp_path, monkeypatch):
+    """The demo site plays the member system: after /member/login the same page's beacons reach the vendor as
+    sent and the member's requests go to linked.jsonl; with Sec-GPC they are scrubbed again."""
+    chromium = require("chromium", "chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (a test extra)")
+    monkeypatch.setenv("PRIVPROXY_CONSENT_KEY", "browser-test-consent-key-0123456789abcdef")
+    site.RECEIVED.clear()
+    origin = site.start()
+    origin_url = f"http://127.0.0.1:{origin.server_address[1]}"
+    p = start_proxy(tmp_path / "p", origin_url)
+
+    def beacons(context) -> list[dict]:
+        site.RECEIVED.clear()
+        page = context.new_page()
+        page.goto(f"https://localhost:{p.port}/analytics", timeout=20000)
+        page.wait_for_function("document.title.startsWith('beacons sent')", timeout=20000)
+        page.close()
+        deadline = time.monotonic() + 10
+        while len(site.RECEIVED) < 11 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return list(site.RECEIVED)
+
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                member = browser.new_context(ignore_https_errors=True)
+                login = member.new_page()
+                login.goto(f"https://localhost:{p.port}/member/login", timeout=20000)
+                assert "consenting member" in login.title()
+                login.close()
+                consented = beacons(member)
+                gpc = browser.new_context(ignore_https_errors=True, extra_http_headers={"Sec-GPC": "1"})
+                gpc.add_cookies(member.cookies())
+                overridden = beacons(gpc)
+            finally:
+                browser.close()
+        linked = (p.log_dir / "linked.jsonl")
+        deadline = time.monotonic() + 5
+        while not linked.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        p.stop()
+        origin.shutdown()
+    ga = next(r for r in consented if r["path"].startswith("/g/collect?") and r["method"] == "GET")
+    assert "member-4711" in ga["path"] and "1234567890.1700000000" in ga["path"]  # as the page sent them
+    assert len(consented) == 11 and len(overridden) == 11
+    for r in overridden:
+        body = base64.b64decode(r["body"])
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        text = all_text(r["path"]) + " " + all_text(body) + " " + json.dumps(r["headers"])
+        assert "member-4711" not in text and "jane.doe" not in text, r["path"][:80]
+    records = [json.loads(x) for x in linked.read_text().splitlines()]
+    assert records and {r["member"] for r in records} == {site.DEMO_MEMBER}
+    assert site.DEMO_MEMBER not in (p.log_dir / "access.jsonl").read_text()

@@ -67,3 +67,24 @@ def test_explain_a_beacon_shows_each_field_and_the_role_that_changed_it(policy_f
     assert explain.rule_source(p, "role:contact") == "beacons.roles.contact"
     bad = explain.explain(p, explain.Sample("POST", "https://shop.example/mp/collect", body=b"{broken"))
     assert bad.beacon == "not forwarded: answered 204 (bad_json)"
+
+
+def test_consent_decision_is_shown_and_changes_what_the_vendor_gets(policy_from_yaml, monkeypatch):
+    import time
+
+    from privproxy.consent import token
+
+    key = "explain-consent-key-0123456789abcdef"
+    monkeypatch.setenv("PRIVPROXY_CONSENT_KEY", key)
+    p = policy_from_yaml(RULES)
+    cookie = "_ga=GA1.1.5.6; privproxy_consent=" + token.mint("m-42", ("analytics",), int(time.time()), 60, "k1",
+                                                              key.encode())
+    url = "https://shop.example/g/collect?v=2&cid=123.456&uid=m-42&en=x"
+    given = explain(p, Sample("GET", url, (("cookie", cookie),), ("_ga=GA1.1.7.8; Path=/",)))
+    assert given.consent.state == "valid" and given.consent.member == "m-42" and not given.consent.linked
+    assert given.beacon == "as sent (member consent)" and given.origin_cookie == cookie
+    assert given.set_cookies_kept == ("_ga=GA1.1.7.8; Path=/",)
+    gpc = explain(p, Sample("GET", url, (("cookie", cookie), ("sec-gpc", "1"))))
+    assert gpc.consent.state == "gpc" and gpc.beacon == "scrubbed" and "GA1.1.5.6" not in gpc.origin_cookie
+    denied = explain(p, Sample("GET", url + "&gcs=G100", (("cookie", cookie),)))
+    assert denied.consent.state == "beacon_opt_out" and denied.beacon == "scrubbed"

@@ -40,6 +40,10 @@ def test_shipped_filters_yaml_is_valid_for_editors_and_parser():
     "version: 1\nrules:\n  - {id: a, action: drop, scopes: [query], names: [x], controls: [C16]}\n",
     "version: 2\n",
     "verison: 1\n",
+    "version: 1\nconsent: {keys: [{id: k1}]}\n",
+    "version: 1\nconsent: {keys: [{id: bad id!, env: X}]}\n",
+    "version: 1\nconsent: {honor_gcp: true}\n",
+    "version: 1\nconsent: {linked_log: {retention_days: -1}}\n",
 ])
 def test_editor_and_parser_reject_the_same_mistakes(text):
     with pytest.raises(jsonschema.ValidationError):
@@ -81,12 +85,24 @@ beacons:
           contact: redact, click_id: redact, fingerprint: redact, device: drop}
   max_body_kb: 64
   max_decompressed_kb: 256
+consent:
+  enabled: true
+  cookie: member_consent
+  header: X-Member-Consent
+  keys: [{id: k2, env: CONSENT_K2}, {id: k1, env: CONSENT_K1}]
+  max_ttl_days: 30
+  honor_gpc: true
+  honor_dnt: false
+  tcf_cookie: ""
+  withdrawal_cookie: consent_withdrawn
+  revocation_file: /etc/privproxy/revoked.txt
+  linked_log: {retention_days: 365}
 """
     data = as_data(text)
     used = set(data)
     assert used == schema.keys(), "the sample must cover every section"
     for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging", "geo",
-                    "beacons"):
+                    "beacons", "consent"):
         assert set(data[section]) == schema.keys(section), section
     assert set(data["rules"][0]) == schema.keys("rules[]")
     assert set(data["sensitive_paths"][0]) == schema.keys("sensitive_paths[]")
@@ -106,6 +122,13 @@ beacons:
     assert p.beacons.codec_for("/x/tracker.php").name == "matomo"
     assert p.beacons.codec_for("/track") is None  # mixpanel is not enabled
     assert p.sites.for_host("shop.example").beacon_paths == (("/m/collect", "ga4"),)
+    assert set(data["consent"]["keys"][0]) == schema.keys("consent.keys[]")
+    assert set(data["consent"]["linked_log"]) == schema.keys("consent.linked_log")
+    c = p.consent
+    assert c.cookie == "member_consent" and c.header == "x-member-consent" and c.active_key.id == "k2"
+    assert [k.env for k in c.keys] == ["CONSENT_K2", "CONSENT_K1"] and c.max_ttl_days == 30
+    assert c.honor_gpc and not c.honor_dnt and c.tcf_cookie == "" and c.withdrawal_cookie == "consent_withdrawn"
+    assert str(c.revocations.path) == "/etc/privproxy/revoked.txt" and c.linked_retention_days == 365
 
 
 def test_schema_defaults_are_the_parser_defaults():
@@ -118,6 +141,13 @@ def test_schema_defaults_are_the_parser_defaults():
     assert schema.node("pseudonymization.rotation").default == p.pseudonyms.rotation
     assert schema.node("unknown_fields").default == p.scrubber.unknown
     assert tuple(schema.node("detectors.enabled").default) == p.scrubber.detectors.enabled
+    c = p.consent
+    assert schema.node("consent.cookie").default == c.cookie and schema.node("consent.header").default == c.header
+    assert schema.node("consent.keys").default == [{"id": k.id, "env": k.env} for k in c.keys]
+    assert schema.node("consent.max_ttl_days").default == c.max_ttl_days
+    assert schema.node("consent.tcf_cookie").default == c.tcf_cookie
+    assert schema.node("consent.withdrawal_cookie").default == c.withdrawal_cookie
+    assert schema.node("consent.linked_log.retention_days").default == c.linked_retention_days
     assert schema.node("logging.format").default == p.logging.format
     assert schema.node("geo.granularity").default == p.geo.granularity
     assert schema.node("geo.small_cell.k").default == p.geo.small_cell_k

@@ -105,3 +105,31 @@ def test_retention_deletes_only_expired_rotated_files(tmp_path):
     assert s.expire() == 2
     assert sorted(f.name for f in tmp_path.iterdir()) == [
         "access-2025-11-01.jsonl", "access-2025-11-21.jsonl", "access-notes.txt", "other-2025-01-01.jsonl"]
+
+
+def test_locked_sink_keeps_its_lines_while_another_process_holds_the_lock(tmp_path):
+    from privproxy.access_log import lock
+
+    errors = []
+    s = Sink(tmp_path / "linked.jsonl", "linked", lambda st, r: errors.append(r), locked=True)
+    with lock.hold(tmp_path / "linked.jsonl"):
+        s.write(b"one\n")
+        s.flush()
+        assert not (tmp_path / "linked.jsonl").exists()  # not written, not dropped
+    s.flush()
+    s.close()
+    assert (tmp_path / "linked.jsonl").read_bytes() == b"one\n" and errors == []
+
+
+def test_locked_sink_drops_and_counts_beyond_the_pending_limit(tmp_path, monkeypatch):
+    from privproxy.access_log import lock, sink
+
+    monkeypatch.setattr(sink, "MAX_PENDING", 10)
+    errors = []
+    s = Sink(tmp_path / "linked.jsonl", "linked", lambda st, r: errors.append(r), locked=True)
+    with lock.hold(tmp_path / "linked.jsonl"):
+        s.write(b"x" * 20 + b"\n")
+        s.flush()
+    assert errors == ["locked"]
+    s.close()
+    assert not (tmp_path / "linked.jsonl").exists()

@@ -14,7 +14,16 @@ def iso(ts: float) -> str:
 
 
 def json_line(r: LogRecord) -> bytes:
-    doc = {
+    return orjson.dumps(json_doc(r)) + b"\n"
+
+
+def linked_line(r: LogRecord, member: str, key_id: str) -> bytes:
+    """A linked-log record: the anonymous record's fields plus the member it belongs to (consent scope `logs`)."""
+    return orjson.dumps({"member": member, "consent_key": key_id, **json_doc(r)}) + b"\n"
+
+
+def json_doc(r: LogRecord) -> dict[str, object]:
+    doc: dict[str, object] = {
         "v": SCHEMA_VERSION,
         "ts": iso(r.ts),
         "request_id": r.request_id,
@@ -39,7 +48,7 @@ def json_line(r: LogRecord) -> bytes:
             doc["region"] = r.region
             if r.city:
                 doc["city"] = r.city
-    return orjson.dumps(doc) + b"\n"
+    return doc
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -74,6 +83,7 @@ def combined_line(r: LogRecord) -> bytes:
 
 # format name -> (file name, line encoder)
 FORMATS = {"json": ("access.jsonl", json_line), "combined": ("access.log", combined_line)}
+LINKED_FILE = "linked.jsonl"
 FORMAT_CHOICES = ("json", "combined", "both")
 
 

@@ -14,23 +14,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from privproxy.access_log import rotation as rot
+from privproxy.access_log.lock import TryLock
 
 logger = logging.getLogger(__name__)
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
+MAX_PENDING = 64 * 1024 * 1024  # while another process holds the lock; beyond this, records are dropped (counted)
 
 
 _REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "file_too_large",
             errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}
-ERROR_REASONS = ("disk_full", "file_too_large", "permission", "read_only", "io_error")  # metric label values
+ERROR_REASONS = ("disk_full", "file_too_large", "permission", "read_only", "io_error", "locked")  # metric label values
 
 
 class Sink:
     def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rotation: rot.Rotation | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, locked: bool = False) -> None:
         self.path = path
+        self._lock = TryLock(path) if locked else None  # files `dsr erase` may rewrite
         self.rotation = rotation
         self.wall = wall
         # The UTC day the live file's records belong to: after a restart, the day it was last written.
@@ -63,6 +66,18 @@ class Sink:
         self._last_flush = self.clock()
         if not self._buf:
             return
+        if self._lock is not None:
+            try:
+                got = self._lock.acquire()
+            except OSError as e:
+                got = False
+                self._fail(e)
+            if not got:
+                if self._size > MAX_PENDING:
+                    self._buf.clear()
+                    self._size = 0
+                    self._fail(OSError(0, "the log stayed locked too long"), reason="locked")
+                return  # keep the lines; the next flush tries again
         data = b"".join(self._buf)
         self._buf.clear()
         self._size = 0
@@ -76,6 +91,9 @@ class Sink:
             self._bytes += len(data)
         except OSError as e:
             self._fail(e)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def _maybe_rotate(self, incoming: int) -> None:
         if self.rotation is None:
@@ -110,8 +128,8 @@ class Sink:
         self._bytes = os.fstat(self._fd).st_size
         return self._fd
 
-    def _fail(self, e: OSError) -> None:
-        reason = _REASONS.get(e.errno or 0, "io_error")
+    def _fail(self, e: OSError, reason: str = "") -> None:
+        reason = reason or _REASONS.get(e.errno or 0, "io_error")
         self.errors += 1
         self.on_error(self.stream, reason)
         if reason not in self._reported:  # once per kind: a full disk must not flood the terminal
@@ -130,4 +148,11 @@ class Sink:
 
     def close(self) -> None:
         self.flush()
+        if self._buf and self._lock is not None:  # shutting down while `dsr erase` runs: wait for it, briefly
+            deadline = time.monotonic() + 5
+            while self._buf and time.monotonic() < deadline:
+                time.sleep(0.02)
+                self.flush()
         self._close()
+        if self._lock is not None:
+            self._lock.close()

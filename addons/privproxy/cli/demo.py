@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +36,8 @@ class ExitAfter:
 def cmd(args) -> int:
     from privproxy.demo import site
 
+    # The demo's site plays the member system; both sides need the same consent key (one per demo run).
+    os.environ.setdefault("PRIVPROXY_CONSENT_KEY", secrets.token_hex(32))
     try:
         load_policy(args.config)
     except PrivproxyError as e:
@@ -51,7 +55,8 @@ def cmd(args) -> int:
     shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
     print(f"privproxy demo: the TLS certificate comes from a local demo CA: {ca}\n"
           f"  (curl --cacert {ca} https://{shown}:{port}/ , or accept the browser warning)", file=sys.stderr)
-    print("privproxy demo: try /products?gclid=..., /newsletter?email=..., /whoami; Ctrl-C stops", file=sys.stderr)
+    print("privproxy demo: try /products?gclid=..., /newsletter?email=..., /whoami, /analytics, and "
+          "/member/login (a consenting member) then /analytics again; Ctrl-C stops", file=sys.stderr)
     try:
         return asyncio.run(run.serve(args, specs, extra_addons=(ExitAfter(args.exit_after),)))
     except KeyboardInterrupt:

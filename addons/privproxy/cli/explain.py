@@ -112,6 +112,12 @@ def _print(policy, ex: core.Explanation) -> None:
         out.write(f"      rule:   {c.rule} ({c.action}){mode}{'  ' + src if src else ''}\n")
     if ex.kept:
         out.write("  unchanged: " + ", ".join(f"{scope} {name}" for scope, name in ex.kept) + "\n")
+    d = ex.consent
+    if d.state == "valid":
+        out.write(f"  consent:             valid: member {d.member}, scopes {', '.join(sorted(d.scopes))}"
+                  f"{' (linked log)' if d.linked else ''}\n")
+    elif d.state != "none":
+        out.write(f"  consent:             {d.state}: treated as anonymous\n")
     if ex.vendor:
         out.write(f"  beacon ({ex.vendor}):  {ex.beacon}; {ex.beacon_unclassified} field(s) no rule classifies\n")
     out.write(f"  access log path:     {ex.logged_path}\n")
@@ -137,6 +143,8 @@ def _as_json(policy, ex: core.Explanation) -> dict:
         "log": {"path": ex.logged_path, "referrer": ex.logged_referrer, "user_agent": ex.logged_user_agent},
         "origin_cookie": ex.origin_cookie,
         "set_cookie_kept": list(ex.set_cookies_kept),
+        "consent": {"state": ex.consent.state, "member": ex.consent.member or None,
+                    "scopes": sorted(ex.consent.scopes), "linked": ex.consent.linked},
         "beacon": {"vendor": ex.vendor, "result": ex.beacon, "unclassified": ex.beacon_unclassified}
         if ex.vendor else None,
     }

@@ -6,12 +6,18 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from privproxy import vendors
+from privproxy.consent import token
+
+DEMO_MEMBER = "demo-member-1"
+CONSENT_COOKIE = "privproxy_consent"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · Example Watch Co.</title>
@@ -23,7 +29,8 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem}} pre{{padding:.6rem;overflow:a
 · <a href="/health/consultation">Health consultation (sensitive page)</a>
 · <a href="/analytics?gclid=EAIaIQobChMI-demo">Analytics beacons</a>
 · <a href="/collector">What the analytics vendor received</a>
-· <a href="/whoami">What the origin saw</a></nav></body></html>
+· <a href="/whoami">What the origin saw</a>
+· <a href="/member/login">Log in as a consenting member</a> / <a href="/member/logout">log out</a></nav></body></html>
 """
 
 
@@ -88,6 +95,22 @@ class Handler(BaseHTTPRequestHandler):
             self.page(titles.get(path, "Health consultation"), body,
                       cookies=["_ga=GA1.1.123456789.1700000000; Path=/; Max-Age=63072000",
                                "session=demo-session-42; Path=/; HttpOnly"])
+        elif path == "/member/login":
+            # Stands in for the member system: the member logs in and agrees to be linked (docs/consent-token.md).
+            key = os.environ.get("PRIVPROXY_CONSENT_KEY", "")
+            if len(key) < 32:
+                self.page("Member login", "<p>Set PRIVPROXY_CONSENT_KEY (32+ characters) to sign consent tokens.</p>")
+                return
+            value = token.mint(DEMO_MEMBER, token.SCOPES, int(time.time()), 3600, "k1", key.encode())
+            self.page("Logged in as a consenting member",
+                      f"<p>You are <code>{DEMO_MEMBER}</code> and consented to linkage for one hour. Open "
+                      "<a href=\"/analytics\">the analytics page</a> again: the vendor now gets your ids as sent, "
+                      "and your requests also go to <code>linked.jsonl</code> in the log directory. A "
+                      "<code>Sec-GPC: 1</code> header from your browser still overrides this.</p>",
+                      cookies=[f"{CONSENT_COOKIE}={value}; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"])
+        elif path == "/member/logout":
+            self.page("Logged out", "<p>Consent cookie removed: you are anonymous again.</p>",
+                      cookies=[f"{CONSENT_COOKIE}=; Path=/; Max-Age=0"])
         elif path == "/healthz":
             self.send(200, b"ok\n", "text/plain")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from mitmproxy import ctx, exceptions, http
 
 from privproxy import pipeline
 from privproxy.access_log import formats
+from privproxy.access_log.rotation import Rotation
 from privproxy.access_log.sink import Sink
 from privproxy.mitm import flowview
 from privproxy.mitm.runtime import Runtime
@@ -35,7 +37,7 @@ class AccessLog:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._ticker: asyncio.Task[None] | None = None
-        self._built: tuple[str, str, object] | None = None  # (dir, formats, rotation) the sinks were built for
+        self._built: tuple[object, ...] | None = None  # (dir, formats, rotation, linked...) the sinks were built for
 
     def configure(self, updated: set[str]) -> None:
         if "privproxy_log_format" in updated:
@@ -52,19 +54,28 @@ class AccessLog:
         d = ctx.options.privproxy_log_dir
         fmt = ctx.options.privproxy_log_format or (settings.format if settings else "json")
         rotation = settings.rotation if settings else None
-        want = (d, fmt, rotation)
+        want = (d, fmt, rotation, policy.consent.enabled if policy else False,
+                policy.consent.linked_retention_days if policy else None)
         if want == self._built:
             return
         self._built = want
         for sink in self.rt.sinks.values():
             sink.close()
         self.rt.sinks = {}
+        if self.rt.linked is not None:
+            self.rt.linked.close()
+            self.rt.linked = None
         if d:
             for name in formats.selected(fmt):
                 filename, _ = formats.FORMATS[name]
                 sink = Sink(Path(d) / filename, "access", self._on_error, rotation=rotation)
                 sink.expire()
                 self.rt.sinks[name] = sink
+            if policy is not None and policy.consent.enabled:
+                self.rt.linked = Sink(Path(d) / formats.LINKED_FILE, "linked", self._on_error, locked=True,
+                                      rotation=dataclasses.replace(rotation or Rotation(),
+                                                                   retention_days=policy.consent.linked_retention_days))
+                self.rt.linked.expire()
 
     def _on_error(self, stream: str, reason: str) -> None:
         self.rt.metrics.log_errors.labels(stream, reason).inc()
@@ -77,7 +88,7 @@ class AccessLog:
             await asyncio.sleep(0.25)
             try:
                 self.sync()  # a reloaded filters.yaml may change format or rotation
-                for sink in self.rt.sinks.values():
+                for sink in self.rt.all_sinks():
                     sink.flush_if_due()
             except Exception as e:  # the ticker must survive anything, or logs stop being flushed
                 self.rt.metrics.failures.labels("access_log").inc()
@@ -128,6 +139,10 @@ class AccessLog:
                 sink.write(formats.FORMATS[name][1](record))
             if self.rt.sinks:
                 self.rt.metrics.log_records.labels("access").inc()
+            decision = state.decision
+            if decision.linked and self.rt.linked is not None:
+                self.rt.linked.write(formats.linked_line(record, decision.member, decision.key_id))
+                self.rt.metrics.log_records.labels("linked").inc()
         except Exception as e:
             self.rt.metrics.failures.labels("access_log").inc()
             logger.error("privproxy: access log record failed (%s)", type(e).__name__)
@@ -135,5 +150,5 @@ class AccessLog:
     def done(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        for sink in self.rt.sinks.values():
+        for sink in self.rt.all_sinks():
             sink.close()

@@ -81,6 +81,7 @@ class MetricsExporter:
                 m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
                 m.countries.labels(state.place.country or "unknown").inc()
             m.geo_lookups.labels(state.geo_result).inc()
+            m.consent.labels(state.decision.state).inc()
             vendor = state.codec.name if state.codec is not None else "none"
             for c in state.changes:
                 m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce",

@@ -64,6 +64,8 @@ class PrivacyFilter:
             view = flow.metadata["privproxy_view"]
             result = pipeline.scrub_beacon(state, view, body, req.headers.get("content-type", ""),
                                            req.headers.get("content-encoding", ""))
+            if state.decision.state == "beacon_opt_out":
+                flowview.apply_cookie(flow, state)  # the beacon refused consent: its cookies go scrubbed too
             m = self.rt.metrics
             m.beacons.labels(result.vendor, "given" if state.consent else "none").inc()
             if result.unclassified:

@@ -34,11 +34,9 @@ def apply(flow: http.HTTPFlow, state: FlowState) -> None:
     strip_address_headers(flow)
     for name, value in state.set_headers.items():
         flow.request.headers[name] = value
-    if state.cookie is not None:
-        if state.cookie:
-            flow.request.headers["cookie"] = state.cookie
-        elif "cookie" in flow.request.headers:
-            del flow.request.headers["cookie"]
+    for name in state.drop_headers:
+        flow.request.headers.pop(name, None)
+    apply_cookie(flow, state)
     upstream = state.site.upstream
     if upstream is not None:
         host_header = flow.request.host_header
@@ -46,6 +44,14 @@ def apply(flow: http.HTTPFlow, state: FlowState) -> None:
         flow.request.host = upstream.host  # also rewrites Host; the origin expects the visitor's
         flow.request.port = upstream.port
         flow.request.host_header = host_header
+
+
+def apply_cookie(flow: http.HTTPFlow, state: FlowState) -> None:
+    if state.cookie is not None:
+        if state.cookie:
+            flow.request.headers["cookie"] = state.cookie
+        elif "cookie" in flow.request.headers:
+            del flow.request.headers["cookie"]
 
 
 def state_of(flow: http.HTTPFlow) -> FlowState | None:

@@ -18,9 +18,13 @@ class Runtime:
         self.policy: Policy | None = None
         self.metrics = metrics or Metrics()
         self.sinks: dict[str, Sink] = {}  # access-log format -> its file
+        self.linked: Sink | None = None  # linked.jsonl: consented members' requests with their id
         self.extra_trusted: tuple[client_ip.Network, ...] = ()
         self.geoip_override = ""  # --geoip-db, wins over filters.yaml's geo.database
         self.locator: geo.Locator | None = None
+
+    def all_sinks(self) -> list[Sink]:
+        return [*self.sinks.values(), *([self.linked] if self.linked is not None else [])]
 
     def swap(self, policy: Policy) -> Policy:
         """Install a new Policy in one assignment; flows already under way keep the one they started with."""
