@@ -82,3 +82,25 @@ def test_undecodable_and_oversized_beacons_are_not_forwarded(tmp_path, origin):
     assert 'privproxy_beacon_failures_total{reason="bad_json",vendor="segment"} 1.0' in metrics
     assert 'privproxy_beacon_failures_total{reason="too_large",vendor="segment"} 1.0' in metrics
     assert [r["status"] for r in records] == [204, 413, 200]
+
+
+def test_recorded_sdk_beacons_through_the_real_proxy(tmp_path, origin):
+    """What the vendors' own Node SDKs sent (tests/unit/vendors/recordings), replayed through `privproxy run`."""
+    from tests.unit.vendors.test_recordings import REQUESTS, SECRETS
+    import base64
+
+    p = start_proxy(tmp_path / "p", origin.url, config=REPO / "filters.yaml")
+    ctx = tls_context(p.ca)
+    try:
+        for _, r in REQUESTS:
+            headers = {k: v for k, v in r["headers"].items() if k in ("content-type", "content-encoding", "user-agent")}
+            body = base64.b64decode(r["body"])
+            got = request(p.port, r["path"], tls=ctx, method=r["method"], headers=headers, body=body or None)
+            assert got.status == 200, (r["sdk"], got.status)
+    finally:
+        p.stop()
+    assert len(origin.requests) == len(REQUESTS)
+    for (_, r), rec in zip(REQUESTS, origin.requests, strict=True):
+        text = all_text(rec.path) + " " + all_text(rec.body)
+        assert not [s for s in SECRETS if s in text], r["sdk"]
+        assert rec.path.split("?")[0] == r["path"].split("?")[0]
