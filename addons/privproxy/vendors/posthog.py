@@ -29,6 +29,15 @@ _PROPS = {
     "$unset": "plain", "$elements_chain": "keep", "$elements": "keep", "$event_type": "keep",
     "$is_identified": "plain", "$process_person_profile": "plain", "$configured_session_timeout_ms": "plain",
     "$opt_out": "consent", "$cookieless_mode": "consent", "$geoip_disable": "consent",
+    # Seen in posthog-js 1.449 recordings (tests/unit/vendors/recordings/browser-sdks.json): SDK internals and
+    # coarse session context, none of them identifying.
+    "$timezone_offset": "keep", "$browser_language_prefix": "keep", "$browser_type": "keep",
+    "$sdk_dist_channel": "plain", "$initialization_time": "plain", "$sdk_debug_extensions_init_method": "plain",
+    "$sdk_debug_extensions_init_time_ms": "plain", "$sdk_debug_retry_queue_size": "plain", "$config_defaults": "plain",
+    "$recording_status": "plain", "$lib_custom_api_host": "plain", "$lib_rate_limit_remaining_tokens": "plain",
+    "$session_entry_url": "url", "$session_entry_referrer": "url", "$session_entry_referring_domain": "keep",
+    "$session_entry_host": "keep", "$session_entry_pathname": "keep", "$initial_host": "keep",
+    "$initial_pathname": "keep",
 }
 
 
