@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from privproxy.consent.signals import tcf_refuses
 from privproxy.vendors.base import (Beacon, Decoded, Doc, Limits, Params, by_name, dumps, lines_decoded, loads,
                                     open_body)
 
@@ -26,6 +27,7 @@ HIT = by_name({
     "sr": "device", "vp": "device",
     "uafvl": "fingerprint", "uam": "fingerprint", "uapv": "fingerprint", "uamb": "keep",
     "gcs": "consent", "gcd": "consent", "npa": "consent", "dma": "consent", "dma_cps": "consent",
+    "gdpr": "consent", "gdpr_consent": "consent",
     "pscdl": "consent", "gcu": "consent", "gcut": "consent", "are": "consent", "_eu": "plain",
     "v": "plain", "tid": "plain", "gtm": "plain", "_p": "plain", "_gaz": "plain", "tag_exp": "plain",
     "ul": "keep", "uaa": "plain", "uab": "plain", "uap": "keep", "uaw": "plain", "frm": "plain", "pae": "plain",
@@ -80,6 +82,8 @@ def denied(p: Params) -> bool:
         return True
     letters = re.findall(r"[a-z]", (p.get("gcd") or "").lower())
     if len(letters) >= 2 and letters[1] in _GCD_DENIED:  # 2nd signal: analytics_storage
+        return True
+    if p.get("gdpr") == "1" and tcf_refuses(p.get("gdpr_consent") or ""):  # a TCF string on the hit itself
         return True
     return p.get("npa") == "1"
 

@@ -52,3 +52,14 @@ def test_never_raises(text):
                                               (["yes"], False), (["0", "1"], True)])
 def test_flag_set(values, expected):
     assert signals.flag_set(values) is expected
+
+
+def test_a_tcf_string_on_a_ga4_hit_is_obeyed():
+    from privproxy.vendors import ga4
+    from privproxy.vendors.base import Params
+
+    hit = "v=2&tid=G-1&cid=1.2&en=page_view&gdpr=1&gdpr_consent="
+    assert not ga4.denied(Params.parse(hit + tc_string()))
+    assert ga4.denied(Params.parse(hit + tc_string((1, 7, 8))))
+    assert ga4.denied(Params.parse("v=2&tid=G-1&cid=1.2&gdpr=1"))  # GDPR applies, no string: no consent
+    assert not ga4.denied(Params.parse("v=2&tid=G-1&cid=1.2&gdpr=0"))
