@@ -41,8 +41,6 @@ class Report:
 
 def linked_files(log_dir: Path) -> list[Path]:
     """The live linked log and its rotated files, oldest first."""
-    if not log_dir.is_dir():
-        raise DsrError(f"{log_dir} is not a directory — pass the proxy's --log-dir")
     rotated = sorted(p for p in log_dir.iterdir() if _ROTATED.match(p.name))
     live = log_dir / LINKED_FILE
     return rotated + ([live] if live.exists() else [])

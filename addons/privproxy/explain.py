@@ -6,11 +6,10 @@ bare URL all go through the same code the proxy runs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urlsplit
 
-from privproxy import beacon, generalize, vendors
+from privproxy import beacon, generalize, pipeline, vendors
 from privproxy.consent import decision as consent
 from privproxy.policy import Policy
 from privproxy.scrub import Change
@@ -62,9 +61,9 @@ def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
     if uas and logged_ua != uas[0]:
         changes.append(Change("header", "User-Agent", "log:minimum-data", "generalize", uas[0], logged_ua))
     cookies = sample.header("cookie")
-    # The consent header is believed only from a trusted proxy, which a sample has no way to be.
-    decided = consent.decide(policy.consent, cookies, [], sample.header("sec-gpc"), sample.header("dnt"),
-                             time.time())
+    # The proxy's own decision; with no client the consent header (trusted proxies only) is not believed.
+    view = pipeline.RequestView("", parts.scheme == "https", sample.method, parts.netloc, target, sample.header)
+    decided = pipeline.decide_consent(view, policy, None)
     if decided.analytics:
         origin_cookie = "; ".join(cookies) if cookies else None
         kept_sc = list(sample.set_cookies)
@@ -84,7 +83,7 @@ def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
                    (sample.header("content-encoding") or [""])[0], sample.body)
         codec = vendors.sniff(codec, b)
         result = beacon.process(codec, b, s, policy.beacons, decided.analytics, changes)
-        if result.denied and decided.state == "valid":
+        if result.denied:
             out.consent = decided.overridden("beacon_opt_out")
         out.vendor, out.beacon_unclassified = codec.name, result.unclassified
         out.beacon = ("scrubbed" if result.changed else "as sent (member consent)" if out.consent.analytics

@@ -22,6 +22,8 @@ from privproxy.yamlsrc import Node, load_text, root
 
 SECTIONS = tuple(schema.FILTERS.props)
 CONTROL = re.compile(schema.CONTROL_PATTERN)
+ENV_NAME = re.compile(schema.ENV_NAME_PATTERN)
+KEY_ID = re.compile(schema.KEY_ID_PATTERN)
 _generation = itertools.count(1)
 
 
@@ -195,7 +197,7 @@ def _pseudonyms(node: Node | None) -> pseudonyms.Settings:
         return pseudonyms.Settings()
     m = node.mapping(schema.keys("pseudonymization"))
     env = m["secret_env"].string("PRIVPROXY_SECRET") if "secret_env" in m else "PRIVPROXY_SECRET"
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+    if not ENV_NAME.fullmatch(env):
         m["secret_env"].error(f"`{env}` is not an environment variable name", "e.g. PRIVPROXY_SECRET")
     rotation = m["rotation"].choice(tuple(pseudonyms.ROTATIONS), "daily") if "rotation" in m else "daily"
     return pseudonyms.Settings(secret_env=env, rotation=rotation)
@@ -267,11 +269,11 @@ def _consent(node: Node | None, path: str, warnings: list[str]) -> consent.Setti
             km = n.mapping(schema.keys("consent.keys[]"))
             kid = km["id"].string() if "id" in km else ""
             env = km["env"].string() if "env" in km else ""
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", kid):
+            if not KEY_ID.fullmatch(kid):
                 n.error("a key needs an `id` of 1-16 letters, digits, _ or -", "e.g. id: k2")
             elif kid in seen:
                 km["id"].error(f"duplicate key id `{kid}`", "give each key its own id")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+            if not ENV_NAME.fullmatch(env):
                 n.error("a key needs `env`, the name of the environment variable holding it",
                         "e.g. env: PRIVPROXY_CONSENT_KEY_K2 (the key itself never goes in this file)")
             seen.add(kid)
@@ -282,10 +284,7 @@ def _consent(node: Node | None, path: str, warnings: list[str]) -> consent.Setti
             keys = tuple(refs)
     revocations = None
     if "revocation_file" in m and m["revocation_file"].string():
-        rf = m["revocation_file"].string()
-        if path not in ("<string>", "<built-in filters.yaml>") and not rf.startswith("/"):
-            rf = str(Path(path).resolve().parent / rf)
-        revocations = Revocations(rf)
+        revocations = Revocations(_beside(path, m["revocation_file"].string()))
     ll = m["linked_log"].mapping(schema.keys("consent.linked_log")) if "linked_log" in m else {}
     days = ll["retention_days"].integer(90, 0) if "retention_days" in ll else 90
     enabled = m["enabled"].boolean(True) if "enabled" in m else True
@@ -315,7 +314,7 @@ def _consent_secrets(keys: tuple[consent.KeyRef, ...], path: str, warnings: list
         elif warnings is not None and value:
             warnings.append(f"{path}: consent key {ref.id}: {ref.env} is shorter than 32 characters and is not used; "
                             "generate one with `openssl rand -hex 32`")
-    if warnings is not None and keys and keys[0].id not in out and not any(os.environ.get(k.env) for k in keys):
+    if warnings is not None and keys and not any(os.environ.get(k.env) for k in keys):
         warnings.append(f"{path}: consent: the environment variable {keys[0].env} is not set, so no consent token "
                         "can be verified and nobody is linked to their identity; set it to use member consent")
     return out
@@ -359,9 +358,7 @@ def _geo(node: Node | None, path: str) -> geo.Settings:
     if node is None:
         return geo.Settings()
     m = node.mapping(schema.keys("geo"))
-    db = m["database"].string() if "database" in m else None
-    if db and path not in ("<string>", "<built-in filters.yaml>") and not db.startswith("/"):
-        db = str(Path(path).resolve().parent / db)  # relative to filters.yaml, not to wherever the proxy started
+    db = _beside(path, m["database"].string()) if "database" in m else None
     sc = m["small_cell"].mapping(schema.keys("geo.small_cell")) if "small_cell" in m else {}
     return geo.Settings(
         database=db or None,
@@ -369,6 +366,13 @@ def _geo(node: Node | None, path: str) -> geo.Settings:
         small_cell_k=sc["k"].integer(5, 1) if "k" in sc else 5,
         window_seconds=sc["window_seconds"].integer(3600, 1) if "window_seconds" in sc else 3600,
     )
+
+
+def _beside(path: str, value: str) -> str:
+    """A file named in filters.yaml: relative to filters.yaml, not to wherever the proxy started."""
+    if value and path not in ("<string>", "<built-in filters.yaml>") and not value.startswith("/"):
+        return str(Path(path).resolve().parent / value)
+    return value
 
 
 def _logging(node: Node | None) -> LogSettings:

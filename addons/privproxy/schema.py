@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from privproxy import client_ip, detectors, fields, https, pseudonyms, scrub, vendors
+from privproxy.consent import token
 from privproxy.vendors.base import CONFIGURABLE_ROLES
 
 SCHEMA_ID = "https://privproxy.invalid/filters.schema.json"
@@ -54,6 +55,8 @@ def boolean(doc: str, default: bool) -> T:
 
 
 CONTROL_PATTERN = r"^C(?:[1-9]|1[0-5])$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+KEY_ID_PATTERN = rf"^{token.KEY_ID.pattern}$"
 CONTROLS = arr("Controls (C1-C15 in the policies' CONTROLS.md) this entry enforces; reports cite them.",
                string("A control id.", pattern=CONTROL_PATTERN))
 
@@ -130,7 +133,7 @@ FILTERS = obj("privproxy filters.yaml", {
     }),
     "pseudonymization": obj("Keyed pseudonyms for the `hash` action (C2, C11).", {
         "secret_env": string("Environment variable holding the secret (never the YAML itself).",
-                             default="PRIVPROXY_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+                             default="PRIVPROXY_SECRET", pattern=ENV_NAME_PATTERN),
         "rotation": string("Key period; past keys are forgotten.", enum=tuple(pseudonyms.ROTATIONS), default="daily"),
     }),
     "report_only": boolean("Count what all rules would change, change nothing.", False),
@@ -176,9 +179,9 @@ FILTERS = obj("privproxy filters.yaml", {
                     "that holds the key, never the key itself. Rotate by listing the new key first and removing "
                     "the old one once its tokens expired.",
                     obj("A signing key.", {
-                        "id": string("Key id written into tokens.", pattern=r"^[A-Za-z0-9_-]{1,16}$"),
+                        "id": string("Key id written into tokens.", pattern=KEY_ID_PATTERN),
                         "env": string("Environment variable holding the key (at least 32 characters).",
-                                      pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+                                      pattern=ENV_NAME_PATTERN),
                     }, required=("id", "env")),
                     default=[{"id": "k1", "env": "PRIVPROXY_CONSENT_KEY"}]),
         "max_ttl_days": integer("Tokens with a longer lifetime are refused.", 1, default=400),
