@@ -105,16 +105,20 @@ def test_erase_while_the_proxy_is_logging_keeps_every_other_members_record(tmp_p
     p = start_proxy(tmp_path / "p", origin.url, config=cfg, env={"PRIVPROXY_CONSENT_KEY": KEY})
     ctx = tls_context(p.ca)
     answered = {"alice": 0, "bob": 0}
+    errors: list[str] = []
     stop = threading.Event()
 
     def traffic():
         deadline = time.monotonic() + 20
         i = 0
-        while not stop.is_set() and time.monotonic() < deadline and i < 2000:
-            who, cookie = ("alice", alice) if i % 2 else ("bob", bob)
-            if request(p.port, f"/page/{i}", tls=ctx, headers={"Cookie": cookie}).status == 200:
-                answered[who] += 1
-            i += 1
+        try:
+            while not stop.is_set() and time.monotonic() < deadline and i < 2000:
+                who, cookie = ("alice", alice) if i % 2 else ("bob", bob)
+                if request(p.port, f"/page/{i}", tls=ctx, headers={"Cookie": cookie}).status == 200:
+                    answered[who] += 1
+                i += 1
+        except Exception as e:  # reported below: a client error would make the counts below meaningless
+            errors.append(f"request {i}: {e!r}")
 
     t = threading.Thread(target=traffic)
     try:
@@ -131,10 +135,11 @@ def test_erase_while_the_proxy_is_logging_keeps_every_other_members_record(tmp_p
     finally:
         stop.set()
         p.stop()
-    assert not t.is_alive() and answered["bob"] > 20
+    assert not errors, errors
+    assert not t.is_alive() and answered["bob"] > 20, answered
     cli("dsr", "erase", "--member", "alice", "--log-dir", str(p.log_dir))
     linked = [json.loads(x) for x in (p.log_dir / "linked.jsonl").read_text().splitlines()]
-    assert sum(r["member"] == "bob" for r in linked) == answered["bob"]
+    assert sum(r["member"] == "bob" for r in linked) == answered["bob"], (answered, len(linked))
     assert not any(r["member"] == "alice" for r in linked)
     access = (p.log_dir / "access.jsonl").read_text().splitlines()
     assert len(access) == answered["alice"] + answered["bob"]  # the anonymous log is never touched
