@@ -73,6 +73,11 @@ class Metrics:
                                "refused (malformed, unknown_key, forged, expired, not_yet_valid), or which signal "
                                "overrode a valid one (withdrawn, revoked, gpc, dnt, tcf, beacon_opt_out).",
                                ["state"], registry=r)
+        self.proxy_protocol = Counter(
+            "privproxy_proxy_protocol_connections",
+            "Connections on PROXY-protocol listeners: accepted (client address announced), local (the balancer's "
+            "own, e.g. health checks), or refused (untrusted_peer, malformed, timeout, unsupported).",
+            ["result"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
@@ -114,6 +119,10 @@ class Metrics:
 
         for state in STATES:
             self.consent.labels(state)
+        from privproxy.proxy_protocol import REASONS
+
+        for result in ("accepted", "local", *REASONS):
+            self.proxy_protocol.labels(result)
         for stream in LOG_STREAMS:
             self.log_records.labels(stream)
             for reason in ERROR_REASONS:

@@ -234,7 +234,7 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
 
 
 def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: str,
-               ended: float, user_agent: str = "", referrer: str = "") -> LogRecord:
+               ended: float, user_agent: str = "", referrer: str = "", instance: str = "") -> LogRecord:
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
     scrubber = state.scrubber
@@ -269,6 +269,7 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         country=state.place.country,
         region=state.place.subdivision,
         city=state.place.city,
+        instance=instance,
     )
     state.filter_seconds += time.perf_counter() - t0
     return record

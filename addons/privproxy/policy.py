@@ -134,6 +134,18 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None)
     return policy
 
 
+def missing_secrets(p: Policy) -> list[str]:
+    """What a deployment that must agree across instances lacks: the pseudonym secret, and a consent key
+    when consent is on. Empty when both are present."""
+    missing = []
+    if p.scrubber.pseudonymizer.ephemeral:
+        missing.append(f"the environment variable {p.pseudonyms.secret_env} (pseudonymization secret) is not set")
+    if p.consent.enabled and not p.consent.secrets:
+        envs = ", ".join(k.env for k in p.consent.keys)
+        missing.append(f"no consent key of at least 32 characters is set (environment: {envs})")
+    return missing
+
+
 def _truncation(node: Node | None) -> truncate.Truncation:
     if node is None:
         return truncate.Truncation()

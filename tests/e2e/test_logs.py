@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
@@ -39,6 +40,8 @@ def test_shipped_rules_scrub_the_access_log(tmp_path, origin):
     assert paths[4].startswith("/orders/20240115?uid=pp_")  # a daily pseudonym keeps unique counts
     assert records[4]["user_agent"] == "Chrome 120 (Windows)"
     assert all(r["client"] == "127.9.8.0" and r["request_id"] and r["status"] == 200 for r in records)
+    # without --instance, records name this host and the first listen port
+    assert {r["instance"] for r in records} == {f"{socket.gethostname()[:48]}:{p.port}"}
 
 
 def test_tracking_cookies_pseudonymized_and_not_set_without_consent(tmp_path, origin):

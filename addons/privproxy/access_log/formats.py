@@ -42,6 +42,8 @@ def json_doc(r: LogRecord) -> dict[str, object]:
         "user_agent": r.user_agent,
         "referrer": r.referrer,
     }
+    if r.instance:
+        doc["instance"] = r.instance
     if r.country:
         doc["country"] = r.country
         if r.region:

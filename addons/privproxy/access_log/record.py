@@ -28,3 +28,4 @@ class LogRecord:
     country: str = ""  # ISO 3166-1 alpha-2 from the full address (before truncation), after the small-cell guard
     region: str = ""  # subdivision, when configured and not too rare
     city: str = ""  # only with geo.granularity: city
+    instance: str = ""  # which proxy process wrote it (several instances behind one load balancer)

@@ -43,6 +43,14 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics (HOST defaults to 127.0.0.1)")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="believe forwarding headers from these addresses (repeatable)")
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="every connection starts with a PROXY header (v1/v2) from a --trusted-proxy, e.g. HAProxy "
+                        "passing TLS through with send-proxy-v2; the announced client address is used")
+    p.add_argument("--require-secrets", action="store_true",
+                   help="refuse to start without PRIVPROXY_SECRET (and a consent key when consent is on), so "
+                        "instances never run on throwaway keys")
+    p.add_argument("--instance", metavar="NAME",
+                   help="this instance's name in log records (default: HOST:PORT, host name and first listen port)")
     p.add_argument("--confdir", default=DEFAULT_CONFDIR, metavar="DIR",
                    help=f"where the demo CA and generated certificates live (default {DEFAULT_CONFDIR})")
     p.add_argument("--ready-file", metavar="FILE", help="write the bound addresses here as JSON once serving")
@@ -152,6 +160,9 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
             privproxy_metrics=str(args.metrics or ""),
             privproxy_trusted_proxies=list(args.trusted_proxy),
             privproxy_ready_file=str(args.ready_file or ""),
+            privproxy_proxy_protocol=bool(args.proxy_protocol),
+            privproxy_instance=str(args.instance or ""),
+            privproxy_require_secrets=bool(args.require_secrets),
         )
     except exceptions.OptionsError as e:
         return fail(str(e))

@@ -133,6 +133,7 @@ class AccessLog:
                 state, view, status, size, outcome, ended,
                 user_agent=flow.request.headers.get("user-agent", ""),
                 referrer=flow.request.headers.get("referer", ""),
+                instance=self.rt.instance,
             )
             flow.metadata["privproxy_record"] = record
             for name, sink in self.rt.sinks.items():

@@ -1,19 +1,23 @@
-"""MetricsExporter: observe each finished flow, serve /metrics, and write the ready file (C15: loopback default)."""
+"""MetricsExporter: observe each finished flow, serve /metrics, /healthz and /readyz, write the ready file (C15)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
-from prometheus_client import start_http_server
 
 from privproxy.mitm import flowview
 from privproxy.mitm.runtime import Runtime
+from privproxy.status_server import StatusServer
 
 logger = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 1.0
+STALL_SECONDS = 10.0  # /healthz fails when the event loop has not turned for this long
 
 
 def parse_listen(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -30,9 +34,11 @@ def parse_listen(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]
 class MetricsExporter:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.server = None
-        self.thread = None
+        self.status: StatusServer | None = None
         self.address: tuple[str, int] | None = None
+        self.serving = False  # between running and done: /readyz answers 200
+        self.beat = time.monotonic()
+        self._heart: asyncio.Task[None] | None = None
 
     def configure(self, updated: set[str]) -> None:
         if "privproxy_metrics" in updated and ctx.options.privproxy_metrics:
@@ -42,11 +48,32 @@ class MetricsExporter:
                 raise exceptions.OptionsError(f"privproxy_metrics: {e}") from None
 
     def running(self) -> None:
-        if ctx.options.privproxy_metrics and self.server is None:
+        if ctx.options.privproxy_metrics and self.status is None:
             host, port = parse_listen(ctx.options.privproxy_metrics)
-            self.server, self.thread = start_http_server(port, addr=host, registry=self.rt.metrics.registry)
-            self.address = (host, self.server.server_address[1])
+            self.status = StatusServer(self.rt.metrics.registry, self.live, self.ready)
+            self.address = self.status.start(host, port)
+        self.beat = time.monotonic()
+        self._heart = asyncio.get_running_loop().create_task(self._heartbeat())
+        self.serving = True
         self.write_ready_file()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.beat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    def live(self) -> tuple[bool, str]:
+        stalled = time.monotonic() - self.beat
+        if stalled > STALL_SECONDS:
+            return False, f"event loop stalled for {stalled:.0f} s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.serving:
+            return False, "not serving (starting or shutting down)"
+        if self.rt.policy is None:
+            return False, "no rules loaded"
+        return self.live()
 
     def write_ready_file(self) -> None:
         path = ctx.options.privproxy_ready_file
@@ -93,7 +120,9 @@ class MetricsExporter:
             logger.error("privproxy: metrics observation failed (%s)", type(e).__name__)
 
     def done(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        self.serving = False
+        if self._heart is not None:
+            self._heart.cancel()
+        if self.status is not None:
+            self.status.stop()
+            self.status = None

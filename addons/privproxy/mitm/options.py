@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,10 +12,11 @@ from mitmproxy import ctx, exceptions
 
 from privproxy import client_ip, policy
 from privproxy.errors import ConfigError, ConfigErrors
-from privproxy.mitm import quiet
+from privproxy.mitm import proxy_protocol, quiet
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def config_path(option: str) -> Path | None:
@@ -40,11 +43,29 @@ class Options:
                           "Serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1); empty: off.")
         loader.add_option("privproxy_trusted_proxies", Sequence[str], [],
                           "CIDRs whose forwarding headers are believed, in addition to filters.yaml's.")
+        loader.add_option("privproxy_proxy_protocol", bool, False,
+                          "Reverse listeners require a PROXY protocol header (v1 or v2) from a trusted proxy, "
+                          "e.g. HAProxy passing TLS through with send-proxy-v2.")
+        loader.add_option("privproxy_require_secrets", bool, False,
+                          "Refuse to start (and to reload) without the pseudonymization secret and, with consent "
+                          "on, a consent key: instances that must agree cannot run on throwaway keys.")
+        loader.add_option("privproxy_instance", str, "",
+                          "This instance's name in log records; empty: HOST:PORT of the host name and first listen port.")
         loader.add_option("privproxy_ready_file", str, "",
                           "Write the bound listen and metrics addresses here as JSON once serving.")
         quiet.install()
 
     def configure(self, updated: set[str]) -> None:
+        if "privproxy_instance" in updated:
+            name = ctx.options.privproxy_instance
+            if name and not INSTANCE_NAME.fullmatch(name):
+                raise exceptions.OptionsError(
+                    f"privproxy_instance {name!r}: use 1-64 letters, digits and . _ : - (e.g. the pod or host name)")
+            self.rt.instance = name or self.rt.instance
+        if "privproxy_proxy_protocol" in updated:
+            self.rt.proxy_protocol = ctx.options.privproxy_proxy_protocol
+            if self.rt.proxy_protocol:
+                proxy_protocol.install(self.rt)
         if "privproxy_trusted_proxies" in updated:
             try:
                 self.rt.extra_trusted = client_ip.parse_networks(ctx.options.privproxy_trusted_proxies)
@@ -59,6 +80,10 @@ class Options:
             except (ConfigError, ConfigErrors) as e:
                 self.rt.metrics.reloads.labels("failure").inc()
                 raise exceptions.OptionsError(str(e)) from None
+            if ctx.options.privproxy_require_secrets and (missing := policy.missing_secrets(p)):
+                self.rt.metrics.reloads.labels("failure").inc()
+                raise exceptions.OptionsError("privproxy_require_secrets: " + "; ".join(missing)
+                                              + ". Set them in the service's environment (e.g. a Kubernetes Secret)")
             self.rt.swap(p)
             try:
                 self.rt.load_geo(strict=True)
@@ -68,6 +93,16 @@ class Options:
             for w in p.warnings:
                 logger.warning(w)
             self.harden()
+        if self.rt.proxy_protocol and self.rt.policy is not None and not self.rt.policy.client_ip.trusted_proxies:
+            raise exceptions.OptionsError(
+                "privproxy_proxy_protocol: no trusted proxy is configured, so every connection would be refused; "
+                "add the load balancer's address with --trusted-proxy CIDR or client_ip.trusted_proxies")
+
+    def running(self) -> None:
+        if not ctx.options.privproxy_instance:
+            ps = ctx.master.addons.get("proxyserver")
+            ports = [a[1] for a in ps.listen_addrs()] if ps else []
+            self.rt.instance = socket.gethostname()[:48] + (f":{ports[0]}" if ports else "")
 
     def harden(self) -> None:
         """mitmproxy's defaults suit a debugging proxy; a public reverse proxy needs these instead."""

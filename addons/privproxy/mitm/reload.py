@@ -59,6 +59,11 @@ class PolicyReloader:
             self.rt.metrics.reloads.labels("failure").inc()
             logger.error("privproxy: %s is invalid, keeping the previous rules:\n%s", path, e)
             return False
+        if ctx.options.privproxy_require_secrets and (missing := policy.missing_secrets(new)):
+            self.rt.metrics.reloads.labels("failure").inc()
+            logger.error("privproxy: %s names secrets this process does not have, keeping the previous rules: %s",
+                         path, "; ".join(missing))
+            return False
         if self.rt.policy is not None and new.sha256 == self.rt.policy.sha256:
             return None
         self.rt.swap(new)

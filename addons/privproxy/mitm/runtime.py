@@ -22,6 +22,8 @@ class Runtime:
         self.extra_trusted: tuple[client_ip.Network, ...] = ()
         self.geoip_override = ""  # --geoip-db, wins over filters.yaml's geo.database
         self.locator: geo.Locator | None = None
+        self.proxy_protocol = False  # reverse listeners require a PROXY header from a trusted proxy
+        self.instance = ""  # names this process in log records; set by --instance or from host and port
 
     def all_sinks(self) -> list[Sink]:
         return [*self.sinks.values(), *([self.linked] if self.linked is not None else [])]

@@ -1,0 +1,92 @@
+"""Accept the PROXY protocol on reverse-proxy listeners (mitmproxy 12 has no such option).
+
+With `privproxy_proxy_protocol` on, every connection to a reverse listener must come from a trusted proxy
+and start with a PROXY header; the announced source becomes the connection's peer address, so the rest of
+privproxy (client resolution, truncation, geo, logs) sees the visitor. Anything else is closed and counted:
+a direct visitor could otherwise announce any address it likes (C15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+from mitmproxy.proxy import mode_servers
+
+from privproxy import proxy_protocol
+from privproxy.mitm.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+_original = mode_servers.ReverseInstance.handle_stream
+
+
+class AnnouncedPeer:
+    """The connection's writer, except that its peer is the address the trusted balancer announced."""
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: tuple[str, int]) -> None:
+        self._writer = writer
+        self._peer = peer
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "peername":
+            return self._peer
+        return self._writer.get_extra_info(name, default)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+def _close(writer) -> None:
+    try:
+        writer.close()
+    except Exception:  # the peer may be gone already
+        pass
+
+
+async def accept(rt: Runtime, reader, writer):
+    """The header's source as the new peer, or None after closing a connection that may not proceed."""
+    m = rt.metrics.proxy_protocol
+    peer = writer.get_extra_info("peername")
+    policy = rt.policy
+    try:
+        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+        trusted = policy is not None and policy.client_ip.is_trusted(getattr(ip, "ipv4_mapped", None) or ip)
+    except (TypeError, ValueError, IndexError):
+        trusted = False
+    if not trusted:
+        m.labels("untrusted_peer").inc()
+        _close(writer)
+        return None
+    try:
+        header = await proxy_protocol.read_header(reader)
+    except proxy_protocol.ProxyProtocolError as e:
+        m.labels(e.reason).inc()
+        logger.info("privproxy: PROXY header refused from a trusted proxy: %s", e)
+        _close(writer)
+        return None
+    if header.source is None:
+        m.labels("local").inc()
+        return writer
+    m.labels("accepted").inc()
+    return AnnouncedPeer(writer, header.source)
+
+
+def install(rt: Runtime) -> None:
+    """Make reverse listeners started from now on require a PROXY header (process-wide, like the option)."""
+
+    async def handle_stream(self, reader, writer=None):
+        if not rt.proxy_protocol or not isinstance(writer, asyncio.StreamWriter):
+            return await _original(self, reader, writer)
+        try:
+            announced = await accept(rt, reader, writer)
+        except Exception as e:  # fail closed: no header, no connection
+            rt.metrics.proxy_protocol.labels("malformed").inc()
+            logger.error("privproxy: PROXY protocol handling failed (%s)", type(e).__name__)
+            _close(writer)
+            return None
+        if announced is not None:
+            return await _original(self, reader, announced)
+        return None
+
+    mode_servers.ReverseInstance.handle_stream = handle_stream
