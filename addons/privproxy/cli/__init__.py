@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from privproxy import __version__
 
-COMMANDS = ("run", "demo", "check", "explain", "filter-log", "schema", "consent", "dsr")
+COMMANDS = ("run", "demo", "check", "explain", "filter-log", "schema", "consent", "dsr", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"privproxy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from privproxy.cli import check, consent, demo, dsr, explain, filter_log, run, schema
+    from privproxy.cli import check, consent, demo, dsr, explain, filter_log, report, run, schema
 
     run.add_parser(sub)
     demo.add_parser(sub)
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_parser(sub)
     consent.add_parser(sub)
     dsr.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
