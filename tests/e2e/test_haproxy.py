@@ -164,13 +164,16 @@ def test_http_mode_two_instances_truncate_and_ignore_spoofing(tmp_path, origin, 
         assert {r["client"] for r in records} == {"127.9.8.0"}
         assert all("visitor@example.com" not in r["path"] and "203.0.113" not in json.dumps(r) for r in records)
 
-        # health checks: a stopped instance is taken out, the other serves everything
+        # a stopped instance: requests before the health check notices are redispatched, none fails;
+        # then the check takes it out and the other serves everything
         assert b.stop() == 0
+        for i in range(4):
+            assert request(https_port, f"/during/{i}", tls=ctx).status == 200
         lb.wait_status({"web-1": "UP", "web-2": "DOWN"})
         for i in range(4):
             assert request(https_port, f"/after/{i}", tls=ctx).status == 200
-        want = len(by_instance["web-1"]) + 4
-        assert len(a.log_records(wait_for=want)) == want  # all four after the stop went to web-1
+        want = len(by_instance["web-1"]) + 8
+        assert len(a.log_records(wait_for=want)) == want  # all eight after the stop went to web-1
     finally:
         lb.stop()
 

@@ -167,8 +167,13 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     except exceptions.OptionsError as e:
         return fail(str(e))
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        exporter.serving = False  # /readyz says 503 from now on
+        m.shutdown()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, m.shutdown)
+        loop.add_signal_handler(sig, stop)
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     await m.run()
