@@ -2,4 +2,4 @@
 
 import privproxy.mitm
 
-addons = privproxy.mitm.addons()
+addons = [privproxy.mitm.addon()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 # Order matters: Edge and Opera carry "Chrome/", Chrome carries "Safari/".
 _BROWSERS = (
@@ -27,6 +28,7 @@ _OS = (
 )
 
 
+@lru_cache(maxsize=2048)  # a site sees a few hundred distinct agents; the regex scan is the costly part
 def user_agent(ua: str) -> str:
     """'Chrome 120 (Windows)': enough for browser statistics, far too little to fingerprint."""
     if not ua:

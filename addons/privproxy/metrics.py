@@ -20,6 +20,30 @@ disable_created_metrics()
 FILTER_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+class Labelled:
+    """A labelled metric whose children are looked up in a plain dict: prometheus_client's labels() validates
+    and locks on every call, and a request touches a dozen series. Label values are bounded sets (C15), and
+    the cache stops growing past MAX_CHILDREN all the same."""
+
+    MAX_CHILDREN = 10_000
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], object] = {}
+
+    def labels(self, *values: str):
+        child = self._children.get(values)
+        if child is None:
+            child = self.metric.labels(*values)
+            if len(self._children) < self.MAX_CHILDREN:
+                self._children[values] = child
+        return child
+
+    def __getattr__(self, name: str):
+        return getattr(self.metric, name)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
@@ -81,6 +105,9 @@ class Metrics:
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
+        for name, value in list(vars(self).items()):
+            if isinstance(value, (Counter, Histogram)) and getattr(value, "_labelnames", ()):
+                setattr(self, name, Labelled(value))
 
     def preinit(self, sites: tuple[str, ...], rules=()) -> None:
         """Zero series for every known label value, so rate() and alerts work before the first event."""

@@ -21,7 +21,7 @@ from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
 from privproxy.vendors.base import Beacon, Codec
 
-FORWARD_STRIP = client_ip.ADDRESS_HEADERS + ("x-request-id",)
+FORWARD_STRIP = frozenset(client_ip.ADDRESS_HEADERS + ("x-request-id",))
 # User-agent client hints a browser sends only when asked (Accept-CH): together they fingerprint a device (C9).
 HIGH_ENTROPY_HINTS = ("sec-ch-ua-full-version-list", "sec-ch-ua-full-version", "sec-ch-ua-model",
                       "sec-ch-ua-platform-version", "sec-ch-ua-arch", "sec-ch-ua-bitness", "sec-ch-ua-wow64")
@@ -37,6 +37,11 @@ class RequestView:
     get_all: Callable[[str], list[str]]
     http_version: str = "HTTP/1.1"
     tls_version: str | None = None
+
+    def first(self, name: str) -> str | None:
+        """The first value of a header as sent (lower-case name), or None."""
+        values = self.get_all(name)
+        return values[0] if values else None
 
 
 @dataclass(slots=True)

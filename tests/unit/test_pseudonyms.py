@@ -42,3 +42,20 @@ def test_ephemeral_without_secret(monkeypatch):
     monkeypatch.setenv("PRIVPROXY_SECRET", "abc")
     p1, p2 = Pseudonymizer(Settings()), Pseudonymizer(Settings())
     assert not p1.ephemeral and p1.pseudonym("v") == p2.pseudonym("v")
+
+
+def test_fast_base32_prefix_equals_rfc4648_base32():
+    # the hot-path encoder must give exactly the characters base64.b32encode gives (pseudonyms never change)
+    import base64
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from privproxy.pseudonyms import b32_prefix
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.binary(min_size=1, max_size=40), st.integers(min_value=1, max_value=70))
+    def check(data, length):
+        assert b32_prefix(data, length) == base64.b32encode(data).decode()[:length].lower()
+
+    check()

@@ -7,7 +7,9 @@ core, proxyserver, next_layer, tlsconfig and errorcheck plus privproxy's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -89,9 +91,44 @@ def cmd(args) -> int:
             return fail(f"--cert {c}: {path} does not exist — pass a PEM file holding the certificate chain "
                         "and its private key (cat fullchain.pem privkey.pem > site.pem)")
     try:
-        return asyncio.run(serve(args, specs))
+        return event_loop_runner()(serve(args, specs))
     except KeyboardInterrupt:
         return 0
+
+
+def event_loop_runner():
+    """uvloop when installed (a faster event loop for the same asyncio code), else asyncio's own;
+    PRIVPROXY_EVENT_LOOP=asyncio forces the latter."""
+    if os.environ.get("PRIVPROXY_EVENT_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            _eager_tasks_for_uvloop()
+            return uvloop.run
+    return asyncio.run
+
+
+def _eager_tasks_for_uvloop() -> None:
+    """mitmproxy installs asyncio.eager_task_factory, whose signature (Python 3.13) lacks the `eager_start`
+    argument uvloop passes to task factories; wrap it so the same eager tasks run under uvloop."""
+    from mitmproxy.utils import asyncio_utils
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        return asyncio.eager_task_factory(loop, coro, **kwargs)
+
+    @contextlib.contextmanager
+    def set_eager_task_factory():
+        loop = asyncio.get_running_loop()
+        existing = loop.get_task_factory()
+        loop.set_task_factory(factory)
+        try:
+            yield
+        finally:
+            loop.set_task_factory(existing)
+
+    asyncio_utils.set_eager_task_factory = set_eager_task_factory
 
 
 def setup_logging(verbose: bool) -> None:
@@ -109,6 +146,13 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def retire_errorcheck(master) -> None:
+    ec = master.addons.get("errorcheck")
+    if ec is not None:
+        ec.finish()  # its log handler (idempotent: the Master may have removed it already)
+        master.addons.remove(ec)
+
+
 class Announce:
     """Prints where the proxy listens once the servers are bound (addresses of this host, not of clients)."""
 
@@ -119,13 +163,17 @@ class Announce:
     def running(self) -> None:
         from mitmproxy import ctx
 
-        ps = ctx.master.addons.get("proxyserver")
+        master = ctx.master
+        # mitmproxy dispatches every hook to every addon; errorcheck only watches startup, which the Master
+        # checks right after this hook. Take it out of the chain a moment later, so requests do not pay for it.
+        asyncio.get_running_loop().call_later(1.0, retire_errorcheck, master)
+        ps = master.addons.get("proxyserver")
         for addr in ps.listen_addrs():
             host = addr[0] if addr[0] not in ("0.0.0.0", "::") else "localhost"
             host = f"[{host}]" if ":" in host else host
             print(f"privproxy: serving https://{host}:{addr[1]}/ and http://{host}:{addr[1]}/ (redirects to HTTPS)",
                   file=sys.stderr, flush=True)
-        rt = ctx.master.addons.get("accesslog").rt
+        rt = self.metrics_addon.rt
         for sink in rt.sinks.values():
             print(f"privproxy: access log {sink.path}", file=sys.stderr, flush=True)
         if self.metrics_addon.address:
@@ -146,7 +194,8 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     ours = privproxy.mitm.addons()
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
     m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 *ours, *extra_addons, Announce(args.log_dir, exporter), errorcheck.ErrorCheck())
+                 privproxy.mitm.Privproxy([*ours, *extra_addons, Announce(args.log_dir, exporter)]),
+                 errorcheck.ErrorCheck())
     try:
         opts.update(
             mode=specs,

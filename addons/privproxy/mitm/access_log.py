@@ -131,8 +131,8 @@ class AccessLog:
             ended = flow.response.timestamp_end if flow.response and flow.response.timestamp_end else time.time()
             record = pipeline.log_record(
                 state, view, status, size, outcome, ended,
-                user_agent=flow.request.headers.get("user-agent", ""),
-                referrer=flow.request.headers.get("referer", ""),
+                user_agent=view.first("user-agent") or "",
+                referrer=view.first("referer") or "",
                 instance=self.rt.instance,
             )
             flow.metadata["privproxy_record"] = record

@@ -110,9 +110,12 @@ class MetricsExporter:
             m.geo_lookups.labels(state.geo_result).inc()
             m.consent.labels(state.decision.state).inc()
             vendor = state.codec.name if state.codec is not None else "none"
-            for c in state.changes:
-                m.scrubbed.labels(c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce",
-                                  vendor).inc()
+            counts: dict[tuple[str, str, str, str, str], int] = {}
+            for c in state.changes:  # one increment per series, not per field: a beacon changes dozens
+                key = (c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce", vendor)
+                counts[key] = counts.get(key, 0) + 1
+            for key, n in counts.items():
+                m.scrubbed.labels(*key).inc(n)
             for stage, _reason in state.failures:
                 m.failures.labels(stage).inc()
             m.filter_duration.observe(state.filter_seconds)

@@ -83,7 +83,7 @@ class PrivacyFilter:
                     del req.headers["transfer-encoding"]
                 if result.body or req.method not in ("GET", "HEAD"):
                     req.headers["content-length"] = str(len(result.body))
-            for name, value in pipeline.beacon_headers(state, req.headers.get).items():
+            for name, value in pipeline.beacon_headers(state, view.first).items():
                 if value is None:
                     req.headers.pop(name, None)
                 else:

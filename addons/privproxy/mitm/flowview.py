@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import http
 
 from privproxy.pipeline import FORWARD_STRIP, FlowState, RequestView
+
+
+def header_index(headers: http.Headers) -> Callable[[str], list[str]]:
+    """get_all over one dict built in a single pass: mitmproxy's Headers scan and lower-case every field on
+    each lookup, and the pipeline looks up a dozen names per request."""
+    index: dict[str, list[str]] = {}
+    for k, v in headers.fields:
+        index.setdefault(k.decode("latin-1").lower(), []).append(v.decode("utf-8", "surrogateescape"))
+
+    def get_all(name: str) -> list[str]:
+        return index.get(name, [])
+
+    return get_all
 
 
 def view(flow: http.HTTPFlow) -> RequestView:
@@ -16,27 +31,41 @@ def view(flow: http.HTTPFlow) -> RequestView:
         method=req.method,
         host=req.host_header or "",
         path=req.path,
-        get_all=req.headers.get_all,
+        get_all=header_index(req.headers),
         http_version=req.http_version,
         tls_version=flow.client_conn.tls_version,
     )
 
 
 def strip_address_headers(flow: http.HTTPFlow) -> None:
+    # One pass over the fields the client sent, instead of one case-insensitive lookup per known name.
     headers = flow.request.headers
-    for name in FORWARD_STRIP:
-        if name in headers:
-            del headers[name]
+    fields = headers.fields
+    if any(k.lower().decode("latin-1") in FORWARD_STRIP for k, _ in fields):
+        headers.fields = tuple((k, v) for k, v in fields if k.lower().decode("latin-1") not in FORWARD_STRIP)
+
+
+_STRIP_WITH_COOKIE = FORWARD_STRIP | {"cookie"}
+
+
+def _encode(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")  # as mitmproxy's Headers do
 
 
 def apply(flow: http.HTTPFlow, state: FlowState) -> None:
-    """The forwarded request: no address header as sent, only the ones privproxy computed."""
-    strip_address_headers(flow)
-    for name, value in state.set_headers.items():
-        flow.request.headers[name] = value
-    for name in state.drop_headers:
-        flow.request.headers.pop(name, None)
-    apply_cookie(flow, state)
+    """The forwarded request: no address header as sent, only the ones privproxy computed.
+
+    The header list is rebuilt in one pass: mitmproxy's Headers rescan and lower-case every field on each
+    assignment, and this runs on every request."""
+    remove = FORWARD_STRIP if state.cookie is None else _STRIP_WITH_COOKIE
+    if state.drop_headers:
+        remove = remove | set(state.drop_headers)
+    headers = flow.request.headers
+    fields = [(k, v) for k, v in headers.fields if k.lower().decode("latin-1") not in remove]
+    fields += [(name.encode(), _encode(value)) for name, value in state.set_headers.items()]
+    if state.cookie:
+        fields.append((b"cookie", _encode(state.cookie)))
+    headers.fields = tuple(fields)
     upstream = state.site.upstream
     if upstream is not None:
         host_header = flow.request.host_header

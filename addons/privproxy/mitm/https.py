@@ -53,8 +53,14 @@ class EnforceHttps:
 
     @staticmethod
     def secure(resp: http.Response, settings: core.Settings) -> None:
-        resp.headers["Strict-Transport-Security"] = settings.hsts
-        if settings.secure_cookies:
-            cookies = resp.headers.get_all("set-cookie")
-            if cookies:
-                resp.headers.set_all("set-cookie", [core.with_secure(c) for c in cookies])
+        """HSTS (replacing the origin's), and Secure on every cookie; one pass over the header list."""
+        fields = []
+        for k, v in resp.headers.fields:
+            name = k.lower()
+            if name == b"strict-transport-security":
+                continue
+            if name == b"set-cookie" and settings.secure_cookies:
+                v = core.with_secure(v.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            fields.append((k, v))
+        fields.append((b"Strict-Transport-Security", settings.hsts.encode()))
+        resp.headers.fields = tuple(fields)

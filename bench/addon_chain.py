@@ -1,0 +1,115 @@
+"""privproxy's own cost per request, without the network: the mixed traffic of bench/traffic.py driven through
+the real addon chain (mitmproxy's test helpers) with the shipped rules, a log directory and metrics.
+
+    python bench/addon_chain.py [--requests 20000] [--repeat 5] [--profile]
+
+Prints microseconds of CPU per request (best of --repeat), which is what privproxy adds to mitmproxy's own
+work. Deterministic enough to compare two versions of the code on a noisy machine; --profile prints the
+hottest functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from traffic import mixed  # noqa: E402
+
+from mitmproxy import http  # noqa: E402
+from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
+
+import privproxy.mitm  # noqa: E402
+from privproxy.mitm.runtime import Runtime  # noqa: E402
+
+HOOKS = ("requestheaders", "request", "responseheaders", "response")
+PAGE = b"<!doctype html><title>shop</title>" + b"<p>product text</p>" * 300
+
+
+def flows(n: int) -> list[http.HTTPFlow]:
+    reqs = mixed()
+    out = []
+    for i in range(n):
+        r = reqs[i % len(reqs)]
+        hdrs = http.Headers([(b"host", b"shop.example")] + [(k.encode(), v.encode()) for k, v in r.headers.items()]
+                            + ([(b"content-length", str(len(r.body)).encode())] if r.body else []))
+        f = tflow.tflow(req=tutils.treq(method=r.method.encode(), path=r.path.encode(), headers=hdrs,
+                                        content=r.body.encode(), host="127.0.0.1", port=8080), resp=False)
+        f.client_conn.peername = (f"198.51.100.{i % 250 + 1}", 40000 + i % 20000)
+        f.client_conn.timestamp_tls_setup = 946681201
+        f.client_conn.tls_version = "TLSv1.3"
+        out.append(f)
+    return out
+
+
+def origin_response(f: http.HTTPFlow) -> http.Response:
+    beacon = f.request.path.split("?")[0] not in ("/", "/products", "/products/item-17", "/newsletter",
+                                                   "/static/app.js", "/health/consultation")
+    return tutils.tresp(status_code=204 if beacon else 200, content=b"" if beacon else PAGE,
+                        headers=http.Headers([] if beacon else [(b"set-cookie", b"_ga=GA1.1.1.2; Path=/"),
+                                                                (b"content-type", b"text/html")]))
+
+
+def run(chain: list[object], fs: list[http.HTTPFlow]) -> float:
+    """CPU seconds in privproxy's hooks only; the origin's responses are made before the clock starts."""
+    hooks = [[getattr(a, h) for a in chain if hasattr(a, h)] for h in HOOKS]
+    answers = [origin_response(f) for f in fs]
+    t0 = time.process_time()
+    for f, answer in zip(fs, answers):
+        for fn in hooks[0]:
+            fn(f)
+        if f.response is None:
+            for fn in hooks[1]:
+                fn(f)
+            if f.response is None:
+                f.response = answer
+        for fn in hooks[2]:
+            fn(f)
+        for fn in hooks[3]:
+            fn(f)
+    return time.process_time() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("PRIVPROXY_SECRET", "bench-secret-0123456789abcdef0123456789")
+    rt = Runtime()
+    chain = privproxy.mitm.addons(rt)
+    with tempfile.TemporaryDirectory() as d, taddons.context(*chain) as tctx:
+        tctx.configure(chain[0], privproxy_config=str(HERE.parent / "filters.yaml"), privproxy_log_dir=d)
+        assert rt.policy is not None, "the rules did not load"
+        best = float("inf")
+        for _ in range(args.repeat):
+            fs = flows(args.requests)
+            if args.profile:
+                prof = cProfile.Profile()
+                prof.enable()
+            best = min(best, run(chain, fs))
+            if args.profile:
+                prof.disable()
+                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                break
+        failed = sum(s.value for m in rt.metrics.registry.collect() if m.name == "privproxy_scrub_failures"
+                     for s in m.samples)
+        assert not failed, f"{failed} filter failures: the benchmark would measure the fail-closed path"
+        for a in chain:
+            if hasattr(a, "done"):
+                a.done()
+    print(f"privproxy addon chain: {best / args.requests * 1e6:.1f} us CPU per request "
+          f"({args.requests} requests of the mixed traffic, best of {args.repeat})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

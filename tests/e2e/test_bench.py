@@ -1,0 +1,35 @@
+"""The benchmarks keep running: each completes on a tiny budget with no failed request and prints its figures.
+(No timing is asserted here; the figures are read from a full run, docs/performance.md.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import REPO
+from tests.tools import require
+
+
+def test_proxy_benchmark_runs_all_three_proxies_without_errors(tmp_path):
+    require("nginx", "nginx")
+    require("wrk", "wrk")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "proxy_vs_mitmdump.py"), "--seconds", "1",
+                        "--warmup", "1", "--rounds", "1", "--connections", "4", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ratio privproxy / stock mitmdump:" in r.stdout and "errors:" not in r.stdout, r.stdout
+    doc = json.loads(out.read_text())
+    for kind in ("mitmdump", "mitmdump-q", "privproxy"):
+        (only,) = doc["rounds"][kind]
+        assert only["requests"] > 0 and only["non_2xx"] == 0, (kind, only)
+    assert doc["rounds"]["privproxy"][0]["filter_ms_per_request"] > 0  # privproxy's own metric was read
+
+
+def test_addon_chain_benchmark_measures_the_filtering_path():
+    # it refuses to report a figure if any request took the fail-closed path instead of the filters
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "addon_chain.py"), "--requests", "300",
+                        "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "us CPU per request" in r.stdout
