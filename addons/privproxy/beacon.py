@@ -170,6 +170,11 @@ class Walker:
                 return self.container(rule.action, classify, path, name, value, rule.id)
             return self.apply(rule.action, name, value, rule.id, rule.report_only)
         if role is None:
+            # A field the codec does not know, under a name the identifier rules do (uid, gclid, email...):
+            # the rule applies, as it does to custom properties and to the page's own query string.
+            rule = self.s.rules.find("query", name)
+            if rule is not None and not isinstance(value, (dict, list)):
+                return self.apply(rule.action, name, value, rule.id, rule.report_only)
             if self.name_leaks(name):
                 return self.apply("drop", "[name]", value, "detector:name")
             if isinstance(value, (dict, list)):

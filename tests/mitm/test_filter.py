@@ -221,3 +221,20 @@ def test_codec_crash_fails_closed(chain, monkeypatch):
     run_request(addons, f)
     assert f.response is not None and f.response.status_code == 204
     assert rt.metrics.registry.get_sample_value("privproxy_scrub_failures_total", {"stage": "beacon"}) == 1
+
+
+def test_a_beacon_is_logged_by_its_path_only(chain):
+    # 001 §9.2.1: the query of a beacon is the vendor's payload, with ids only its codec knows (Matomo `_id`)
+    tctx, addons, rt = chain
+    f = make_flow("/matomo.php?idsite=1&rec=1&_id=0123456789abcdef&_cvar=%7B%7D&action_name=Home")
+    f.request.raw_content = b""
+    run_request(addons, f)
+    assert f.response is None  # forwarded toward the vendor
+    f.response = tutils.tresp(status_code=204, content=b"")
+    for a in addons:
+        for hook in ("responseheaders", "response"):
+            if hasattr(a, hook):
+                getattr(a, hook)(f)
+    record = f.metadata["privproxy_record"]
+    assert record.path == "/matomo.php"
+    assert "_id=" in f.request.path and "0123456789abcdef" not in f.request.path  # the vendor gets a pseudonym

@@ -6,9 +6,13 @@ Paths are matched exactly, `*` at the end matches any rest (`/b/ss/*`), `*` at t
 
 from __future__ import annotations
 
+import zlib
+
 from privproxy.vendors import (adobe, amplitude, ga4, matomo, meta_pixel, mixpanel, plausible, posthog, segment,
                                snowplow, universal_analytics)
 from privproxy.vendors.base import Beacon, Codec
+
+SNIFF_BYTES = 4096  # of a compressed /batch body, inflated only to tell the two vendors apart
 
 # Order matters only for paths two vendors share: `/batch` is Amplitude's JSON and UA's line format (sniffed).
 VENDORS: dict[str, Codec] = {m.name: m for m in (  # type: ignore[misc]
@@ -54,10 +58,16 @@ def sniff(codec: Codec, beacon: Beacon) -> Codec:
     """Settle paths two vendors share by the body: `/batch` with JSON or Amplitude's legacy form is Amplitude,
     with hit lines UA."""
     if beacon.path.rstrip("/") == "/batch" and codec.name in ("amplitude", "universal_analytics"):
-        head = beacon.body[:64].lstrip()
-        looks_json = head.startswith((b"{", b"[")) or head.startswith(b"\x1f\x8b")
+        body = beacon.body
+        if body[:2] == b"\x1f\x8b":  # gzip (with or without Content-Encoding): decide on what it holds
+            try:
+                body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, SNIFF_BYTES)
+            except zlib.error:
+                return VENDORS["amplitude"]  # undecodable either way; its decoder refuses it
+        head = body[:64].lstrip()
+        looks_json = head.startswith((b"{", b"["))
         # Amplitude's legacy form upload: client=<api key>&e=<events>; UA hits never carry `client`.
-        legacy = b"client=" in beacon.body and (beacon.body.startswith(b"e=") or b"&e=" in beacon.body)
+        legacy = b"client=" in body and (body.startswith(b"e=") or b"&e=" in body)
         return VENDORS["amplitude"] if looks_json or legacy else VENDORS["universal_analytics"]
     return codec
 

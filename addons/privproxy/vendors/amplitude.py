@@ -62,6 +62,8 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     text = text_of(body.data)
     if is_form(beacon) or (text.startswith(("e=", "client=", "v=", "checksum=", "upload_time="))):
         form = Params.parse(text)
+        if form.get("e") is None:  # not Amplitude's upload (a UA hit also starts with v=): refuse, never guess
+            raise CodecError("unsupported_format", "a form without Amplitude's `e` events field")
 
         def encode_form() -> tuple[str, bytes]:
             _fix_checksum(form)

@@ -236,3 +236,26 @@ def test_vendor_cookies_only():
     got = pipeline.vendor_cookies("_ga=GA1.1.1.2; session=abc; _fbp=fb.1.2.3; _ga_XYZ=GS1", vendors.VENDORS["ga4"])
     assert got == "_ga=GA1.1.1.2; _ga_XYZ=GS1"
     assert pipeline.vendor_cookies("_ga=1; sp=abc", vendors.VENDORS["segment"]) == ""
+
+
+# Found by the leak guard (tests/mitm/test_leak_guard.py); kept as regressions.
+
+def test_a_field_the_codec_does_not_know_still_obeys_the_identifier_rules():
+    # 004: an id is personal information wherever it appears; `uid` on a Meta Pixel hit is no Meta field
+    b = Beacon("GET", "/tr", "id=123&ev=PageView&uid=member-4711&gclid=click-77")
+    r = beacon.process(vendors.VENDORS["meta_pixel"], b, SCRUBBER, SETTINGS, False, [])
+    assert r.forward and "member-4711" not in r.query and "click-77" not in r.query
+    assert "uid=pp_" in r.query and "ev=PageView" in r.query
+
+
+def test_gzipped_universal_analytics_batch_is_not_mistaken_for_amplitude():
+    ua = [c for c in CASES if c.vendor == "universal_analytics" and c.beacon.path == "/batch"][0].beacon
+    b = Beacon("POST", "/batch", "", ua.content_type, "gzip", gzip.compress(ua.body))
+    codec = vendors.sniff(SETTINGS.codec_for("/batch"), b)
+    assert codec.name == "universal_analytics"
+    r = beacon.process(codec, b, SCRUBBER, SETTINGS, False, [])
+    assert r.forward and not [c for c in CANARIES if c in all_text(r.body)]
+    # and Amplitude itself refuses a form without its `e` field instead of guessing
+    r = beacon.process(vendors.VENDORS["amplitude"], Beacon("POST", "/batch", "", "", "", ua.body), SCRUBBER,
+                       SETTINGS, False, [])
+    assert not r.forward and r.reason == "unsupported_format"

@@ -1,0 +1,174 @@
+"""Leak guard: canary identifiers in every position the product knows, for every vendor, through the real addon
+chain (one privproxy composite under mitmproxy's taddons, shipped rules, a log directory, metrics). None may
+reach a forwarded beacon (no consent), the access log, or the metrics exposition (C2, C4, C6, C8, C15;
+001 §9.2.1, §7.3; 000 §3; 004 definition of personal information).
+
+CI runs a bounded search; PRIVPROXY_LEAK_EXAMPLES=5000 runs a longer one on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+from prometheus_client import generate_latest
+
+import privproxy.mitm
+from privproxy.mitm.runtime import Runtime
+from tests.helpers import REPO
+from tests.unit.vendors.beacons import CANARIES as VENDOR_CANARIES
+from tests.unit.vendors.beacons import CASES
+from tests.unit.vendors.test_codecs import all_text
+
+N = int(os.environ.get("PRIVPROXY_LEAK_EXAMPLES", "150"))
+
+# Identifier names the shipped rules know (query and cookies), and the tracking cookies SDKs set.
+ID_PARAMS = ("uid", "user_id", "cid", "client_id", "member_id", "anonymous_id", "distinct_id", "gclid", "fbclid",
+             "msclkid", "ttclid", "token", "session_id", "email", "tel", "name")
+TRACKING_COOKIES = ("_ga", "_ga_ABC123", "_gid", "_fbp", "_fbc", "ajs_user_id", "ajs_anonymous_id", "mp_x_mixpanel",
+                    "amp_abcdef", "_pk_id.1.abcd", "sp", "_sp_id.1fff", "ph_phc_x_posthog", "s_ecid", "_gcl_aw")
+FREE_NAMES = ("q", "ref", "note", "x", "dl", "u", "data", "props", "c1")
+
+tokens = st.text(alphabet="abcdefghjkmnpqrstuvwxyz23456789", min_size=6, max_size=10)
+
+
+@st.composite
+def canary(draw, kind: str | None = None):
+    """(value as sent, the part that must never come out)."""
+    k = kind or draw(st.sampled_from(["email", "phone", "ip", "jwt", "card"]))
+    t = draw(tokens)
+    if k == "email":
+        v = f"cnry.{t}@example.com"
+        return v, f"cnry.{t}"
+    if k == "phone":
+        n = draw(st.integers(1000, 9999))
+        return f"+81 90-{n}-{n + 1 if n < 9999 else 1000}", f"90-{n}-"
+    if k == "ip":
+        ip = f"198.51.{draw(st.integers(0, 255))}.{draw(st.integers(1, 254))}"
+        return ip, ip
+    if k == "jwt":
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+        body = base64.urlsafe_b64encode(json.dumps({"sub": f"cnry{t}"}).encode()).decode().rstrip("=")
+        v = f"{head}.{body}.c2lnbmF0dXJlc2lnbmF0dXJl"
+        return v, body
+    return "4111 1111 1111 1111", "4111 1111 1111 1111"
+
+
+@st.composite
+def request_case(draw):
+    secrets: list[str] = []
+
+    def ident() -> str:
+        v = f"CNRY{draw(tokens)}"
+        secrets.append(v)
+        return v
+
+    def free() -> str:
+        v, s = draw(canary())
+        secrets.append(s)
+        return v
+
+    base = draw(st.sampled_from([None, *CASES]))  # a page, or a vendor beacon already full of canaries
+    params = [(draw(st.sampled_from(ID_PARAMS)), ident()) for _ in range(draw(st.integers(0, 3)))]
+    params += [(draw(st.sampled_from(FREE_NAMES)), free()) for _ in range(draw(st.integers(0, 3)))]
+    if draw(st.booleans()):  # a URL nested in a parameter, with an email and a click id inside
+        email, s = draw(canary("email"))
+        secrets.append(s)
+        params.append(("dl", f"https://shop.example/p?email={quote(email)}&gclid={ident()}"))
+    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in params)
+    cookies = [f"{draw(st.sampled_from(TRACKING_COOKIES))}=GA1.1.{ident()}" for _ in range(draw(st.integers(0, 3)))]
+    headers = [("cookie", "; ".join(cookies + ["site_session=ok"]))]
+    spoof, s = draw(canary("ip"))
+    secrets.append(s)
+    headers += [("x-forwarded-for", spoof), ("x-real-ip", spoof)]
+    ref_email, s = draw(canary("email"))
+    secrets.append(s)
+    headers += [("referer", f"https://shop.example/cart?email={quote(ref_email)}&fbclid={ident()}"),
+                ("user-agent", f"Mozilla/5.0 (X11; Linux x86_64) CnryUA/{draw(st.integers(1, 99))}.{ident()}")]
+    peer, s = draw(canary("ip"))
+    secrets.append(s)
+    if base is None:
+        path = draw(st.sampled_from(["/", "/products", f"/health/{ident()}", "/members/profile"]))
+        return ("GET", path + (f"?{query}" if query else ""), headers, b"", peer, secrets, False)
+    b = base.beacon
+    body = b.body
+    hdrs = list(headers)
+    if b.content_type:
+        hdrs.append(("content-type", b.content_type))
+    if b.content_encoding:
+        hdrs.append(("content-encoding", b.content_encoding))
+    elif body and draw(st.booleans()):
+        body = gzip.compress(body)  # some SDKs compress; the proxy must decode or refuse, never pass
+        hdrs.append(("content-encoding", "gzip"))
+    full_query = "&".join(x for x in (b.query, query) if x)
+    secrets.extend(VENDOR_CANARIES)
+    return (b.method, b.path + (f"?{full_query}" if full_query else ""), hdrs, body, peer, secrets, True)
+
+
+def run_flow(composite, method, path, headers, body, peer) -> http.HTTPFlow:
+    hdrs = http.Headers([(b"host", b"shop.example")] + [(k.encode(), v.encode()) for k, v in headers]
+                        + ([(b"content-length", str(len(body)).encode())] if body else []))
+    f = tflow.tflow(req=tutils.treq(method=method.encode(), path=path.encode(), headers=hdrs, content=body,
+                                    host="127.0.0.1", port=8080), resp=False)
+    f.client_conn.peername = (peer, 40000)
+    f.client_conn.timestamp_tls_setup = 946681201
+    f.client_conn.tls_version = "TLSv1.3"
+    composite.requestheaders(f)
+    if f.response is None:
+        composite.request(f)
+    return f
+
+
+def forwarded_text(f: http.HTTPFlow) -> str:
+    req = f.request
+    return " ".join([all_text(req.path), all_text(req.raw_content or b""),
+                     " ".join(f"{k}: {v}" for k, v in req.headers.items(multi=True))])
+
+
+def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVPROXY_SECRET", "leak-guard-secret-0123456789abcdef")
+    rt = Runtime()
+    composite = privproxy.mitm.addon(rt)
+    every_secret: set[str] = set()
+    forwarded_beacons = 0
+    with taddons.context(composite) as tctx:
+        tctx.configure(composite, privproxy_config=str(REPO / "filters.yaml"), privproxy_log_dir=str(tmp_path),
+                       privproxy_log_format="both")
+
+        @settings(max_examples=N, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(request_case())
+        def one(case):
+            nonlocal forwarded_beacons
+            method, path, headers, body, peer, secrets, is_beacon = case
+            every_secret.update(secrets)
+            f = run_flow(composite, method, path, headers, body, peer)
+            if is_beacon and f.response is None:  # forwarded toward the vendor
+                forwarded_beacons += 1
+                text = forwarded_text(f)
+                leaked = [s for s in secrets if s in text]
+                assert not leaked, (path, leaked)
+            if f.response is None:
+                f.response = tutils.tresp(status_code=204 if is_beacon else 200, content=b"")
+            composite.responseheaders(f)
+            composite.response(f)
+            # the origin never sees a client address it was not given by privproxy
+            assert peer not in " ".join(v for _, v in f.request.headers.items(multi=True))
+
+        one()
+        exposition = generate_latest(rt.metrics.registry).decode()
+        composite.done()
+    logs = "".join(p.read_text(errors="replace") for p in Path(tmp_path).iterdir() if p.is_file())
+    assert logs.count("\n") >= N  # every request left a record (in both formats)
+    assert forwarded_beacons > 0  # the search did exercise forwarded beacons, not only refusals
+    leaked_log = sorted(s for s in every_secret if s in logs or s in all_text(logs))
+    assert not leaked_log, leaked_log[:10]
+    leaked_metrics = sorted(s for s in every_secret if s in exposition)
+    assert not leaked_metrics, leaked_metrics
