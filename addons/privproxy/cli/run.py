@@ -51,6 +51,9 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--require-secrets", action="store_true",
                    help="refuse to start without PRIVPROXY_SECRET (and a consent key when consent is on), so "
                         "instances never run on throwaway keys")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="on SIGTERM stop accepting, and let requests in flight finish for up to this long "
+                        "(default 10; 0 stops at once; a second SIGTERM too)")
     p.add_argument("--instance", metavar="NAME",
                    help="this instance's name in log records (default: HOST:PORT, host name and first listen port)")
     p.add_argument("--confdir", default=DEFAULT_CONFDIR, metavar="DIR",
@@ -186,6 +189,7 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
     import privproxy.mitm
+    from privproxy.mitm.drain import Drain
     from privproxy.mitm.exporter import MetricsExporter
 
     setup_logging(args.verbose)
@@ -193,8 +197,9 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     m = master.Master(opts)
     ours = privproxy.mitm.addons()
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
+    drain = Drain()
     m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 privproxy.mitm.Privproxy([*ours, *extra_addons, Announce(args.log_dir, exporter)]),
+                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons, Announce(args.log_dir, exporter)]),
                  errorcheck.ErrorCheck())
     try:
         opts.update(
@@ -216,10 +221,14 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     except exceptions.OptionsError as e:
         return fail(str(e))
     loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task[None]] = []
 
     def stop() -> None:
         exporter.serving = False  # /readyz says 503 from now on
-        m.shutdown()
+        if draining or args.drain_timeout <= 0:
+            m.shutdown()  # a second signal: stop now
+        else:
+            draining.append(loop.create_task(drain.drain(m, args.drain_timeout)))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)

@@ -1,0 +1,183 @@
+"""Faults, end to end with the real proxy: the origin down or resetting, the log file unable to grow, SIGTERM
+under load. The proxy answers cleanly, keeps serving, counts what failed, and never puts an identifier in an
+error page or a log (C2, C3, C15; 001 §9.2.1, §9.2.2; 000 §3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.helpers import CLIENT_IP, privproxy_exe, request, start_proxy, tls_context
+
+SECRET_PATH = "/account?email=jane.doe%40example.com&uid=member-4711"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics_text(p) -> str:
+    return urllib.request.urlopen(f"http://{p.metrics[0]}:{p.metrics[1]}/metrics", timeout=5).read().decode()
+
+
+def assert_clean_error(p, r) -> None:
+    assert r.status == 502
+    body = r.body.decode(errors="replace")
+    for secret in ("jane.doe", "member-4711", CLIENT_IP):
+        assert secret not in body, secret
+    (record,) = p.log_records(wait_for=1)
+    assert record["status"] == 502 and record["outcome"] == "upstream_error"
+    assert record["path"].startswith("/account?") and "jane.doe" not in record["path"]
+    assert "member-4711" not in record["path"] and record["client"] == "127.9.8.0"
+
+
+def test_upstream_down_is_a_clean_502(tmp_path):
+    p = start_proxy(tmp_path / "p", f"http://127.0.0.1:{closed_port()}", metrics=True)
+    try:
+        r = request(p.port, SECRET_PATH, tls=tls_context(p.ca))
+        assert_clean_error(p, r)
+        assert 'privproxy_requests_total{outcome="upstream_error",scheme="https",site="default"} 1.0' in metrics_text(p)
+    finally:
+        p.stop()
+    assert "jane.doe" not in p.stderr() and CLIENT_IP not in p.stderr()
+
+
+def test_upstream_resetting_connections_is_a_clean_502(tmp_path):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def reset_everything():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+            c.close()
+
+    t = threading.Thread(target=reset_everything, daemon=True)
+    t.start()
+    p = start_proxy(tmp_path / "p", f"http://127.0.0.1:{srv.getsockname()[1]}")
+    try:
+        assert_clean_error(p, request(p.port, SECRET_PATH, tls=tls_context(p.ca)))
+    finally:
+        p.stop()
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
+# Runs privproxy with a file-size limit of 4 KB (as a full disk would) and SIGXFSZ ignored, so writes past
+# it fail with EFBIG instead of killing the process.
+LIMITED = [sys.executable, "-c", "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+           "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); os.execv(sys.argv[1], sys.argv[1:])"]
+
+
+def test_a_log_that_cannot_grow_is_counted_and_the_proxy_keeps_serving(tmp_path, origin):
+    exe = privproxy_exe()
+    p = start_proxy(tmp_path / "p", origin.url, metrics=True, command=LIMITED + exe[:1] + exe[1:])
+    ctx = tls_context(p.ca)
+    try:
+        statuses = [request(p.port, f"/page/{i}?email=jane{i}%40example.com", tls=ctx).status for i in range(60)]
+        time.sleep(1.5)  # the once-a-second flush meets the limit
+        statuses += [request(p.port, "/after", tls=ctx).status]
+        m = metrics_text(p)
+    finally:
+        p.stop()
+    assert statuses == [200] * 61  # every visitor was served
+    written = (p.log_dir / "access.jsonl").read_text()
+    assert 0 < len(written) <= 4096 and "jane" not in written
+    errors = [line for line in m.splitlines()
+              if line.startswith('privproxy_log_write_errors_total{') and 'stream="access"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) >= 1, errors
+
+
+class SlowOrigin:
+    """/slow answers after 0.8 s; everything else at once."""
+
+    def __init__(self) -> None:
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path.startswith("/slow"):
+                    time.sleep(0.8)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_sigterm_under_load_finishes_in_flight_requests_and_logs_every_answer(tmp_path):
+    origin = SlowOrigin()
+    p = start_proxy(tmp_path / "p", origin.url)
+    ctx = tls_context(p.ca)
+    answered: list[int] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 20
+
+    def load(i: int) -> None:
+        n = 0
+        while time.monotonic() < deadline and n < 400:  # bounded in time and count
+            n += 1
+            try:
+                status = request(p.port, f"/load/{i}/{n}?uid=member-{i}", tls=ctx).status
+            except OSError:
+                return  # the proxy stopped listening: this client is done
+            with lock:
+                answered.append(status)
+
+    slow_result: list[int] = []
+
+    def slow() -> None:
+        slow_result.append(request(p.port, "/slow?uid=member-slow", tls=ctx).status)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        s = threading.Thread(target=slow)
+        s.start()
+        time.sleep(0.3)  # /slow is now in flight at the origin
+        p.proc.send_signal(signal.SIGTERM)
+        s.join(10)
+        for t in threads:
+            t.join(30)
+        code = p.proc.wait(20)
+    finally:
+        p.stop()
+        origin.close()
+    assert code == 0
+    assert slow_result == [200]  # the request in flight at SIGTERM was answered
+    records = [json.loads(line) for line in (p.log_dir / "access.jsonl").read_text().splitlines()]
+    assert len(answered) > 10
+    assert len(records) == len(answered) + 1  # every answer has its record (+ /slow)
+    assert all(r["status"] == 200 and "member-" not in r["path"] for r in records)
+    assert os.path.getsize(p.log_dir / "access.jsonl") > 0
