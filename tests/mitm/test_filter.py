@@ -183,11 +183,14 @@ def test_beacon_is_buffered_scrubbed_and_re_encoded(chain):
                                                 {"vendor": "segment", "consent": "none"}) == 1
 
 
-def test_page_requests_still_stream(chain):
+def test_page_request_bodies_stream_and_bodiless_requests_are_not_put_in_streaming_mode(chain):
     tctx, addons, rt = chain
+    f = make_flow("/upload", headers=[("content-length", "5000000")])
+    run_requestheaders(addons, f)
+    assert f.request.stream is True  # an upload passes through, never buffered
     f = make_flow("/index.html")
     run_requestheaders(addons, f)
-    assert f.request.stream is True
+    assert f.request.stream is False  # nothing to stream: one write upstream
 
 
 def test_beacon_over_the_size_limit_gets_413_without_forwarding(chain):

@@ -18,6 +18,7 @@ from privproxy.mitm import flowview
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+BUFFER_LIMIT = 256 * 1024  # responses up to this size (with a Content-Length) are not streamed
 
 
 class ByteCounter:
@@ -66,6 +67,10 @@ class AccessLog:
             self.rt.linked.close()
             self.rt.linked = None
         if d:
+            try:  # at start, so tools reading the directory (dsr, log shippers) find it before the first flush
+                Path(d).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # the sinks meet the same error at their first write, and count it with its reason
             for name in formats.selected(fmt):
                 filename, _ = formats.FORMATS[name]
                 sink = Sink(Path(d) / filename, "access", self._on_error, rotation=rotation)
@@ -95,7 +100,12 @@ class AccessLog:
                 logger.error("privproxy: access log maintenance failed (%s)", type(e).__name__)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Large or unsized bodies stream through (and are counted as they pass); small ones are buffered by
+        mitmproxy and sent in one write, which is cheaper than streaming them."""
         if flow.response is not None and not flow.response.stream:
+            length = flow.response.headers.get("content-length", "")
+            if length.isdigit() and int(length) <= BUFFER_LIMIT:
+                return
             counter = ByteCounter()
             flow.response.stream = counter
             flow.metadata["privproxy_bytes"] = counter

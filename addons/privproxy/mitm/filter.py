@@ -41,7 +41,11 @@ class PrivacyFilter:
             if flow.response:
                 return
             if state.codec is None:
-                flow.request.stream = True  # ordinary bodies stream through untouched; only beacons are buffered
+                # Ordinary bodies stream through untouched; only beacons are buffered. A request without a body
+                # (most of them) is not put in streaming mode, which would cost an extra write upstream.
+                headers = flow.request.headers
+                if "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0"):
+                    flow.request.stream = True
                 return
             length = flow.request.headers.get("content-length", "")
             limit = policy.beacons.limits.max_body
