@@ -79,6 +79,20 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
+    """nginx on a free loopback port serving the sample page from tmp/www (tmp must be a fresh directory whose
+    parents others may traverse, e.g. under /tmp: a worker started by root runs as nobody)."""
+    tmp.chmod(0o755)
+    (tmp / "www").mkdir()
+    (tmp / "www" / "index.html").write_text("<!doctype html><title>shop</title>" + "<p>product text</p>" * 300)
+    port = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    proc = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc, port
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -192,15 +206,8 @@ def main() -> int:
             return 2
     with tempfile.TemporaryDirectory(prefix="privproxy-bench-") as d:
         tmp = Path(d)
-        tmp.chmod(0o755)  # nginx's worker (user nobody when started as root) must reach www/
-        (tmp / "www").mkdir()
-        (tmp / "www" / "index.html").write_text("<!doctype html><title>shop</title>" + "<p>product text</p>" * 300)
-        nport = free_port()
-        (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nport))
-        nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx, nport = start_nginx(tmp)
         try:
-            wait_port(nport, nginx)
             script = tmp / "mixed.lua"
             lua_script(script)
             direct = wrk(f"http://127.0.0.1:{nport}", script, args.seconds / 2, args.connections)
