@@ -343,10 +343,18 @@ class Walker:
                 return ("?" if value.startswith("?") else "") + p.encode()
             if nested.encoding == "json":
                 data = loads(value, self.limits)
+                if not isinstance(data, (dict, list)):  # a bare JSON scalar where a document belongs
+                    after = self.detect(name, data)
+                    return after if after is _DROP or after == data else dumps(after).decode()
                 out = self._scrub_inner(data, nested.classify)
                 return value if out is None else dumps(out).decode()
             raw, urlsafe = b64decode(value)
             data = loads(raw, self.limits)
+            if not isinstance(data, (dict, list)):
+                after = self.detect(name, data)
+                if after is _DROP or after == data:
+                    return after
+                return b64encode(dumps(after), urlsafe, value.endswith("="))
             out = self._scrub_inner(data, nested.classify)
             return value if out is None else b64encode(dumps(out), urlsafe, value.endswith("="))
         except CodecError as e:

@@ -259,3 +259,15 @@ def test_gzipped_universal_analytics_batch_is_not_mistaken_for_amplitude():
     r = beacon.process(vendors.VENDORS["amplitude"], Beacon("POST", "/batch", "", "", "", ua.body), SCRUBBER,
                        SETTINGS, False, [])
     assert not r.forward and r.reason == "unsupported_format"
+
+
+def test_a_bare_json_scalar_where_a_document_belongs_is_still_scanned():
+    # found by the decoder fuzz in CI: Amplitude's `e` (JSON) holding just a string with an email in it
+    b = Beacon("POST", "/2/httpapi", "", "application/x-www-form-urlencoded", "",
+               b'client=k&e=%22canary.person%40example.com%22')
+    r = beacon.process(vendors.VENDORS["amplitude"], b, SCRUBBER, SETTINGS, False, [])
+    assert "canary.person" not in all_text(r.body) + all_text(r.query)
+    v = base64.b64encode(b'"canary.person@example.com"').decode()
+    r = beacon.process(vendors.VENDORS["mixpanel"], Beacon("GET", "/track", f"data={v}"), SCRUBBER, SETTINGS,
+                       False, [])
+    assert "canary.person" not in all_text(r.body) + all_text(r.query)
