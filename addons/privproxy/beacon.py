@@ -343,20 +343,20 @@ class Walker:
                 return ("?" if value.startswith("?") else "") + p.encode()
             if nested.encoding == "json":
                 data = loads(value, self.limits)
-                if not isinstance(data, (dict, list)):  # a bare JSON scalar where a document belongs
-                    after = self.detect(name, data)
-                    return after if after is _DROP or after == data else dumps(after).decode()
-                out = self._scrub_inner(data, nested.classify)
-                return value if out is None else dumps(out).decode()
-            raw, urlsafe = b64decode(value)
-            data = loads(raw, self.limits)
-            if not isinstance(data, (dict, list)):
+
+                def encode(doc: Any) -> str:
+                    return dumps(doc).decode()
+            else:
+                raw, urlsafe = b64decode(value)
+                data = loads(raw, self.limits)
+
+                def encode(doc: Any) -> str:
+                    return b64encode(dumps(doc), urlsafe, value.endswith("="))
+            if not isinstance(data, (dict, list)):  # a bare JSON scalar where a document belongs
                 after = self.detect(name, data)
-                if after is _DROP or after == data:
-                    return after
-                return b64encode(dumps(after), urlsafe, value.endswith("="))
+                return after if after is _DROP or after == data else encode(after)
             out = self._scrub_inner(data, nested.classify)
-            return value if out is None else b64encode(dumps(out), urlsafe, value.endswith("="))
+            return value if out is None else encode(out)
         except CodecError as e:
             self.field_errors.append(e.reason)
             if self.changes is not None:

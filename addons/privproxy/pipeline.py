@@ -243,14 +243,14 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
     scrubber = state.scrubber
+    path_only = view.path.split("?", 1)[0]
     try:
         # A beacon's query string is the vendor's payload, full of ids only its codec knows (Matomo `_id`, Meta
         # `fbp`...): the anonymous log keeps its path only, whatever the consent (C2).
-        logged = view.path.split("?", 1)[0] if state.codec is not None else view.path
-        path = scrubber.url(logged, "path", state.changes)
+        path = scrubber.url(path_only if state.codec is not None else view.path, "path", state.changes)
     except Exception as e:
         state.failures.append(("log_path", type(e).__name__))
-        path = view.path.split("?", 1)[0] if not scrubber.sensitive(view.path.split("?", 1)[0]) else "[redacted]"
+        path = path_only if not scrubber.sensitive(path_only) else "[redacted]"
     try:
         ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
     except Exception as e:

@@ -37,13 +37,12 @@ _B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # 10 bits -> two characte
 def b32_prefix(data: bytes, length: int) -> str:
     """The first `length` characters of lower-case RFC 4648 base32 of data, without encoding all of it
     (base64.b32encode is pure Python and was a hot spot)."""
-    nbytes = (length * 5 + 7) // 8
-    if nbytes > len(data):
+    pairs = (length + 1) // 2  # characters are taken two at a time: 10 bits each
+    nbytes = (pairs * 10 + 7) // 8
+    if nbytes > len(data):  # base32 pads the last group; leave that case to the library
         return base64.b32encode(data).decode()[:length].lower()
-    pairs = (length + 1) // 2
-    n = int.from_bytes(data[:nbytes], "big") << (pairs * 10 - nbytes * 8 if pairs * 10 > nbytes * 8 else 0)
-    bits = max(pairs * 10, nbytes * 8)
-    return "".join([_B32_PAIRS[(n >> (bits - 10 * (i + 1))) & 1023] for i in range(pairs)])[:length]
+    n = int.from_bytes(data[:nbytes], "big") >> (nbytes * 8 - pairs * 10)
+    return "".join([_B32_PAIRS[(n >> (10 * (pairs - 1 - i))) & 1023] for i in range(pairs)])[:length]
 
 
 class Pseudonymizer:

@@ -66,26 +66,27 @@ ACTION_WORDS = {"drop": "removed", "redact": "replaced by a marker", "hash": "ps
                 "truncate": "truncated", "generalize": "generalized", "keep": "kept unchanged"}
 
 
-def processing(action: str, p: Policy) -> str:
-    """One word for the action; the glossary section says what it means with the settings in force."""
+def processing(action: str) -> str:
+    """A few words for the action; the glossary section says what they mean with the settings in force."""
     return ACTION_WORDS[action]
 
 
 def _glossary(p: Policy) -> Section:
     t = p.truncation
-    rows = (
-        ("removed", "the item is deleted before the record is written or the data is forwarded"),
-        ("replaced by a marker", "the value is replaced by a fixed text such as `[redacted]`"),
-        ("pseudonymized", "the value is replaced by a keyed hash (HMAC-SHA256) of the same shape; the key changes "
-                          f"{PERIOD[p.pseudonyms.rotation]} and the old key is destroyed, so the same visitor "
-                          "cannot be followed from one period to the next, and every proxy instance computes the "
-                          "same pseudonym (counts of unique visitors per period still work)"),
-        ("truncated", f"IP addresses keep only their first {t.ipv4_prefix} bits (IPv4, e.g. `203.0.113.0`) or "
-                      f"{t.ipv6_prefix} bits (IPv6); timestamps keep the hour"),
-        ("generalized", "user agents keep the browser family and major version and the operating system family; "
-                        "screen and viewport sizes are rounded to 100 pixels; sensitive page addresses become "
-                        "templates"),
-    )
+    meaning = {
+        "drop": "the item is deleted before the record is written or the data is forwarded",
+        "redact": "the value is replaced by a fixed text such as `[redacted]`",
+        "hash": "the value is replaced by a keyed hash (HMAC-SHA256) of the same shape; the key changes "
+                f"{PERIOD[p.pseudonyms.rotation]} and the old key is destroyed, so the same visitor cannot be "
+                "followed from one period to the next, and every proxy instance computes the same pseudonym "
+                "(counts of unique visitors per period still work)",
+        "truncate": f"IP addresses keep only their first {t.ipv4_prefix} bits (IPv4, e.g. `203.0.113.0`) or "
+                    f"{t.ipv6_prefix} bits (IPv6); timestamps keep the hour",
+        "generalize": "user agents keep the browser family and major version and the operating system family; "
+                      "screen and viewport sizes are rounded to 100 pixels; sensitive page addresses become "
+                      "templates",
+    }
+    rows = tuple((ACTION_WORDS[action], text) for action, text in meaning.items())
     return Section("How each kind of processing works", (), (), Table(("processing", "meaning"), rows))
 
 
@@ -113,7 +114,7 @@ def _url_text(p: Policy) -> str:
     parts = []
     if url_rules:
         parts.append("parameters named in the rules " + ", ".join(
-            f"`{r.id}` ({processing(r.action, p)})" for r in url_rules) + " (names under *Rules in force*)")
+            f"`{r.id}` ({processing(r.action)})" for r in url_rules) + " (names under *Rules in force*)")
     if s.detectors.enabled:
         parts.append("found anywhere in it, " + _detected(p))
     if s.sensitive_paths:
@@ -169,7 +170,7 @@ def _access_log(p: Policy) -> Section:
              "never stored, so once a period is over nobody can recompute its pseudonyms."]
     if cookie_rules:
         after.append("The website's own servers receive the visitor's cookies with those named in the rules "
-                     + ", ".join(f"`{r.id}` ({processing(r.action, p)})" for r in cookie_rules)
+                     + ", ".join(f"`{r.id}` ({processing(r.action)})" for r in cookie_rules)
                      + " already processed.")
     return Section("Access logs", ("C2", "C3", "C8", "C9", "C10", "C11"),
                    ("Every request to the website leaves one access-log record, used for statistics and for "
@@ -188,7 +189,7 @@ def _detected(p: Policy) -> str:
     by_action: dict[str, list[str]] = {}
     for name in d.enabled:
         by_action.setdefault(d.action(name), []).append(DETECTOR_TITLES.get(name, name))
-    return "; ".join(f"{', '.join(names)} are {processing(action, p)}" for action, names in by_action.items())
+    return "; ".join(f"{', '.join(names)} are {processing(action)}" for action, names in by_action.items())
 
 
 def _beacons(p: Policy) -> Section:
@@ -197,7 +198,7 @@ def _beacons(p: Policy) -> Section:
         return Section("Analytics", ("C4", "C6"), ("No analytics beacon is filtered by this proxy: none is "
                                                    "enabled in `beacons.vendors`.",))
     roles = p.beacons.roles
-    rows = [(ROLE_TITLES[r], processing(roles[r], p)) for r in ROLE_TITLES]
+    rows = [(ROLE_TITLES[r], processing(roles[r])) for r in ROLE_TITLES]
     rows.append(("Page address and referrer", "the page-address processing of the access log"))
     unknown = {"detect": "scanned: " + (_detected(p) or "no detector is enabled"),
                "drop": "removed", "keep": "kept unchanged"}[p.scrubber.unknown]
@@ -256,7 +257,7 @@ def _regions(p: Policy) -> Section:
     if not rules:
         return Section("Visitors from different regions", ("C14",),
                        ("The same rules apply to every visitor, wherever they are.",))
-    rows = tuple((f"`{r.id}`", ", ".join(sorted(r.regions)), processing(r.action, p)) for r in rules)
+    rows = tuple((f"`{r.id}`", ", ".join(sorted(r.regions)), processing(r.action)) for r in rules)
     return Section("Visitors from different regions", ("C14",),
                    ("Some rules apply only to visitors from certain countries (looked up from the full address "
                     "before it is truncated):",), Table(("rule", "countries", "processing"), rows))
@@ -264,7 +265,7 @@ def _regions(p: Policy) -> Section:
 
 def _rules(p: Policy) -> Section:
     rows = tuple((f"`{r.id}`" + (" (counted only, not applied)" if r.report_only else ""),
-                  ", ".join(sorted(r.scopes)), _names(r.names), processing(r.action, p), ", ".join(r.controls),
+                  ", ".join(sorted(r.scopes)), _names(r.names), processing(r.action), ", ".join(r.controls),
                   r.why) for r in p.scrubber.rules.rules)
     return Section("Rules in force", (), ("Every rule of the configuration, as applied to parameters, cookies, "
                                           "headers and analytics fields:",),

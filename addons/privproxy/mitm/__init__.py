@@ -51,8 +51,6 @@ class Privproxy:
 
     @staticmethod
     def _dispatch(hook: str, fns: list[Callable[..., object]]) -> Callable[..., None]:
-        if len(fns) == 1 and hook in PROPAGATE:
-            return fns[0]
         if hook in PROPAGATE:
             def call_all(*args) -> None:
                 for fn in fns:

@@ -37,12 +37,13 @@ def view(flow: http.HTTPFlow) -> RequestView:
     )
 
 
+def _fields_without(headers: http.Headers, names: frozenset[str] | set[str]) -> list[tuple[bytes, bytes]]:
+    # One pass over the fields as sent: mitmproxy's Headers rescan and lower-case every field on each lookup.
+    return [(k, v) for k, v in headers.fields if k.lower().decode("latin-1") not in names]
+
+
 def strip_address_headers(flow: http.HTTPFlow) -> None:
-    # One pass over the fields the client sent, instead of one case-insensitive lookup per known name.
-    headers = flow.request.headers
-    fields = headers.fields
-    if any(k.lower().decode("latin-1") in FORWARD_STRIP for k, _ in fields):
-        headers.fields = tuple((k, v) for k, v in fields if k.lower().decode("latin-1") not in FORWARD_STRIP)
+    flow.request.headers.fields = tuple(_fields_without(flow.request.headers, FORWARD_STRIP))
 
 
 _STRIP_WITH_COOKIE = FORWARD_STRIP | {"cookie"}
@@ -55,17 +56,15 @@ def _encode(value: str) -> bytes:
 def apply(flow: http.HTTPFlow, state: FlowState) -> None:
     """The forwarded request: no address header as sent, only the ones privproxy computed.
 
-    The header list is rebuilt in one pass: mitmproxy's Headers rescan and lower-case every field on each
-    assignment, and this runs on every request."""
+    The header list is rebuilt in one pass, not by a dozen assignments: this runs on every request."""
     remove = FORWARD_STRIP if state.cookie is None else _STRIP_WITH_COOKIE
     if state.drop_headers:
         remove = remove | set(state.drop_headers)
-    headers = flow.request.headers
-    fields = [(k, v) for k, v in headers.fields if k.lower().decode("latin-1") not in remove]
+    fields = _fields_without(flow.request.headers, remove)
     fields += [(name.encode(), _encode(value)) for name, value in state.set_headers.items()]
     if state.cookie:
         fields.append((b"cookie", _encode(state.cookie)))
-    headers.fields = tuple(fields)
+    flow.request.headers.fields = tuple(fields)
     upstream = state.site.upstream
     if upstream is not None:
         host_header = flow.request.host_header

@@ -9,12 +9,11 @@ a direct visitor could otherwise announce any address it likes (C15).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 
 from mitmproxy.proxy import mode_servers
 
-from privproxy import proxy_protocol
+from privproxy import proxy_protocol, truncate
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -49,12 +48,8 @@ async def accept(rt: Runtime, reader, writer):
     m = rt.metrics.proxy_protocol
     peer = writer.get_extra_info("peername")
     policy = rt.policy
-    try:
-        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
-        trusted = policy is not None and policy.client_ip.is_trusted(getattr(ip, "ipv4_mapped", None) or ip)
-    except (TypeError, ValueError, IndexError):
-        trusted = False
-    if not trusted:
+    ip = truncate.parse_ip(peer[0]) if peer else None  # zone index and IPv4-mapped forms handled there
+    if policy is None or ip is None or not policy.client_ip.is_trusted(ip):
         m.labels("untrusted_peer").inc()
         _close(writer)
         return None
