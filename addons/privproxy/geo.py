@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import maxminddb
-
 from privproxy import truncate
 from privproxy.errors import ConfigError
 
@@ -67,6 +65,8 @@ class GeoDB:
             raise ConfigError("GeoIP database not found", path=str(p),
                               hint="download GeoLite2-City.mmdb with geoipupdate (see README, Geography) or "
                                    "drop --geoip-db")
+        import maxminddb  # here, not at import: it costs a twentieth of a second that filter-log never needs
+
         try:
             self.reader = maxminddb.open_database(str(p), maxminddb.MODE_MMAP)
             self.database_type = self.reader.metadata().database_type

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from privproxy import __version__
 
-OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "error")
+OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "upstream_timeout", "error")
 # Where a filter can fail; each failure is handled fail-closed and counted under its stage.
 FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
                   "https_headers", "access_log", "log_path", "log_referrer", "beacon")

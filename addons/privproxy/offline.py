@@ -7,26 +7,35 @@ each of those is scrubbed once and remembered (bounded caches).
 
 from __future__ import annotations
 
+import gc
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import orjson
 
 from privproxy import generalize, truncate
 from privproxy.policy import Policy
-from privproxy.scrub import Change
+from privproxy.fields import REDACTED
+from privproxy.scrub import SAFE, Change, unquote_param
+from privproxy.truncate import QUAD as _QUAD
 
 FORMATS = ("combined", "json")
+_UNPLANNED = object()
+BLOCK = 1 << 20  # bytes read and handed to a worker at a time
+MAX_LINE = 1 << 24
 
 # host ident authuser [time] "request" status bytes ["referer" "user-agent"] [anything nginx appends]
 _Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: one step per run of plain characters
 COMBINED = re.compile(
     rf'^(\S+) (\S+) (\S+) \[([^\]]*)\] {_Q} (\d{{3}}|-) (\d+|-)(?: {_Q} {_Q})?(.*)$'
 )
+_HEAD = re.compile(r"(\S+) (\S+) (\S+) \[([^\]]*)\] ")  # what precedes the request's opening quote
+_MID = re.compile(r" (\d{3}|-) (\d+|-) ")  # between the request's closing quote and the referrer's opening one
 _ABSOLUTE = re.compile(r"^(https?://[^/?#\s]*)(/.*)$", re.S | re.I)
 _REQUEST = re.compile(r"^([A-Z][A-Z0-9_-]{0,19}) (\S+) (HTTP/\d(?:\.\d)?)$")
 
@@ -51,10 +60,6 @@ class Stats:
     rules: Counter[str] = field(default_factory=Counter)  # rule id -> fields changed
     reasons: Counter[str] = field(default_factory=Counter)  # why lines were not written
 
-    def add(self, changes: Iterable[Change]) -> None:
-        for c in changes:
-            self.rules[c.rule] += 1
-
 
 class LogFilter:
     """One policy, one format; `line()` returns the filtered line or None (not written)."""
@@ -68,69 +73,125 @@ class LogFilter:
         s = policy.scrubber
         t = policy.truncation
 
-        def url(u: str, scope: str) -> tuple[str, tuple[Change, ...]]:
+        def url(u: str, scope: str) -> tuple[str, tuple[str, ...]]:
             ch: list[Change] = []
-            return s.url(u, scope, ch), tuple(ch)
+            return s.url(u, scope, ch), tuple(c.rule for c in ch)
 
-        def path(p: str, scope: str) -> tuple[str, bool, tuple[Change, ...]]:
+        def path(p: str, scope: str) -> tuple[str, bool, tuple[str, ...]]:
             ch: list[Change] = []
             out, generalized = s.path(p, scope, ch)
-            return out, generalized, tuple(ch)
+            return out, generalized, tuple(c.rule for c in ch)
 
-        def param(part: str, scope: str) -> tuple[str, tuple[Change, ...]]:
+        def param(part: str, scope: str) -> tuple[str, tuple[str, ...]]:
             ch: list[Change] = []
-            return s.query(part, scope, ch), tuple(ch)
+            return s.query(part, scope, ch), tuple(c.rule for c in ch)
 
         def host(h: str) -> str:
             return truncate.truncate_text(h, t) or "-"  # a host name, garbage: nothing that can identify
 
-        def free(v: str) -> tuple[str, tuple[Change, ...]]:
+        def free(v: str) -> tuple[str, tuple[str, ...]]:
             ch: list[Change] = []
             out = s.free("header", "extra", v, ch)
-            return ("" if out is None else out), tuple(ch)
+            return ("" if out is None else out), tuple(c.rule for c in ch)
 
-        # Whole results are cached: `hash` pseudonyms depend only on (value, period), and run() empties the
-        # caches when the pseudonymization period changes during a long run.
+        # Whole results are cached, with the ids of the rules that changed them: `hash` pseudonyms depend only
+        # on (value, period), and check_period() empties the caches when the period changes during a long run.
+        # Whole URLs first (referrers and popular pages repeat), then their pieces: paths and most parameters
+        # repeat even when whole URLs do not.
+        self._whole = lru_cache(maxsize=cache_size)(self._scrub_url_uncached)
         self._url = lru_cache(maxsize=cache_size)(url)
         self._path = lru_cache(maxsize=cache_size)(path)
         self._param = lru_cache(maxsize=cache_size)(param)
         self._host = lru_cache(maxsize=cache_size)(host)
         self._agent = lru_cache(maxsize=cache_size)(generalize.user_agent)
         self._free = lru_cache(maxsize=cache_size)(free)
+        self._plans: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+        self._v4_24 = t.ipv4_prefix == 24
+        self._pseudonym = s.pseudonymizer.pseudonym
+        self._plain_prefix = quote(s.pseudonymizer.settings.prefix, safe=SAFE) == s.pseudonymizer.settings.prefix
         self.line: Callable[[str], str | None] = self._combined if fmt == "combined" else self._json
         self._period = policy.scrubber.pseudonymizer.period()
 
+    def _count(self, rules: tuple[str, ...]) -> None:
+        for r in rules:
+            self.stats.rules[r] += 1
+
     def _scrub_url(self, u: str, scope: str) -> str:
-        if "#" not in u:
-            if u.startswith("/") and not u.startswith("//"):
-                return self._scrub_target(u, scope)
-            m = _ABSOLUTE.match(u)
-            if m is not None:
-                return m.group(1) + self._scrub_target(m.group(2), scope)
-        out, ch = self._url(u, scope)
-        if ch:
-            self.stats.add(ch)
+        out, rules = self._whole(u, scope)
+        if rules:
+            self._count(rules)
         return out
 
-    def _scrub_target(self, u: str, scope: str) -> str:
-        """Scrubber.url for a request target, piece by piece: paths and most parameters repeat across lines
-        even when whole URLs do not, so each piece is cached on its own. Same result as Scrubber.url."""
+    def _scrub_url_uncached(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
+        rules: list[str] = []
+        if "#" not in u:
+            if u.startswith("/") and not u.startswith("//"):
+                return self._scrub_target(u, scope, rules), tuple(rules)
+            m = _ABSOLUTE.match(u)
+            if m is not None:
+                return m.group(1) + self._scrub_target(m.group(2), scope, rules), tuple(rules)
+        return self._url(u, scope)
+
+    def _scrub_target(self, u: str, scope: str, rules: list[str]) -> str:
+        """Scrubber.url for a request target, piece by piece. Same result as Scrubber.url."""
         path, sep, query = u.partition("?")
         out, generalized, ch = self._path(path, scope)
-        if ch:
-            self.stats.add(ch)
+        rules += ch
         if generalized or not sep:
             return out
         kept = []
+        plans = self._plans
         for part in query.split("&"):
             if not part:
                 continue
+            name, eq, value = part.partition("=")
+            plan = plans.get((scope, name), _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = self._plan(scope, name)
+            if plan is not None:
+                kind, rule, arg = plan
+                if kind == "drop":
+                    rules.append(rule)
+                    continue
+                if kind == "redact" and "redacted" not in part and "%" not in part:
+                    rules.append(rule)
+                    kept.append(arg)
+                    continue
+                if kind == "hash" and value:
+                    rules.append(rule)
+                    kept.append(f"{name}={self._pseudonym(unquote_param(value), arg)}")
+                    continue
             after, ch = self._param(part, scope)
-            if ch:
-                self.stats.add(ch)
+            rules += ch
             if after:
                 kept.append(after)
         return out + "?" + "&".join(kept) if kept else out
+
+    def _plan(self, scope: str, raw_name: str) -> tuple[str, str, str] | None:
+        """(action, rule id, argument) when a parameter's name alone decides what becomes of it, else None
+        (the value matters: detectors, generalization...).
+
+        Click ids, session tokens, phone numbers and visitor ids carry a new value on almost every line, so
+        caching them by value would only churn the caches. Drop and redact do not look at the value (except a
+        value that may already be the redaction mark: left to the full path); hash needs only the value.
+        """
+        s = self.policy.scrubber
+        name = unquote_param(raw_name)
+        rule = s.rules.find("referrer" if scope == "referrer" else "query", name)
+        if rule is None and scope == "referrer":
+            rule = s.rules.find("query", name)
+        plan: tuple[str, str, str] | None = None
+        if rule is not None and not rule.report_only and not s.report_only:
+            if rule.action == "drop":
+                plan = ("drop", rule.id, "")
+            elif rule.action == "redact":
+                plan = ("redact", rule.id, f"{raw_name}={quote(REDACTED, safe=SAFE)}")
+            elif rule.action == "hash" and self._plain_prefix:
+                plan = ("hash", rule.id, name)
+        if len(self._plans) >= 4096:  # names come from the log: bound what a flood of new names costs
+            self._plans.clear()
+        self._plans[(scope, raw_name)] = plan
+        return plan
 
     def _reject(self, reason: str) -> None:
         self.stats.unparsed += 1
@@ -138,30 +199,58 @@ class LogFilter:
 
     # --- Combined / Common Log Format ------------------------------------------------------------------
     def _combined(self, raw: str) -> str | None:
-        self.stats.lines += 1
-        m = COMBINED.match(raw.rstrip("\r\n"))
+        """One line of the Combined (or Common) Log Format, filtered; None when it does not parse."""
+        raw = raw.rstrip("\r\n")
+        if "\\" not in raw:
+            # The usual line has exactly six quotes and no escapes: splitting on them is twice as fast as the
+            # full expression and gives the same fields (tests/unit/test_offline.py checks they agree).
+            p = raw.split('"')
+            if len(p) == 7 and p[4] == " " and not p[6]:
+                head = _HEAD.fullmatch(p[0])
+                mid = _MID.fullmatch(p[2])
+                if head is not None and mid is not None:
+                    h, _ident, user, when = head.groups()
+                    status, size = mid.groups()
+                    return self._fields(h, user, when, p[1], status, size, p[3], p[5], "")
+        return self._combined_regex(raw)
+
+    def _combined_regex(self, raw: str) -> str | None:
+        m = COMBINED.match(raw)
         if m is None:
+            self.stats.lines += 1
             self._reject("not_combined")
             return None
         h, _ident, user, when, request, status, size, ref, agent, rest = m.groups()
+        if ref is not None:
+            ref, agent = _unescape(ref), _unescape(agent)
+        return self._fields(h, user, when, request, status, size, ref, agent, rest)
+
+    def _fields(self, h: str, user: str, when: str, request: str, status: str, size: str, ref: str | None,
+                agent: str | None, rest: str) -> str:
         rq = _REQUEST.match(request)
         if rq is not None:
-            request = f"{rq.group(1)} {self._scrub_url(rq.group(2), 'path')} {rq.group(3)}"
+            method, target, proto = rq.groups()
+            request = f"{method} {self._scrub_url(target, 'path')} {proto}"
         elif request not in ("", "-"):
             request = "-"  # a TLS handshake on a plain port, garbage, a truncated line: nothing in it is safe
             self.stats.rules["unparsed_request"] += 1
         if user != "-":
             self.stats.rules["remote_user"] += 1
-        out = f'{self._host(h)} - - [{when}] "{request}" {status} {size}'
-        if ref is not None:
-            ref_out = self._scrub_url(_unescape(ref), "referrer") if ref not in ("", "-") else ref
-            agent_out = self._agent(_unescape(agent)) if agent not in ("", "-") else agent
-            out += f' "{_escape(ref_out)}" "{_escape(agent_out) or "-"}"'
-        if rest.strip():
-            scrubbed, ch = self._free(rest)
-            if ch:
-                self.stats.add(ch)
+        # Most hosts are dotted quads under the default /24: masked by slicing, without a cache entry each.
+        m = _QUAD.fullmatch(h) if self._v4_24 else None
+        host = h[:m.end(3)] + ".0" if m is not None else self._host(h)
+        if ref is None or agent is None:
+            out = f'{host} - - [{when}] "{request}" {status} {size}'
+        else:
+            ref_out = self._scrub_url(ref, "referrer") if ref and ref != "-" else ref
+            agent_out = self._agent(agent) if agent and agent != "-" else agent
+            out = f'{host} - - [{when}] "{request}" {status} {size} "{_escape(ref_out)}" "{_escape(agent_out) or "-"}"'
+        if rest and not rest.isspace():
+            scrubbed, rules = self._free(rest)
+            if rules:
+                self._count(rules)
             out += scrubbed
+        self.stats.lines += 1
         self.stats.written += 1
         return out + "\n"
 
@@ -205,9 +294,9 @@ class LogFilter:
             return self._scrub_url(value, "referrer") if value not in ("", "-") else value
         if k in AGENT_KEYS:
             return self._agent(value) if value else value
-        scrubbed, ch = self._free(value)
-        if ch:
-            self.stats.add(ch)
+        scrubbed, rules = self._free(value)
+        if rules:
+            self._count(rules)
         return scrubbed
 
     def check_period(self) -> None:
@@ -215,21 +304,8 @@ class LogFilter:
         period = self.policy.scrubber.pseudonymizer.period()
         if period != self._period:
             self._period = period
-            for cached in (self._url, self._free, self._path, self._param):
+            for cached in (self._whole, self._url, self._free, self._path, self._param):
                 cached.cache_clear()
-
-    def run(self, lines: Iterable[str], write: Callable[[str], Any],
-            quarantine: Callable[[str], Any] | None = None) -> Stats:
-        for n, raw in enumerate(lines):
-            if n & 4095 == 0:
-                self.check_period()
-            out = self.line(raw)
-            if out is not None:
-                write(out)
-            elif quarantine is not None:
-                quarantine(raw if raw.endswith("\n") else raw + "\n")
-        return self.stats
-
 
 
 def _unescape(v: str) -> str:
@@ -248,35 +324,79 @@ def _escape(v: str) -> str:
     return "".join(f"\\x{ord(c):02X}" if c in '"\\' or ord(c) < 0x20 else c for c in v)
 
 
-def iter_lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Bytes to text without ever failing: undecodable bytes become U+FFFD (and cannot hide an identifier)."""
-    for b in stream:
-        yield b.decode("utf-8", "replace")
+
+def blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[bytes]:
+    """The stream in blocks of whole lines (a block ends with a newline, except perhaps the last).
+
+    Reading megabytes at a time and splitting in C is what makes the per-line loop the only cost. A line
+    longer than MAX_LINE is cut; its pieces do not parse, so they are rejected like any garbage.
+    """
+    rest = b""
+    read = getattr(stream, "read1", stream.read)  # what is there now, up to size: a pipe never waits for more
+    while True:
+        data = read(size)
+        if not data:
+            break
+        if rest:
+            data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < MAX_LINE:
+            rest = data
+            continue
+        if cut == 0:
+            cut = len(data)
+        yield data[:cut]
+        rest = data[cut:]
+    if rest:
+        yield rest
 
 
-# --- parallel filtering: mitmproxy-free worker processes, one chunk of lines at a time, output in order ------
+def filter_block(f: LogFilter, data: bytes) -> tuple[bytes, list[str]]:
+    """(filtered lines, rejected lines) for a block of whole lines.
+
+    Undecodable bytes become U+FFFD and cannot hide an identifier; a newline is never part of a multi-byte
+    sequence, so decoding the block at once is the same as decoding line by line.
+    """
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    out: list[str] = []
+    rejected: list[str] = []
+    line = f.line
+    for raw in lines:
+        r = line(raw)
+        if r is None:
+            rejected.append(raw + "\n")
+        else:
+            out.append(r)
+    return "".join(out).encode("utf-8"), rejected
+
+
+# --- parallel filtering: mitmproxy-free worker processes, one block at a time, output in input order ---------
 _worker: LogFilter | None = None
 
 
 def _init_worker(policy: Policy, fmt: str) -> None:
     global _worker
     _worker = LogFilter(policy, fmt)
+    quiet_gc()
 
 
-def _filter_chunk(chunk: list[bytes]) -> tuple[list[str], list[str], Stats]:
+def _filter_in_worker(data: bytes) -> tuple[bytes, list[str], Stats]:
     assert _worker is not None
     _worker.stats = Stats()
     _worker.check_period()
-    kept: list[str] = []
-    rejected: list[str] = []
-    for b in chunk:
-        raw = b.decode("utf-8", "replace")
-        out = _worker.line(raw)
-        if out is not None:
-            kept.append(out)
-        else:
-            rejected.append(raw if raw.endswith("\n") else raw + "\n")
-    return kept, rejected, _worker.stats
+    out, rejected = filter_block(_worker, data)
+    return out, rejected, _worker.stats
+
+
+def quiet_gc() -> None:
+    """Filtering allocates millions of short-lived, acyclic objects next to big caches: the cyclic collector
+    would rescan the caches over and over for nothing (about a tenth of the run). Reference counting still
+    frees everything; the caches are bounded."""
+    gc.freeze()
+    gc.disable()
 
 
 def merge(total: Stats, part: Stats) -> None:
@@ -287,23 +407,19 @@ def merge(total: Stats, part: Stats) -> None:
     total.reasons.update(part.reasons)
 
 
-def chunks(stream: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for b in stream:
-        chunk.append(b)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def run_parallel(policy: Policy, fmt: str, stream: Iterable[bytes], workers: int,
-                 chunk_size: int = 4096) -> Iterator[tuple[list[str], list[str], Stats]]:
-    """Filtered chunks in input order. Workers are forked, so they share the parent's pseudonymization secret
-    (an ephemeral one included) and compute the same pseudonyms."""
+def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes], workers: int
+                 ) -> Iterator[tuple[bytes, list[str], Stats]]:
+    """Filtered blocks in input order, at most two blocks per worker in flight (memory stays bounded however
+    long the log). Workers are forked, so they share the parent's pseudonymization secret (an ephemeral one
+    included) and compute the same pseudonyms."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt)) as pool:
-        yield from pool.imap(_filter_chunk, chunks(stream, chunk_size))
+        pending: deque = deque()
+        for data in source:
+            pending.append(pool.apply_async(_filter_in_worker, (data,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

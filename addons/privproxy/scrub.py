@@ -18,7 +18,7 @@ from privproxy.truncate import Truncation
 MAX_DEPTH = 8  # URLs nested in parameters deeper than this are redacted whole (fail closed)
 UNKNOWN_CHOICES = ("detect", "drop", "keep")
 DETECTOR_ACTIONS = ("redact", "hash", "drop", "truncate")
-_SAFE = "-._~:/[]!$'()*,;@"
+SAFE = "-._~:/[]!$'()*,;@"
 _URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
 
 
@@ -255,18 +255,22 @@ class Scrubber:
             self._record(changes, Change(scope, "path", f"sensitive_path:{sp.id}", "generalize", path, sp.replace,
                                          self.report_only))
             return (path, False) if self.report_only else (sp.replace, True)
-        if not detectors.could_contain(decoded):
+        # A segment can hold a URL only through an encoded slash; such a URL is redacted whole (its parameters
+        # are not parsed in a path), whether or not the detectors would find anything in it.
+        encoded_slash = "%2f" in path or "%2F" in path
+        if not encoded_slash and not detectors.could_contain(decoded):
             return path, False
         segments = path.split("/")
         for i, seg in enumerate(segments):
-            if not seg or not detectors.could_contain(seg):
+            raw = unquote(seg, errors="replace") if "%" in seg else seg
+            # The detectors see decoded text, so the cheap check does too.
+            if not raw or not (detectors.could_contain(raw) or (encoded_slash and _URLISH.match(raw))):
                 continue
-            raw = unquote(seg, errors="replace")
             after = self.free("path", "segment", raw, changes, depth=MAX_DEPTH)  # no URL recursion in a segment
             if after is None:
                 after = REDACTED
             if after != raw:
-                segments[i] = quote(after, safe=_SAFE)
+                segments[i] = quote(after, safe=SAFE)
         return "/".join(segments), False
 
     def query(self, query: str, scope: str, changes: list[Change] | None, depth: int = 0) -> str:
@@ -278,15 +282,15 @@ class Scrubber:
             if not part:
                 continue
             raw_name, eq, raw_value = part.partition("=")
-            name = _unquote_plus(raw_name)
-            value = _unquote_plus(raw_value)
+            name = unquote_param(raw_name)
+            value = unquote_param(raw_value)
             after = self.named("referrer" if scope == "referrer" else "query", name, value, changes, depth)
             if after is None:
                 continue
             if after == value:
                 out.append(part)
             else:
-                out.append(f"{raw_name}{eq or '='}{quote(after, safe=_SAFE)}")
+                out.append(f"{raw_name}{eq or '='}{quote(after, safe=SAFE)}")
         return "&".join(out)
 
     def _fragment(self, fragment: str, scope: str, changes: list[Change] | None, depth: int) -> str:
@@ -294,10 +298,10 @@ class Scrubber:
         if "=" in fragment:
             return self.query(fragment, scope, changes, depth)
         after = self.free(scope, "fragment", unquote(fragment, errors="replace"), changes, depth)
-        return "" if after is None else quote(after, safe=_SAFE) if after != unquote(fragment) else fragment
+        return "" if after is None else quote(after, safe=SAFE) if after != unquote(fragment) else fragment
 
 
-def _unquote_plus(v: str) -> str:
+def unquote_param(v: str) -> str:
     return unquote_plus(v, errors="replace") if "%" in v or "+" in v else v
 
 

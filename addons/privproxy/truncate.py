@@ -80,12 +80,12 @@ def _colon_hex(text: str, t: Truncation) -> str | None:
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")  # ASCII digits, no leading zeros: as ipaddress
+QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")  # ASCII digits, no leading zeros: as ipaddress
 
 
 def _dotted_quad(text: str, prefix: int) -> str | None:
     """Plain a.b.c.d without the ipaddress module (log filtering sees millions); None: use the full parser."""
-    m = _QUAD.fullmatch(text)
+    m = QUAD.fullmatch(text)
     if m is None:
         return None
     a, b, c, d = m.groups()

@@ -81,6 +81,28 @@ def test_upstream_resetting_connections_is_a_clean_502(tmp_path):
         srv.close()
 
 
+def test_an_origin_too_slow_to_answer_is_given_up_on_with_a_clean_504(tmp_path):
+    origin = SlowOrigin(delay=6)
+    p = start_proxy(tmp_path / "p", origin.url, "--upstream-timeout", "0.5", metrics=True)
+    ctx = tls_context(p.ca)
+    try:
+        slow = request(p.port, "/slow" + SECRET_PATH, tls=ctx)  # the client's own timeout is 10 s
+        fast = request(p.port, "/fast", tls=ctx)
+        m = metrics_text(p)
+    finally:
+        p.stop()
+        origin.close()
+    assert slow.status == 504 and fast.status == 200  # and the proxy keeps serving
+    assert "max-age" in (slow.header("strict-transport-security") or "")  # the proxy's own answer, hooks and all
+    body = slow.body.decode(errors="replace")
+    assert "jane.doe" not in body and "member-4711" not in body and CLIENT_IP not in body
+    slow_record, fast_record = p.log_records(wait_for=2)
+    assert slow_record["status"] == 504 and slow_record["outcome"] == "upstream_timeout"
+    assert "jane.doe" not in slow_record["path"] and fast_record["outcome"] == "forwarded"
+    assert 'privproxy_requests_total{outcome="upstream_timeout",scheme="https",site="default"} 1.0' in m
+    assert "jane.doe" not in p.stderr() and CLIENT_IP not in p.stderr()
+
+
 # Runs privproxy with a file-size limit of 4 KB (as a full disk would) and SIGXFSZ ignored, so writes past
 # it fail with EFBIG instead of killing the process.
 LIMITED = [sys.executable, "-c", "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
@@ -107,9 +129,9 @@ def test_a_log_that_cannot_grow_is_counted_and_the_proxy_keeps_serving(tmp_path,
 
 
 class SlowOrigin:
-    """/slow answers after 0.8 s; everything else at once."""
+    """/slow answers after `delay` seconds; everything else at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.8) -> None:
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -118,7 +140,7 @@ class SlowOrigin:
 
             def do_GET(self):
                 if self.path.startswith("/slow"):
-                    time.sleep(0.8)
+                    time.sleep(delay)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

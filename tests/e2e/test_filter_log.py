@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import stat
 import subprocess
 import sys
@@ -65,3 +66,25 @@ def test_benchmark_log_is_fully_parsed():
     assert len(r.stdout.splitlines()) == 50
     f = run(stdin=r.stdout.encode())
     assert b"50 lines read, 50 written, 0 not parsed" in f.stderr
+
+
+def test_a_pipe_is_filtered_line_by_line():
+    # anonip's classic use: Apache `CustomLog "|privproxy filter-log"` or `tail -F | ...`: a line must come out
+    # while the input is still open, not when a block fills or the writer goes away.
+    p = subprocess.Popen([*privproxy_exe(), "filter-log", "--quiet", "--config", str(REPO / "filters.yaml")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        p.stdin.write(LINES[0].encode())
+        p.stdin.flush()
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        assert ready, "no output while the pipe is open"
+        first = p.stdout.readline().decode()
+        assert first.startswith("203.0.113.0 - - ") and "EAIaSecret" not in first
+        p.stdin.write(LINES[2].encode())
+        p.stdin.close()
+        assert p.stdout.read().decode().startswith("2001:db8:abcd:: - - ")
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

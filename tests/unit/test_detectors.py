@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from privproxy import detectors
 
@@ -69,3 +71,27 @@ def test_jwt():
 def test_scan_orders_and_dedupes():
     hits = detectors.scan("jane@example.com 198.51.100.7", ("email", "ip", "phone"))
     assert [h.detector for h in hits] == ["email", "ip"]
+
+
+_PIECES = ["0", "1", "3", "5", "9", "４", "٣", " ", "-", ".", ":", "(", ")", "+", "@", "a", "f", "x", "e", "y", "J",
+           "eyJ", "\u3000", "\t", "example.com", "090", "1234", "5678", "4111", "2001:db8", "::", "198.51."]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+def test_the_cheap_precheck_never_hides_a_hit(text):
+    # could_contain() lets values skip the detectors: it must say yes whenever any finder would find something.
+    if detectors.scan(text, tuple(detectors.FINDERS)):
+        assert detectors.could_contain(text), text
+
+
+@pytest.mark.parametrize("text", ["+81 90-1234-5678", "(03) 1234-5678", "(03)\u30001234-5678", "09012345678",
+                                  "4111 1111 1111 1111", "1234 5678 9018", "198.51.100.7", "fe80::1", "a@b.io",
+                                  "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln", "+８１ ９０ １２３４ ５６７８"])
+def test_the_precheck_says_yes_to_every_kind_of_hit(text):
+    assert detectors.scan(text, tuple(detectors.FINDERS)) and detectors.could_contain(text)
+
+
+@pytest.mark.parametrize("text", ["/products/watch-1234", "page=3", "app.20261122.js", "v1.2", "2024-01-15"])
+def test_the_precheck_lets_product_codes_and_dates_skip_the_detectors(text):
+    assert not detectors.could_contain(text)

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privproxy import truncate
+from privproxy import policy, truncate
 from privproxy.offline import LogFilter
 
 POLICY = """
@@ -86,3 +86,23 @@ def test_fast_address_paths_agree_with_ipaddress(v6, v4, p4, p6):
                  f"::ffff:{ipaddress.IPv4Address(v4)}"):
         ip = truncate.parse_ip(text)
         assert truncate.truncate_text(text, t) == truncate.truncate_ip(ip, t), text
+
+
+_TOKENS = ["203.0.113.7", "2001:db8::1", "-", "jane", " ", '"', "\\", "[", "]", "22/Nov/2026:10:00:00 +0900", "GET",
+           "/p?q=1&gclid=x&uid=7", "HTTP/1.1", "200", "512", "https://r.example/?email=a%40b.example", "curl/8.1.0",
+           "x", "\t", "\\x22"]
+_LINE = ('{h} {i} {u} [{t}] "{m} {target} {proto}" {status} {size} "{ref}" "{agent}"')
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.lists(st.sampled_from(_TOKENS), max_size=24).map("".join),
+    st.fixed_dictionaries({k: st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=3).map("".join)
+                           for k in ("h", "i", "u", "t", "m", "target", "proto", "status", "size", "ref", "agent")}
+                          ).map(lambda d: _LINE.format(**d)),
+))
+def test_the_quote_splitting_fast_path_agrees_with_the_full_expression(line):
+    rules = policy.from_text(POLICY, "test.yaml", secret=b"unit-test-secret")
+    fast, full = LogFilter(rules, "combined"), LogFilter(rules, "combined")
+    assert fast.line(line) == full._combined_regex(line)
+    assert fast.stats == full.stats

@@ -59,3 +59,21 @@ def test_fast_base32_prefix_equals_rfc4648_base32():
         assert b32_prefix(data, length) == base64.b32encode(data).decode()[:length].lower()
 
     check()
+
+
+def test_pseudonym_is_hmac_sha256_of_field_and_value_under_the_period_key():
+    # The precomputed HMAC states must give exactly the textbook HMAC, in every period (pseudonyms never change
+    # for an optimisation, and instances on other versions must still agree).
+    import base64
+    import hashlib
+    import hmac
+
+    clock = Clock(86400 * 20000 + 5)
+    p = Pseudonymizer(Settings(), secret=b"s", clock=clock)
+    for step in (0, 3600, 86400, 86400 * 7, -86400):
+        clock.t += step
+        key = hmac.new(b"s", f"privproxy/pseudonym/v1/{p.period()}".encode(), hashlib.sha256).digest()
+        for value, field in (("GA1.1.123.456", "_ga"), ("", ""), ("ü" * 200, "uid")):
+            mac = hmac.digest(key, f"{field}\x00{value}".encode(), "sha256")
+            assert p.pseudonym(value, field) == "pp_" + base64.b32encode(mac).decode()[:16].lower()
+        assert p.key() == key

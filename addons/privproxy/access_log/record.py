@@ -21,7 +21,7 @@ class LogRecord:
     status: int
     bytes: int | None
     duration_ms: float
-    outcome: str  # forwarded | redirected | refused | upstream_error | error
+    outcome: str  # forwarded | redirected | refused | upstream_error | upstream_timeout | error
     tls: str | None = None
     user_agent: str = ""  # generalized: browser family and major version, OS family
     referrer: str = ""  # after the rules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -11,29 +12,23 @@ from privproxy import __version__
 COMMANDS = ("run", "demo", "check", "explain", "filter-log", "schema", "consent", "dsr", "report")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or just `only`'s subcommand: each subcommand's module (and what it imports,
+    asyncio and mitmproxy for `run`) is loaded only when needed, so `privproxy filter-log` starts fast."""
     parser = argparse.ArgumentParser(
         prog="privproxy",
         description="A privacy filter reverse proxy: HTTPS enforcement, client IP truncation, identifier scrubbing.",
     )
     parser.add_argument("--version", action="version", version=f"privproxy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from privproxy.cli import check, consent, demo, dsr, explain, filter_log, report, run, schema
-
-    run.add_parser(sub)
-    demo.add_parser(sub)
-    check.add_parser(sub)
-    explain.add_parser(sub)
-    filter_log.add_parser(sub)
-    schema.add_parser(sub)
-    consent.add_parser(sub)
-    dsr.add_parser(sub)
-    report.add_parser(sub)
+    for name in (only,) if only in COMMANDS else COMMANDS:
+        importlib.import_module(f"privproxy.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

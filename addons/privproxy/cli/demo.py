@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import sys
@@ -30,6 +29,8 @@ class ExitAfter:
         from mitmproxy import ctx
 
         if self.seconds > 0:
+            import asyncio
+
             asyncio.get_running_loop().call_later(self.seconds, ctx.master.shutdown)
 
 
@@ -58,6 +59,8 @@ def cmd(args) -> int:
     print("privproxy demo: try /products?gclid=..., /newsletter?email=..., /whoami, /analytics, and "
           "/member/login (a consenting member) then /analytics again; Ctrl-C stops", file=sys.stderr)
     try:
+        import asyncio
+
         return asyncio.run(run.serve(args, specs, extra_addons=(ExitAfter(args.exit_after),)))
     except KeyboardInterrupt:
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 
@@ -10,13 +11,10 @@ from privproxy import offline
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
 
-BATCH = 2048
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("filter-log", help="apply the rules to an existing nginx/Apache/Caddy access log")
-    p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default: standard input)")
-    p.add_argument("output", nargs="?", metavar="OUT", help="file to write (default: standard output)")
+    p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default or -: standard input)")
+    p.add_argument("output", nargs="?", metavar="OUT", help="file to write (default or -: standard output)")
     p.add_argument("--format", choices=offline.FORMATS, default="combined",
                    help="combined (also Common Log Format) or json lines (default: combined)")
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml, else built-in rules)")
@@ -24,7 +22,8 @@ def add_parser(sub) -> None:
                    help="write lines that cannot be parsed here, unfiltered, mode 0600 (default: drop them)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--jobs", type=int, default=default_jobs(), metavar="N",
-                   help=f"worker processes (default: the CPUs available, here {default_jobs()})")
+                   help=f"worker processes for a file (default: the CPUs available, here {default_jobs()}); "
+                        "a pipe is filtered line by line in one process")
     p.set_defaults(func=cmd)
 
 
@@ -59,6 +58,10 @@ class Progress:
 
 
 def cmd(args) -> int:
+    if args.input == "-":
+        args.input = None
+    if args.output == "-":
+        args.output = None
     try:
         policy = load_policy(args.config)
     except PrivproxyError as e:
@@ -68,8 +71,7 @@ def cmd(args) -> int:
     except OSError as e:
         return fail(f"{args.input}: {e.strerror}; check the path and permissions")
     try:
-        dst = open(args.output, "w", encoding="utf-8", newline="") if args.output else \
-            open(sys.stdout.fileno(), "w", encoding="utf-8", newline="", closefd=False)
+        dst = open(args.output, "wb") if args.output else open(sys.stdout.fileno(), "wb", closefd=False)
         quarantine = None
         if args.quarantine:
             fd = os.open(args.quarantine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -81,39 +83,33 @@ def cmd(args) -> int:
     progress = Progress(size, bool(args.input) and not args.quiet and sys.stderr.isatty())
     t0 = time.perf_counter()
     done = 0
+
+    def source():
+        nonlocal done
+        for data in offline.blocks(src):
+            done += len(data)
+            yield data
+
+    # Workers pay off on files; on a pipe (`tail -F | privproxy filter-log`, Apache's piped logs) every line
+    # goes out as soon as it is filtered instead of waiting for a block to fill.
+    regular = stat.S_ISREG(os.fstat(src.fileno()).st_mode)
     try:
-        batch: list[str] = []
-
-        def lines():
-            nonlocal done
-            for b in src:
-                done += len(b)
-                yield b.decode("utf-8", "replace")
-
-        def write(line: str) -> None:
-            batch.append(line)
-            if len(batch) >= BATCH:
-                dst.writelines(batch)
-                batch.clear()
-                progress.update(done, filt.stats.lines)
-
-        if args.jobs > 1:
-            raw = (b for b in src)
-            counted = _counting(raw, lambda n: _add(n))
-
-            def _add(n: int) -> None:
-                nonlocal done
-                done += n
-
-            for kept, rejected, part in offline.run_parallel(policy, args.format, counted, args.jobs):
-                offline.merge(filt.stats, part)
-                dst.writelines(kept)
-                if quarantine and rejected:
-                    quarantine.writelines(rejected)
-                progress.update(done, filt.stats.lines)
+        if args.jobs > 1 and regular:
+            results = offline.run_parallel(policy, args.format, source(), args.jobs)
         else:
-            filt.run(lines(), write, quarantine.write if quarantine else None)
-        dst.writelines(batch)
+            offline.quiet_gc()
+            results = ((*offline.filter_block(filt, data), None) for data in source())
+        for kept, rejected, part in results:
+            if part is not None:
+                offline.merge(filt.stats, part)
+            else:
+                filt.check_period()
+            dst.write(kept)
+            if quarantine and rejected:
+                quarantine.writelines(rejected)
+            progress.update(done, filt.stats.lines)
+            if not regular:
+                dst.flush()
         dst.flush()
     except BrokenPipeError:  # `| head`: the reader is gone, which is not an error of ours
         return 0
@@ -129,12 +125,6 @@ def cmd(args) -> int:
     if not args.quiet:
         summary(filt.stats, time.perf_counter() - t0)
     return 0
-
-
-def _counting(stream, add):
-    for b in stream:
-        add(len(b))
-        yield b
 
 
 def summary(st: offline.Stats, seconds: float) -> None:

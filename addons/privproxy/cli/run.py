@@ -54,6 +54,9 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="on SIGTERM stop accepting, and let requests in flight finish for up to this long "
                         "(default 10; 0 stops at once; a second SIGTERM too)")
+    p.add_argument("--upstream-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="an origin that has not started its answer this long after the request is given up on, "
+                        "and the visitor gets a 504 (default 60; 0: no limit)")
     p.add_argument("--instance", metavar="NAME",
                    help="this instance's name in log records (default: HOST:PORT, host name and first listen port)")
     p.add_argument("--confdir", default=DEFAULT_CONFDIR, metavar="DIR",
@@ -217,6 +220,7 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
             privproxy_proxy_protocol=bool(args.proxy_protocol),
             privproxy_instance=str(args.instance or ""),
             privproxy_require_secrets=bool(args.require_secrets),
+            privproxy_upstream_timeout=float(args.upstream_timeout),
         )
     except exceptions.OptionsError as e:
         return fail(str(e))

@@ -1,7 +1,8 @@
 """mitmproxy adapters: thin addon classes over privproxy's plain-Python core.
 
 List order is the data flow: options and policy, then classify (client, site), then HTTPS enforcement,
-then the log record, then metrics that read what the others decided.
+then the log record, then metrics that read what the others decided; the upstream timer starts last, when
+the request leaves for the origin.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from privproxy.mitm.https import EnforceHttps
 from privproxy.mitm.options import Options
 from privproxy.mitm.reload import PolicyReloader
 from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.upstream_timeout import UpstreamTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ PROPAGATE = frozenset({"load", "configure"})
 
 def addons(rt: Runtime | None = None) -> list[object]:
     rt = rt or Runtime()
-    return [Options(rt), PrivacyFilter(rt), EnforceHttps(rt), AccessLog(rt), MetricsExporter(rt), PolicyReloader(rt)]
+    return [Options(rt), PrivacyFilter(rt), EnforceHttps(rt), AccessLog(rt), MetricsExporter(rt), PolicyReloader(rt),
+            UpstreamTimeout()]
 
 
 class Privproxy:

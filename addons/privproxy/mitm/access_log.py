@@ -120,13 +120,14 @@ class AccessLog:
             outcome = "refused"
         elif flow.error is not None:
             outcome = "upstream_error"
+        outcome = flow.metadata.get("privproxy_outcome", outcome)  # e.g. upstream_timeout: the proxy's own 504
         counter = flow.metadata.get("privproxy_bytes")
         size = counter.n if counter is not None else len(flow.response.raw_content or b"")
         self.finish(flow, flow.response.status_code, size, outcome)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:  # mitmproxy answered nothing (client gone, or before any response)
-            self.finish(flow, 502, None, "upstream_error")
+        if flow.response is None:  # mitmproxy's own 502: the origin unreachable, resetting, or too slow
+            self.finish(flow, 502, None, flow.metadata.get("privproxy_outcome", "upstream_error"))
 
     def finish(self, flow: http.HTTPFlow, status: int, size: int | None, outcome: str) -> None:
         if flow.metadata.get("privproxy_logged"):
