@@ -58,6 +58,20 @@ const runs = {
     await (tracker.flush?.() ?? sleep(500));
     await sleep(500);
   },
+  async "matomo-tracker"() {
+    // Matomo's own Node tracker: one GET per hit, and the bulk POST {"requests": ["?...", ...]}.
+    const MatomoTracker = require("matomo-tracker");
+    const m = new MatomoTracker(1, `${base}/matomo.php`);
+    m.on("error", (e) => console.error(`matomo-tracker: ${e}`));
+    const hit = { url: "https://shop.example/p?email=canary.person%40example.com&gclid=CANARYGCLID",
+                  action_name: "purchase", uid: "CANARYUID", _id: "ca11ab1eca11ab1e", cip: "203.0.113.77",
+                  ua: "Mozilla/5.0 (X11; Linux x86_64) CANARYUA", urlref: "https://search.example/?fbclid=CANARYFBCLID",
+                  _cvar: JSON.stringify({ 1: ["plan", "gold"], 2: ["email", "canary.person@example.com"] }) };
+    m.track(hit);
+    await sleep(300);
+    m.trackBulk([hit, { ...hit, action_name: "checkout", e_c: "shop", e_a: "pay", e_n: "canary.person@example.com" }]);
+    await sleep(500);
+  },
 };
 
 for (const [name, run] of Object.entries(runs)) {

@@ -11,8 +11,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
-# SDK -> (bundle inside node_modules, the page script that drives it with the canaries)
+# SDK -> (bundle inside node_modules, the page script that drives it with the canaries, how it loads).
+# "classic": a <script src> that defines a global; "module": an ES module imported as `sdk`. Every page is
+# opened at a URL that carries a click id and an email, as landing pages do.
 SDKS = {
     "posthog-js": ("posthog-js/dist/array.full.js", """
         posthog.init('phc_test_key', {api_host: location.origin, autocapture: false, capture_pageview: true,
@@ -20,20 +23,62 @@ SDKS = {
                                       request_batching: false, opt_out_useragent_filter: true});
         posthog.identify('CANARYUID', {email: 'canary.person@example.com', name: 'Canary Person'});
         posthog.capture('purchase', {plan: 'gold', $email: 'canary.person@example.com', $ip: '203.0.113.77'});
-    """),
+    """, "classic"),
     "mixpanel-browser": ("mixpanel-browser/dist/mixpanel.umd.js", """
         mixpanel.init('mp_token', {api_host: location.origin, batch_requests: false, ip: false});
         mixpanel.identify('CANARYUID');
         mixpanel.people.set({$email: 'canary.person@example.com', $phone: '+81 90-1234-5678', plan: 'gold'});
         mixpanel.track('purchase', {plan: 'gold', email: 'canary.person@example.com'});
-    """),
+    """, "classic"),
+    "@plausible-analytics/tracker": ("@plausible-analytics/tracker/plausible.js", """
+        sdk.init({domain: 'shop.example', endpoint: location.origin + '/api/event', captureOnLocalhost: true,
+                  autoCapturePageviews: true, logging: true, bindToWindow: false});
+        sdk.track('purchase', {props: {plan: 'gold', email: 'canary.person@example.com'}, revenue: {amount: 12,
+                  currency: 'EUR'}});
+    """, "module"),
+    # The Experience Platform Web SDK always calls https://<edgeDomain>/<edgeBasePath>/...: the page routes
+    # that origin to the recorder (no TLS needed), as a first-party CNAME would route it to privproxy.
+    "@adobe/alloy": ("@adobe/alloy/dist/alloy.js", """
+        alloy('configure', {datastreamId: 'ds-test', orgId: 'ABC123456@AdobeOrg', edgeDomain: 'edge.example',
+                            edgeBasePath: 'ee', idMigrationEnabled: false, thirdPartyCookiesEnabled: false,
+                            clickCollectionEnabled: false, defaultConsent: 'in'});
+        alloy('sendEvent', {xdm: {eventType: 'commerce.purchases',
+                                  identityMap: {Email: [{id: 'canary.person@example.com',
+                                                         authenticatedState: 'authenticated'}],
+                                                CRMID: [{id: 'CANARYUID', primary: true}]},
+                                  web: {webPageDetails: {URL: location.href, name: 'purchase'}},
+                                  commerce: {purchases: {value: 1}}},
+                            data: {plan: 'gold', email: 'canary.person@example.com'}});
+    """, "alloy"),
 }
+LANDING = "?email=canary.person%40example.com&gclid=CANARYGCLID&utm_source=news"
+# Adobe's base code: queues calls until alloy.js has loaded.
+ALLOY_STUB = ("!function(n,o){o.forEach(function(o){n[o]||((n.__alloyNS=n.__alloyNS||[]).push(o),n[o]=function()"
+              "{var u=arguments;return new Promise(function(i,l){n[o].q.push([i,l,u])})},n[o].q=[])})}"
+              "(window,['alloy']);")
 UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 "
       "CANARYUA")
 RECORDED: list[dict] = []
 CURRENT = [""]
 VOLATILE = {"host", "connection", "content-length", "date", "keep-alive", "origin", "referer", "cookie",
             "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "accept-language", "accept-encoding"}
+
+
+def keep(method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    RECORDED.append({"sdk": CURRENT[0], "method": method, "path": path,
+                     "headers": {k.lower(): v for k, v in headers.items() if k.lower() not in VOLATILE},
+                     "body": base64.b64encode(body).decode()})
+
+
+def edge(route) -> None:
+    """The Adobe Edge Network, as far as the Web SDK needs it: record the call, answer an empty handle list."""
+    req = route.request
+    url = urlsplit(req.url)
+    keep(req.method, url.path + (f"?{url.query}" if url.query else ""), req.headers, req.post_data_buffer or b"")
+    route.fulfill(status=200, content_type="application/json",
+                  headers={"access-control-allow-origin": req.headers.get("origin", "*"),
+                           "access-control-allow-credentials": "true"},
+                  body='{"requestId": "recorded", "handle": []}')
 
 
 def main() -> int:
@@ -50,13 +95,18 @@ def main() -> int:
 
         def do_GET(self) -> None:
             if self.path.startswith("/__sdk/"):
-                name = self.path.split("/")[2]
-                bundle, script = SDKS[name]
-                page = (f"<!doctype html><title>{name}</title><script src=\"/__bundle/{name}\"></script>"
-                        f"<script>{script}</script>").encode()
-                return self.reply(200, page, "text/html")
+                name = unquote(self.path.partition("?")[0][len("/__sdk/"):])
+                bundle, script, kind = SDKS[name]
+                src = f"/__bundle/{quote(name, safe='')}"
+                if kind == "module":
+                    body = f'<script type="module">import * as sdk from "{src}"; {script}</script>'
+                elif kind == "alloy":
+                    body = f'<script>{ALLOY_STUB}</script><script src="{src}" async></script><script>{script}</script>'
+                else:
+                    body = f'<script src="{src}"></script><script>{script}</script>'
+                return self.reply(200, f"<!doctype html><title>{name}</title>{body}".encode(), "text/html")
             if self.path.startswith("/__bundle/"):
-                name = self.path.split("/")[2]
+                name = unquote(self.path[len("/__bundle/"):])
                 return self.reply(200, (modules / SDKS[name][0]).read_bytes(), "text/javascript")
             self.record(b"")
 
@@ -67,9 +117,7 @@ def main() -> int:
         def record(self, body: bytes) -> None:
             if self.path.startswith("/favicon"):
                 return self.reply(404, b"", "text/plain")
-            RECORDED.append({"sdk": CURRENT[0], "method": self.command, "path": self.path,
-                             "headers": {k.lower(): v for k, v in self.headers.items() if k.lower() not in VOLATILE},
-                             "body": base64.b64encode(body).decode()})
+            keep(self.command, self.path, dict(self.headers.items()), body)
             self.reply(200, b'{"status":1}', "application/json")
 
         def reply(self, status: int, payload: bytes, ctype: str) -> None:
@@ -92,9 +140,10 @@ def main() -> int:
                 CURRENT[0] = name
                 # A headless user agent is dropped as a bot by some SDKs: present as the desktop browser it is.
                 page = browser.new_context(user_agent=UA).new_page()
+                page.route("https://edge.example/**", edge)
                 page.on("console", lambda m: print(f"  {name} console: {m.text[:200]}", file=sys.stderr))
                 page.on("pageerror", lambda e: print(f"  {name} error: {e}", file=sys.stderr))
-                page.goto(f"{base}/__sdk/{name}", timeout=20000)
+                page.goto(f"{base}/__sdk/{quote(name, safe='')}{LANDING}", timeout=20000)
                 time.sleep(3)  # SDKs batch and send on timers
                 page.close()  # and flush on unload
                 time.sleep(0.5)

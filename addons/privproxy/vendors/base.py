@@ -8,8 +8,8 @@ transport and encoding. What happens to each role is decided by filters.yaml, in
 from __future__ import annotations
 
 import base64
-import re
 import binascii
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,16 +51,18 @@ birthday date_of_birth dob birthdate gender age avatar
 sha256_email_address sha256_phone_number sha256_first_name sha256_last_name sha256_street em ph fn ln db ge ct st zp
 """.split())
 
-# Ad click ids as SDKs copy them into properties, traits and campaign context; first-touch copies
-# (`initial_gclid`, `$initial_gclid`) are the same id.
+# Ad click ids as SDKs copy them into properties, traits and campaign context. Copies under a prefix are
+# the same id: first touch (`initial_gclid`, `$initial_gclid`), session entry (posthog-js's
+# `$session_entry_gclid`), last touch (`latest_gclid`)...
 CLICK_IDS = frozenset("""
 gclid gclsrc gad_source dclid gbraid wbraid fbclid msclkid ttclid twclid li_fat_id ko_click_id rtd_cid rdt_cid
 mc_cid igshid epik qclid sccid irclid _kx
 """.split())
+_CLICK_ID_NAME = re.compile("(?:^|_)(?:" + "|".join(sorted(map(re.escape, CLICK_IDS), key=len, reverse=True)) + ")$")
 
 
 def is_click_id(name: str) -> bool:
-    return name.removeprefix("$").removeprefix("initial_") in CLICK_IDS
+    return _CLICK_ID_NAME.search(name.removeprefix("$").lower()) is not None
 
 
 class CodecError(Exception):

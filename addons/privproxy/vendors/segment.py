@@ -71,8 +71,22 @@ def classify(path: tuple[str, ...]) -> str | None:
     return message_classify(path)
 
 
+def refused(message: object) -> bool:
+    """Segment Consent Management stamps every call with `context.consent.categoryPreferences`
+    ({"Analytics": true, "Advertising": false, ...}); category names are the site's own, so any category the
+    visitor refused counts as a refusal to be identified."""
+    if not isinstance(message, dict):
+        return False
+    context = message.get("context")
+    consent = context.get("consent") if isinstance(context, dict) else None
+    prefs = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+    return isinstance(prefs, dict) and any(v is False or v == "false" for v in prefs.values())
+
+
 def decode(beacon: Beacon, limits: Limits) -> Decoded:
     query = Params.parse(beacon.query)
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
-    return Decoded([Doc(query, by_name({})), Doc(data, classify)], lambda: (query.encode(), body.wrap(dumps(data))))
+    messages = data.get("batch") if isinstance(data, dict) and isinstance(data.get("batch"), list) else [data]
+    return Decoded([Doc(query, by_name({})), Doc(data, classify)], lambda: (query.encode(), body.wrap(dumps(data))),
+                   denied=any(refused(m) for m in messages))

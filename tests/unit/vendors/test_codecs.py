@@ -200,6 +200,19 @@ def test_consent_mode_denied_is_respected_even_with_consent():
     assert result.denied and "CANARYCID" not in result.query
 
 
+@pytest.mark.parametrize("prefs,denied", [({"Analytics": True, "Advertising": False}, True),
+                                          ({"Analytics": True, "Functional": True}, False), ({}, False)])
+def test_segment_consent_category_preferences_are_respected_even_with_consent(prefs, denied):
+    call = {"userId": "CANARYUID", "event": "Order Completed", "properties": {"plan": "gold_plan"},
+            "context": {"consent": {"categoryPreferences": prefs}}}
+    b = Beacon("POST", "/v1/batch", "", "application/json", "",
+               json.dumps({"batch": [call], "writeKey": "k"}).encode())
+    result, _ = run(Case("segment", "consent", b), consent=True)
+    assert result.denied is denied
+    assert ("CANARYUID" in all_text(result.body)) is not denied  # member consent links, unless the visitor refused
+    assert "Order Completed" in all_text(result.body) and "categoryPreferences" in all_text(result.body)
+
+
 @pytest.mark.parametrize("gcd,denied", [("13l3l3l3l1", False), ("13q3q3q3q5", True), ("11p1p1p1p5", True),
                                         ("13v3v3v3v5", False), ("13t3u3t3t5", True), ("13r3r", False),
                                         ("1", False)])
@@ -271,3 +284,13 @@ def test_a_bare_json_scalar_where_a_document_belongs_is_still_scanned():
     r = beacon.process(vendors.VENDORS["mixpanel"], Beacon("GET", "/track", f"data={v}"), SCRUBBER, SETTINGS,
                        False, [])
     assert "canary.person" not in all_text(r.body) + all_text(r.query)
+
+
+@pytest.mark.parametrize("name,expected", [("gclid", True), ("$initial_gclid", True), ("$session_entry_gclid", True),
+                                           ("latest_fbclid", True), ("initial_li_fat_id", True), ("GCLID", True),
+                                           ("plan", False), ("gclid_count_x", False), ("mygclid", False)])
+def test_click_ids_are_recognised_under_any_prefix_sdks_copy_them_to(name, expected):
+    # posthog-js 1.449 copies the landing page's gclid into `$session_entry_gclid` (found by its recording).
+    from privproxy.vendors.base import is_click_id
+
+    assert is_click_id(name) is expected

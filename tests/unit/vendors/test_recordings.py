@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from privproxy import beacon, vendors
-from privproxy.vendors.base import Beacon
+from privproxy.vendors.base import Beacon, Limits
 from tests.unit.vendors.beacons import CANARIES
 from tests.unit.vendors.test_codecs import SCRUBBER, SETTINGS, all_text
 
@@ -37,7 +37,8 @@ def codec_of(b: Beacon):
 def test_recordings_cover_the_sdks():
     sdks = {r["sdk"] for _, r in REQUESTS}
     assert {"posthog-node", "mixpanel-node", "segment-analytics-node", "amplitude-analytics-node",
-            "snowplow-node-tracker"} <= sdks
+            "snowplow-node-tracker", "matomo-tracker", "posthog-js", "mixpanel-browser",
+            "@plausible-analytics/tracker", "@adobe/alloy"} <= sdks
     # posthog-node gzips its batches: the transport must stay covered by a real recording.
     assert any(r["headers"].get("content-encoding") == "gzip" for _, r in REQUESTS)
 
@@ -58,6 +59,10 @@ def test_recorded_sdk_beacon_is_scrubbed_and_still_reports(name, r):
             assert marker in text, marker
     if r["headers"].get("content-encoding") == "gzip":
         assert result.body[:2] == b"\x1f\x8b"  # re-encoded in the SDK's own encoding
+    # What goes on to the vendor is still the vendor's format: the same codec decodes it, with as many hits.
+    again = Beacon(b.method, b.path, result.query, b.content_type, b.content_encoding, result.body)
+    assert vendors.sniff(SETTINGS.codec_for(b.path), again).name == codec.name
+    assert len(codec.decode(again, Limits()).docs) == len(codec.decode(b, Limits()).docs)
 
 
 @pytest.mark.parametrize("name, r", REQUESTS, ids=[n for n, _ in REQUESTS])
