@@ -99,6 +99,8 @@ def main() -> int:
             if args.profile:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                if os.environ.get("PRIVPROXY_PROFILE_CALLERS"):
+                    pstats.Stats(prof).print_callers(os.environ["PRIVPROXY_PROFILE_CALLERS"])
                 break
         failed = sum(s.value for m in rt.metrics.registry.collect() if m.name == "privproxy_scrub_failures"
                      for s in m.samples)

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 
 ROTATIONS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
+MEMO_SIZE = 8192  # pseudonyms remembered within a period
+MEMO_VALUE = 256  # longest value remembered (characters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Pseudonymizer:
         self._key = b""
         self._since = self._until = 0.0
         self._inner = self._outer = hashlib.sha256()
+        self._memo: dict[tuple[str, str], str] = {}
 
     def period(self) -> str:
         return period_id(self.clock(), self.settings.rotation)
@@ -80,6 +83,7 @@ class Pseudonymizer:
         if period != self._period:
             self._key = hmac.new(self._secret, f"privproxy/pseudonym/v1/{period}".encode(), hashlib.sha256).digest()
             self._period = period  # the previous key is dropped here: nothing can recompute its pseudonyms
+            self._memo.clear()
             # HMAC's two padded-key blocks, hashed once per period instead of on every call (2.5x faster).
             block = self._key.ljust(64, b"\0")
             self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
@@ -94,8 +98,19 @@ class Pseudonymizer:
         now = self.clock()
         if not self._since <= now < self._until:
             self._rotate(now)
+        # A visitor's cookies come back on every request: their pseudonyms are remembered for this period
+        # only (forgotten with its key at rotation), for values short enough to keep the memory bounded.
+        key = (field, value)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
         inner = self._inner.copy()
         inner.update(f"{field}\x00{value}".encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return self.settings.prefix + b32_prefix(outer.digest(), self.settings.length)
+        found = self.settings.prefix + b32_prefix(outer.digest(), self.settings.length)
+        if len(value) <= MEMO_VALUE:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
+        return found

@@ -22,6 +22,7 @@ class Truncation:
 DEFAULT = Truncation()
 
 
+@lru_cache(maxsize=8192)  # every request parses its peer (and forwarding hops): the same few, over and over
 def parse_ip(text: str) -> IPAddress | None:
     """An address from a bare IP string ('[v6]' accepted); None when it is not one."""
     text = text.strip()
