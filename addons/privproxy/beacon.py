@@ -98,6 +98,11 @@ def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: 
     return "; ".join(out)
 
 
+# Values of IP-override fields that name no address but tell the collector to take the address of the upload
+# request (Amplitude's "$remote"): behind the proxy that is the proxy's address, so they pass as they are;
+# replacing them would make the collector refuse the event.
+IP_DIRECTIVES = frozenset({"$remote"})
+
 class Walker:
     """Applies roles, rules and detectors to every field of a decoded beacon, editing it in place."""
 
@@ -292,6 +297,8 @@ class Walker:
             return self.detect(name, value) if role not in ("client_id", "session_id", "user_id", "device_id") \
                 else value
         if (value is None or value == "") and action != "drop":
+            return value
+        if role == "ip" and value in IP_DIRECTIVES:  # "use the address the upload came from": the proxy's own
             return value
         ro = self.s.report_only or report_only
         if action == "drop":

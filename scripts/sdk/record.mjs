@@ -72,6 +72,19 @@ const runs = {
     m.trackBulk([hit, { ...hit, action_name: "checkout", e_c: "shop", e_a: "pay", e_n: "canary.person@example.com" }]);
     await sleep(500);
   },
+  async "universal-analytics"() {
+    // Measurement Protocol v1 from Node: /collect, and /batch when batching.
+    const ua = require("universal-analytics");
+    const send = (v) => new Promise((r) => v.send(r));
+    const visitor = ua("UA-12345-1", "CANARYCID", { hostname: base, uid: "CANARYUID", strictCidFormat: false });
+    await send(visitor.pageview({ dp: "/p?email=canary.person%40example.com", dh: "shop.example",
+                                  dr: "https://search.example/?gclid=CANARYGCLID", uip: "203.0.113.77",
+                                  ua: "Mozilla/5.0 CANARYUA", dt: "purchase" }));
+    const batched = ua("UA-12345-1", "CANARYCID", { hostname: base, uid: "CANARYUID", strictCidFormat: false,
+                                                   enableBatching: true, batchSize: 2 });
+    batched.event({ ec: "shop", ea: "purchase", el: "gold", uip: "203.0.113.77" });
+    await send(batched.event({ ec: "shop", ea: "pay", el: "canary.person@example.com" }));
+  },
 };
 
 for (const [name, run] of Object.entries(runs)) {

@@ -36,6 +36,33 @@ SDKS = {
         sdk.track('purchase', {props: {plan: 'gold', email: 'canary.person@example.com'}, revenue: {amount: 12,
                   currency: 'EUR'}});
     """, "module"),
+    "@amplitude/analytics-browser": ("@amplitude/analytics-browser/lib/scripts/amplitude-min.js", """
+        amplitude.init('amp_key', 'CANARYUID', {serverUrl: location.origin + '/2/httpapi', flushQueueSize: 1,
+                                                flushIntervalMillis: 200, logLevel: 0});
+        const who = new amplitude.Identify();
+        who.set('email', 'canary.person@example.com'); who.set('plan', 'gold');
+        amplitude.identify(who);
+        amplitude.track('purchase', {plan: 'gold', email: 'canary.person@example.com'});
+    """, "classic"),
+    "@snowplow/browser-tracker": ("@snowplow/browser-tracker/dist/index.umd.min.js", """
+        const sp = snowplowBrowserTracking;
+        sp.newTracker('sp1', location.origin, {appId: 'shop', eventMethod: 'post', encodeBase64: true,
+                                               bufferSize: 1, stateStorageStrategy: 'cookieAndLocalStorage'});
+        sp.setUserId('CANARYUID');
+        sp.trackPageView({context: [{schema: 'iglu:com.example/user/jsonschema/1-0-0',
+                                     data: {email: 'canary.person@example.com', plan: 'gold'}}]});
+        sp.trackSelfDescribingEvent({event: {schema: 'iglu:com.example/purchase/jsonschema/1-0-0',
+                                             data: {plan: 'gold', email: 'canary.person@example.com'}}});
+    """, "classic"),
+    # analytics.js 2.0 fetches its settings from the CDN (cdnURL: the recorder answers them, pointing the
+    # Segment.io destination back at itself) and sends /v1/t, /v1/p, /v1/i.
+    "@segment/analytics-next": ("@segment/analytics-next/dist/umd/index.js", """
+        const [analytics] = AnalyticsNext.AnalyticsBrowser.load({writeKey: 'seg_key', cdnURL: location.origin});
+        analytics.page();
+        analytics.identify('CANARYUID', {email: 'canary.person@example.com', phone: '+81 90-1234-5678',
+                                        plan: 'gold'});
+        analytics.track('Order Completed', {plan: 'gold', email: 'canary.person@example.com'});
+    """, "classic"),
     # The Experience Platform Web SDK always calls https://<edgeDomain>/<edgeBasePath>/...: the page routes
     # that origin to the recorder (no TLS needed), as a first-party CNAME would route it to privproxy.
     "@adobe/alloy": ("@adobe/alloy/dist/alloy.js", """
@@ -105,6 +132,14 @@ def main() -> int:
                 else:
                     body = f'<script src="{src}"></script><script>{script}</script>'
                 return self.reply(200, f"<!doctype html><title>{name}</title>{body}".encode(), "text/html")
+            if self.path.startswith("/v1/projects/"):  # Segment's settings: configuration, not a beacon
+                host = self.headers.get("host", "")
+                settings = {"integrations": {"Segment.io": {"apiKey": "seg_key", "apiHost": f"{host}/v1",
+                                                            "protocol": "http"}}, "plan": {}, "edgeFunction": {}}
+                return self.reply(200, json.dumps(settings).encode(), "application/json")
+            if self.path.startswith("/analytics-next/bundles/"):  # analytics.js 2.0 loads parts of itself
+                part = modules / "@segment/analytics-next/dist/umd" / Path(self.path).name
+                return self.reply(200, part.read_bytes() if part.is_file() else b"", "text/javascript")
             if self.path.startswith("/__bundle/"):
                 name = unquote(self.path[len("/__bundle/"):])
                 return self.reply(200, (modules / SDKS[name][0]).read_bytes(), "text/javascript")
@@ -118,7 +153,7 @@ def main() -> int:
             if self.path.startswith("/favicon"):
                 return self.reply(404, b"", "text/plain")
             keep(self.command, self.path, dict(self.headers.items()), body)
-            self.reply(200, b'{"status":1}', "application/json")
+            self.reply(200, b'{"status":1,"code":200}', "application/json")  # Mixpanel, Amplitude: accepted
 
         def reply(self, status: int, payload: bytes, ctype: str) -> None:
             self.send_response(status)

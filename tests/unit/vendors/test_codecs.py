@@ -294,3 +294,14 @@ def test_click_ids_are_recognised_under_any_prefix_sdks_copy_them_to(name, expec
     from privproxy.vendors.base import is_click_id
 
     assert is_click_id(name) is expected
+
+
+def test_amplitude_remote_ip_directive_passes_and_real_addresses_do_not():
+    # @amplitude/analytics-browser sends "ip": "$remote" (use the upload's address: behind the proxy, the
+    # proxy's); a "[redacted]" there would make the HTTP API refuse the event.
+    events = [{"event_type": "purchase", "user_id": "CANARYUID", "ip": "$remote"},
+              {"event_type": "purchase", "user_id": "CANARYUID", "ip": "203.0.113.77"}]
+    b = Beacon("POST", "/2/httpapi", "", "application/json", "", json.dumps({"api_key": "k", "events": events}).encode())
+    result, _ = run(Case("amplitude", "remote", b))
+    out = json.loads(result.body)["events"]
+    assert out[0]["ip"] == "$remote" and out[1].get("ip") in (None, "203.0.113.0")

@@ -38,7 +38,8 @@ def test_recordings_cover_the_sdks():
     sdks = {r["sdk"] for _, r in REQUESTS}
     assert {"posthog-node", "mixpanel-node", "segment-analytics-node", "amplitude-analytics-node",
             "snowplow-node-tracker", "matomo-tracker", "posthog-js", "mixpanel-browser",
-            "@plausible-analytics/tracker", "@adobe/alloy"} <= sdks
+            "@plausible-analytics/tracker", "@adobe/alloy", "universal-analytics", "@amplitude/analytics-browser",
+            "@snowplow/browser-tracker"} <= sdks
     # posthog-node gzips its batches: the transport must stay covered by a real recording.
     assert any(r["headers"].get("content-encoding") == "gzip" for _, r in REQUESTS)
 
