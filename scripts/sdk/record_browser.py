@@ -57,7 +57,7 @@ SDKS = {
     # analytics.js 2.0 fetches its settings from the CDN (cdnURL: the recorder answers them, pointing the
     # Segment.io destination back at itself) and sends /v1/t, /v1/p, /v1/i.
     "@segment/analytics-next": ("@segment/analytics-next/dist/umd/index.js", """
-        const [analytics] = AnalyticsNext.AnalyticsBrowser.load({writeKey: 'seg_key', cdnURL: location.origin});
+        const analytics = AnalyticsNext.AnalyticsBrowser.load({writeKey: 'seg_key', cdnURL: location.origin});
         analytics.page();
         analytics.identify('CANARYUID', {email: 'canary.person@example.com', phone: '+81 90-1234-5678',
                                         plan: 'gold'});

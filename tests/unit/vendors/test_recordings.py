@@ -39,7 +39,7 @@ def test_recordings_cover_the_sdks():
     assert {"posthog-node", "mixpanel-node", "segment-analytics-node", "amplitude-analytics-node",
             "snowplow-node-tracker", "matomo-tracker", "posthog-js", "mixpanel-browser",
             "@plausible-analytics/tracker", "@adobe/alloy", "universal-analytics", "@amplitude/analytics-browser",
-            "@snowplow/browser-tracker"} <= sdks
+            "@snowplow/browser-tracker", "@segment/analytics-next"} <= sdks
     # posthog-node gzips its batches: the transport must stay covered by a real recording.
     assert any(r["headers"].get("content-encoding") == "gzip" for _, r in REQUESTS)
 
