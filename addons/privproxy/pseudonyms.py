@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 ROTATIONS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
 MEMO_SIZE = 8192  # pseudonyms remembered within a period
-MEMO_VALUE = 256  # longest value remembered (characters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +66,7 @@ class Pseudonymizer:
         self._key = b""
         self._since = self._until = 0.0
         self._inner = self._outer = hashlib.sha256()
-        self._memo: dict[tuple[str, str], str] = {}
+        self._memo: dict[int, str] = {}
 
     def period(self) -> str:
         return period_id(self.clock(), self.settings.rotation)
@@ -99,8 +98,10 @@ class Pseudonymizer:
         if not self._since <= now < self._until:
             self._rotate(now)
         # A visitor's cookies come back on every request: their pseudonyms are remembered for this period
-        # only (forgotten with its key at rotation), for values short enough to keep the memory bounded.
-        key = (field, value)
+        # only (forgotten with its key at rotation). The memo is keyed by Python's per-process keyed hash
+        # (SipHash) of the pair, so it holds no identifier in the clear; a collision, about 2^-64 per pair,
+        # would only give two values one pseudonym.
+        key = hash((field, value))
         found = self._memo.get(key)
         if found is not None:
             return found
@@ -109,8 +110,7 @@ class Pseudonymizer:
         outer = self._outer.copy()
         outer.update(inner.digest())
         found = self.settings.prefix + b32_prefix(outer.digest(), self.settings.length)
-        if len(value) <= MEMO_VALUE:
-            if len(self._memo) >= MEMO_SIZE:
-                self._memo.clear()
-            self._memo[key] = found
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = found
         return found

@@ -192,12 +192,14 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
     import privproxy.mitm
+    from privproxy.mitm.dispatch import DirectAddonManager
     from privproxy.mitm.drain import Drain
     from privproxy.mitm.exporter import MetricsExporter
 
     setup_logging(args.verbose)
     opts = options.Options()
     m = master.Master(opts)
+    m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them
     ours = privproxy.mitm.addons()
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
     drain = Drain()

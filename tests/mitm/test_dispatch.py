@@ -1,0 +1,82 @@
+"""privproxy run's hook dispatch: same results as mitmproxy's AddonManager, without walking the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from mitmproxy import exceptions, hooks, master, options
+from mitmproxy.proxy.layers.http import HttpRequestHook
+from mitmproxy.test import tflow
+
+from privproxy.mitm.dispatch import DirectAddonManager
+
+
+class Recorder:
+    def __init__(self, name: str, calls: list[str], fail: bool = False, halt: bool = False) -> None:
+        self.name, self.calls, self.fail, self.halt = name, calls, fail, halt
+
+    def request(self, flow) -> None:
+        self.calls.append(self.name)
+        if self.fail:
+            raise ValueError("boom")
+        if self.halt:
+            raise exceptions.AddonHalt()
+
+
+class AsyncRecorder:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def request(self, flow) -> None:
+        await asyncio.sleep(0)
+        self.calls.append("async")
+
+
+class Parent:
+    def __init__(self, child) -> None:
+        self.addons = [child]
+
+
+def test_hooks_reach_every_addon_in_order_errors_are_isolated_and_halt_stops(caplog):
+    async def scenario():
+        m = master.Master(options.Options())
+        m.addons = DirectAddonManager(m)
+        calls: list[str] = []
+        m.addons.add(Recorder("a", calls), Recorder("b", calls, fail=True), Parent(Recorder("child", calls)),
+                     AsyncRecorder(calls))
+        with caplog.at_level(logging.ERROR):
+            await m.addons.handle_lifecycle(HttpRequestHook(tflow.tflow()))
+        assert calls == ["a", "b", "child", "async"]  # b's error logged, the rest still ran
+        assert "Addon error: boom" in caplog.text
+        assert m.addons.callables(hooks.UpdateHook([])) == []  # nobody has `update`: nothing to walk
+
+        calls.clear()
+        halting = Recorder("halt", calls, halt=True)
+        m.addons.add(halting)  # the cache follows the chain
+        late = Recorder("late", calls)
+        m.addons.add(late)
+        await m.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+        assert calls == ["a", "b", "child", "async", "halt"]  # AddonHalt ends the event
+        m.addons.remove(halting)
+        calls.clear()
+        await m.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+        assert calls == ["a", "b", "child", "async", "late"]
+
+    asyncio.run(scenario())
+
+
+def test_options_errors_propagate():
+    class Bad:
+        def request(self, flow) -> None:
+            raise exceptions.OptionsError("no")
+
+    async def scenario():
+        m = master.Master(options.Options())
+        m.addons = DirectAddonManager(m)
+        m.addons.add(Bad())
+        with pytest.raises(exceptions.OptionsError):
+            await m.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+
+    asyncio.run(scenario())
