@@ -98,14 +98,16 @@ class LogFilter:
         # on (value, period), and check_period() empties the caches when the period changes during a long run.
         # Whole URLs first (referrers and popular pages repeat), then their pieces: paths and most parameters
         # repeat even when whole URLs do not.
-        self._whole = lru_cache(maxsize=cache_size)(self._scrub_url_uncached)
+        # One cache per scope, keyed by the URL alone: a single str argument is its own cache key.
+        self._whole = {scope: lru_cache(maxsize=cache_size)(lambda u, scope=scope: self._scrub_url_uncached(u, scope))
+                       for scope in ("path", "referrer")}
         self._url = lru_cache(maxsize=cache_size)(url)
         self._path = lru_cache(maxsize=cache_size)(path)
         self._param = lru_cache(maxsize=cache_size)(param)
         self._host = lru_cache(maxsize=cache_size)(host)
         self._agent = lru_cache(maxsize=cache_size)(generalize.user_agent)
         self._free = lru_cache(maxsize=cache_size)(free)
-        self._plans: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+        self._plans: dict[str, dict[str, tuple[str, str, str] | None]] = {"path": {}, "referrer": {}}
         self._v4_24 = t.ipv4_prefix == 24
         self._pseudonym = s.pseudonymizer.pseudonym
         self._plain_prefix = quote(s.pseudonymizer.settings.prefix, safe=SAFE) == s.pseudonymizer.settings.prefix
@@ -117,7 +119,7 @@ class LogFilter:
             self.stats.rules[r] += 1
 
     def _scrub_url(self, u: str, scope: str) -> str:
-        out, rules = self._whole(u, scope)
+        out, rules = self._whole[scope](u)
         if rules:
             self._count(rules)
         return out
@@ -140,12 +142,12 @@ class LogFilter:
         if generalized or not sep:
             return out
         kept = []
-        plans = self._plans
+        plans = self._plans[scope]
         for part in query.split("&"):
             if not part:
                 continue
             name, eq, value = part.partition("=")
-            plan = plans.get((scope, name), _UNPLANNED)
+            plan = plans.get(name, _UNPLANNED)
             if plan is _UNPLANNED:
                 plan = self._plan(scope, name)
             if plan is not None:
@@ -188,9 +190,10 @@ class LogFilter:
                 plan = ("redact", rule.id, f"{raw_name}={quote(REDACTED, safe=SAFE)}")
             elif rule.action == "hash" and self._plain_prefix:
                 plan = ("hash", rule.id, name)
-        if len(self._plans) >= 4096:  # names come from the log: bound what a flood of new names costs
-            self._plans.clear()
-        self._plans[(scope, raw_name)] = plan
+        plans = self._plans[scope]
+        if len(plans) >= 4096:  # names come from the log: bound what a flood of new names costs
+            plans.clear()
+        plans[raw_name] = plan
         return plan
 
     def _reject(self, reason: str) -> None:
@@ -304,7 +307,7 @@ class LogFilter:
         period = self.policy.scrubber.pseudonymizer.period()
         if period != self._period:
             self._period = period
-            for cached in (self._whole, self._url, self._free, self._path, self._param):
+            for cached in (*self._whole.values(), self._url, self._free, self._path, self._param):
                 cached.cache_clear()
 
 
