@@ -44,7 +44,7 @@ def main() -> int:
         runs = {
             "anonip": [anonip, "--input", str(log), "-o", str(out)],
             # as an operator (or a checker) runs it: the log on standard input, the result on standard output
-            "privproxy": ["sh", "-c", f'exec "$0" filter-log --quiet --config "$1" < "$2" > "$3"', privproxy,
+            "privproxy": ["sh", "-c", 'exec "$0" filter-log --quiet --config "$1" < "$2" > "$3"', privproxy,
                           args.config, str(log), str(out)],
             "privproxy1": [privproxy, "filter-log", "--quiet", "--jobs", "1", "--config", args.config, str(log),
                            str(out)],

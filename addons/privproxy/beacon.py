@@ -103,6 +103,7 @@ def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: 
 # replacing them would make the collector refuse the event.
 IP_DIRECTIVES = frozenset({"$remote"})
 
+
 class Walker:
     """Applies roles, rules and detectors to every field of a decoded beacon, editing it in place."""
 

@@ -96,12 +96,11 @@ class LogFilter:
 
         # Whole results are cached, with the ids of the rules that changed them: `hash` pseudonyms depend only
         # on (value, period), and check_period() empties the caches when the period changes during a long run.
-        # Whole URLs first (referrers and popular pages repeat), then their pieces: paths and most parameters
-        # repeat even when whole URLs do not.
-        # One cache per scope, keyed by the URL alone: a single str argument is its own cache key.
+        # Whole URLs first (referrers and popular pages repeat; one cache per scope, so the URL alone is the
+        # key), then their pieces: paths and most parameters repeat even when whole URLs do not.
         self._whole = {scope: lru_cache(maxsize=cache_size)(lambda u, scope=scope: self._scrub_url_uncached(u, scope))
                        for scope in ("path", "referrer")}
-        self._url = lru_cache(maxsize=cache_size)(url)
+        self._url = url  # only reached on a whole-URL cache miss: a second cache of the same key would not hit
         self._path = lru_cache(maxsize=cache_size)(path)
         self._param = lru_cache(maxsize=cache_size)(param)
         self._host = lru_cache(maxsize=cache_size)(host)
@@ -307,7 +306,7 @@ class LogFilter:
         period = self.policy.scrubber.pseudonymizer.period()
         if period != self._period:
             self._period = period
-            for cached in (*self._whole.values(), self._url, self._free, self._path, self._param):
+            for cached in (*self._whole.values(), self._free, self._path, self._param):
                 cached.cache_clear()
 
 
@@ -325,7 +324,6 @@ def _escape(v: str) -> str:
     if _NEEDS_ESCAPE.search(v) is None:
         return v
     return "".join(f"\\x{ord(c):02X}" if c in '"\\' or ord(c) < 0x20 else c for c in v)
-
 
 
 def blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[bytes]:

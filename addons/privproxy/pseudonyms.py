@@ -72,10 +72,14 @@ class Pseudonymizer:
         return period_id(self.clock(), self.settings.rotation)
 
     def key(self) -> bytes:
+        self._fresh()
+        return self._key
+
+    def _fresh(self) -> None:
+        """Rotate when the clock has left the current period."""
         now = self.clock()
         if not self._since <= now < self._until:
             self._rotate(now)
-        return self._key
 
     def _rotate(self, now: float) -> None:
         period = period_id(now, self.settings.rotation)
@@ -94,9 +98,7 @@ class Pseudonymizer:
     def pseudonym(self, value: str, field: str = "") -> str:
         # The field name is mixed in so that the same value under two names gives two pseudonyms.
         # HMAC-SHA256(key, field NUL value), from the precomputed inner and outer states.
-        now = self.clock()
-        if not self._since <= now < self._until:
-            self._rotate(now)
+        self._fresh()
         # A visitor's cookies come back on every request: their pseudonyms are remembered for this period
         # only (forgotten with its key at rotation). The memo is keyed by Python's per-process keyed hash
         # (SipHash) of the pair, so it holds no identifier in the clear; a collision, about 2^-64 per pair,

@@ -11,6 +11,7 @@ from privproxy import offline
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("filter-log", help="apply the rules to an existing nginx/Apache/Caddy access log")
     p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default or -: standard input)")
@@ -79,7 +80,8 @@ def cmd(args) -> int:
     except OSError as e:
         return fail(f"{e.filename}: {e.strerror}; check the path and permissions")
     filt = offline.LogFilter(policy, args.format)
-    size = os.fstat(src.fileno()).st_size if args.input else 0
+    st = os.fstat(src.fileno())
+    size = st.st_size if args.input else 0
     progress = Progress(size, bool(args.input) and not args.quiet and sys.stderr.isatty())
     t0 = time.perf_counter()
     done = 0
@@ -92,7 +94,7 @@ def cmd(args) -> int:
 
     # Workers pay off on files; on a pipe (`tail -F | privproxy filter-log`, Apache's piped logs) every line
     # goes out as soon as it is filtered instead of waiting for a block to fill.
-    regular = stat.S_ISREG(os.fstat(src.fileno()).st_mode)
+    regular = stat.S_ISREG(st.st_mode)
     try:
         if args.jobs > 1 and regular:
             results = offline.run_parallel(policy, args.format, source(), args.jobs)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import events
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ class UpstreamTimeout:
         if "privproxy_upstream_timeout" in updated:
             seconds = ctx.options.privproxy_upstream_timeout
             if seconds < 0:
-                from mitmproxy import exceptions
-
                 raise exceptions.OptionsError("privproxy_upstream_timeout must be 0 (off) or a number of seconds")
             self.seconds = seconds
 
