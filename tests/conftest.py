@@ -16,9 +16,11 @@ from privproxy import policy
 
 @pytest.fixture
 def policy_from_yaml():
-    """Build a Policy from YAML text with a fixed pseudonymization secret."""
+    """Build a Policy from YAML text with a fixed pseudonymization secret. The text is read alone, without the
+    shipped baseline (no shipped rules merged in, no weakening check), so a test's rules are the only ones; pass
+    baseline=True for what an operator's file gets."""
 
-    def make(text: str, path: str = "test.yaml") -> policy.Policy:
-        return policy.from_text(text, path, secret=b"unit-test-secret")
+    def make(text: str, path: str = "test.yaml", *, baseline: bool = False) -> policy.Policy:
+        return policy.from_text(text, path, secret=b"unit-test-secret", baseline=baseline)
 
     return make

@@ -20,6 +20,24 @@ REPO = Path(__file__).resolve().parent.parent
 CLIENT_IP = "127.9.8.7"  # tests speak from another loopback address so truncation is visible: 127.9.8.0
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_until_closed(s: socket.socket, start: bytes = b"") -> bytes:
+    """Everything the peer sends until it closes the connection (or the socket's timeout, or a reset)."""
+    got = start
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except OSError:
+        pass
+    return got
+
+
 def privproxy_exe() -> list[str]:
     """The installed console script next to this interpreter, else `python -m privproxy`."""
     exe = Path(sys.executable).with_name("privproxy")

@@ -8,15 +8,19 @@ forwarded with its identifiers: the caller answers it itself (fail closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import itertools
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import detectors, vendors
-from privproxy.fields import REDACTED
+from privproxy import detectors, truncate, vendors
+from privproxy.fields import (ECHO_ACTIONS, ECHO_MIN, ECHO_ROLES, MIN_NORMALIZED, REDACTED, Echoes, TooMuchWork,
+                              normalize)
 from privproxy.scrub import Change, Scrubber
 from privproxy.vendors.base import (CONFIGURABLE_ROLES, CONTACT_NAMES, Beacon, Classifier, CodecError, Codec,
                                     Decoded, Limits, Nested, Params, b64decode, b64encode, dumps, loads)
@@ -36,12 +40,19 @@ class Settings:
     enabled: frozenset[str] = frozenset(vendors.VENDORS)
     paths: tuple[tuple[str, str], ...] = ()  # extra (path pattern, vendor), checked before the defaults
 
-    def codec_for(self, path: str, site_paths: tuple[tuple[str, str], ...] = ()) -> Codec | None:
+    def match(self, path: str, site_paths: tuple[tuple[str, str], ...] = ()) -> tuple[Codec, str] | None:
+        """The vendor whose collection path the canonical `path` is (privproxy.target), and the spelling the
+        beacon is forwarded in."""
         for pattern, name in site_paths + self.paths:
-            if vendors.path_matches(pattern, path):
-                return vendors.VENDORS[name]
-        codec = vendors.codec_for_path(path)
-        return codec if codec is not None and codec.name in self.enabled else None
+            spelling = vendors.path_matches(pattern, path)
+            if spelling is not None:
+                return vendors.VENDORS[name], spelling
+        got = vendors.codec_for_path(path)
+        return got if got is not None and got[0].name in self.enabled else None
+
+    def codec_for(self, path: str, site_paths: tuple[tuple[str, str], ...] = ()) -> Codec | None:
+        got = self.match(path, site_paths)
+        return got[0] if got is not None else None
 
 
 @dataclass(slots=True)
@@ -70,7 +81,9 @@ def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings
             if not isinstance(doc.data, (Params, dict, list)):
                 raise CodecError("bad_structure", "a JSON beacon must be an object or a list")
             walker.doc(doc.data, doc.classify)
-        query, body = decoded.encode() if walker.changed else (beacon.query, beacon.body)
+        # What goes out is the encoding of what was inspected, never the bytes as sent: a duplicate JSON key, a
+        # second spelling of a name or an odd escape would otherwise reach the vendor unread.
+        query, body = decoded.encode()
     except CodecError as e:
         return Result(codec.name, False, "", b"", reason=e.reason)
     except Exception:  # a codec bug: the beacon is not forwarded, and the caller counts it
@@ -84,8 +97,8 @@ def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: 
     names as visitor identifiers (`client_id` role), which is what a vendor collector cookie is."""
     out = []
     walker = Walker(scrubber, settings.roles, settings.limits, changes)
-    for part in header.split(";"):
-        name, eq, value = part.strip().partition("=")
+    for part in Scrubber.split_cookies(header):
+        name, eq, value = part.partition("=")
         if not eq:
             continue
         rule = scrubber.rules.find("cookie", name)
@@ -98,26 +111,82 @@ def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: 
     return "; ".join(out)
 
 
+# Contact names in any spelling (`firstName`, `first-name`, `E_Mail`); short ones (`em`, `fn`, `tel`) only
+# as spelled, for the reason fields.MIN_NORMALIZED gives.
+_CONTACT_NORMALIZED = frozenset(n for n in map(normalize, CONTACT_NAMES) if len(n) >= MIN_NORMALIZED)
+
+
+@functools.lru_cache(maxsize=4096)  # property names repeat in every event of a batch
+def is_contact_name(name: str) -> bool:
+    if name in CONTACT_NAMES:
+        return True
+    norm = normalize(name)
+    return len(norm) >= MIN_NORMALIZED and norm in _CONTACT_NORMALIZED
+
+
 # Values of IP-override fields that name no address but tell the collector to take the address of the upload
 # request (Amplitude's "$remote"): behind the proxy that is the proxy's address, so they pass as they are;
 # replacing them would make the collector refuse the event.
 IP_DIRECTIVES = frozenset({"$remote"})
 
 
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """Where a value stands in a decoded document, for replacing an identifier's copy in it later."""
+
+    box: Any  # the Params, dict or list holding it
+    key: Any  # pair index, key or position
+    value: Any  # the value standing there
+    name: str
+    inner: _Inner | None  # the nested document it belongs to, encoded again when it changes
+    forms: list[str] | None = None  # Echoes.forms of the value, kept for the next search
+    b64: str | None = None  # the value decoded as base64 text ("" when it is not)
+
+
+@dataclass(slots=True, eq=False)
+class _Inner:
+    """A nested document (base64 JSON, JSON or a query string in a field) and how it is written back."""
+
+    data: Any
+    encode: Callable[[Any], str]
+    parent: _Inner | None
+    at: _Slot | None = None  # where its encoded text stands
+    dirty: bool = False
+
+
 class Walker:
-    """Applies roles, rules and detectors to every field of a decoded beacon, editing it in place."""
+    """Applies roles, rules and detectors to every field of a decoded beacon, editing it in place.
+
+    Identifier echoes (fields.Echoes): every value treated as an identifier is learned, every other string is
+    remembered with its place (plain and consent fields are not: they are structure and signals), and at the
+    end of each document every remembered value is searched for the identifiers learned so far, so a copy
+    found before its identifier (`context` before `userId`, event 1 before event 2) is replaced too.
+    """
 
     def __init__(self, scrubber: Scrubber, roles: dict[str, str], limits: Limits,
                  changes: list[Change] | None) -> None:
         self.s = scrubber
         self.roles = roles
         self.limits = limits
-        self.changes = changes
+        # Identifiers inside URLs are learned from the scrubber's changes, so there always is a list.
+        self.changes = changes if changes is not None else []
         self.changed = False
         self.unclassified = 0
         self.field_errors: list[str] = []
+        self.echoes = Echoes()
+        self.slots: list[_Slot] = []
+        self.inners: list[_Inner] = []  # innermost first: encoded again in this order
+        self.at: tuple[Any, Any] | None = None  # where the value being scrubbed stands
+        self.inner: _Inner | None = None  # the nested document being scrubbed
+        self.settled = 0  # identifiers learned when the remembered values were last searched
+        self.settled_slots = 0  # values remembered by then
 
     def doc(self, data: Any, classify: Classifier, path: tuple[str, ...] = ()) -> None:
+        """One document of the beacon, then the copies of every identifier learned so far."""
+        self._doc(data, classify, path)
+        self.settle()
+
+    def _doc(self, data: Any, classify: Classifier, path: tuple[str, ...] = ()) -> None:
         if isinstance(data, Params):
             self.params(data, classify, path)
         elif isinstance(data, dict):
@@ -125,8 +194,9 @@ class Walker:
         elif isinstance(data, list):
             for i, item in enumerate(data):
                 if isinstance(item, (dict, list)):
-                    self.doc(item, classify, path)
+                    self._doc(item, classify, path)
                     continue
+                self.at = (data, i)
                 after = self.field(classify, path, path[-1] if path else "", item)
                 if after is _DROP:
                     data[i] = None  # keeps the positions of a list the vendor may read by index
@@ -140,6 +210,7 @@ class Walker:
             name, value = pair[1], pair[2]
             if value is None:
                 continue
+            self.at = (p, i)
             after = self.field(classify, path + (name,), name, value)
             if after is _DROP:
                 p.set(i, None)
@@ -153,6 +224,7 @@ class Walker:
         each = each or self.field
         for key in list(d):
             value = d[key]
+            self.at = (d, key)
             after = each(classify, path + (str(key),), str(key), value)
             if after is _DROP:
                 del d[key]
@@ -179,31 +251,52 @@ class Walker:
             # A field the codec does not know, under a name the identifier rules do (uid, gclid, email...):
             # the rule applies, as it does to custom properties and to the page's own query string.
             rule = self.s.rules.find("query", name)
-            if rule is not None and not isinstance(value, (dict, list)):
+            if rule is not None:
+                if isinstance(value, (dict, list)):
+                    return self.container(rule.action, classify, path, name, value, rule.id)
                 return self.apply(rule.action, name, value, rule.id, rule.report_only)
             if self.name_leaks(name):
                 return self.apply("drop", "[name]", value, "detector:name")
             if isinstance(value, (dict, list)):
-                self.doc(value, classify, path)
+                self._doc(value, classify, path)
                 return value
             return self.unknown(name, value)
         if isinstance(value, (dict, list)):
-            action = "keep" if role in ("url", "keep", "plain", "consent") else self.roles.get(role, "drop")
-            return self.container(action, classify, path, name, value, f"role:{role}")
+            if role == "url":  # a URL sent as a list or an object: every string inside is one
+                return self._every(value, lambda v: self.by_role("url", name, v))
+            action = "keep" if role in ("keep", "plain", "consent") else self.roles.get(role, "drop")
+            return self.container(action, classify, path, name, value, f"role:{role}", role)
         return self.by_role(role, name, value)
 
     def container(self, action: str, classify: Classifier, path: tuple[str, ...], name: str, value: Any,
-                  rule: str) -> Any:
+                  rule: str, role: str = "") -> Any:
         if action == "keep":
-            self.doc(value, classify, path)
+            self._doc(value, classify, path)
             return value
         if action in ("drop", "redact"):
-            return self.apply("drop", name, value, rule)
-        # hash/truncate/generalize a list or object: each string inside gets the action
-        if isinstance(value, list):
-            return [self.apply(action, name, v, rule) if isinstance(v, (str, int)) else v for v in value]
-        self.doc(value, classify, path)
-        return value
+            return self.apply("drop", name, value, rule, role=role)
+        # An id sent as an object or a list where a string belongs (`"userId": {"id": ...}`,
+        # `"distinct_id": [...]`): every value inside, at any depth, is that id and gets its action.
+        return self._every(value, lambda v: self.apply(action, name, v, rule, role=role))
+
+    def _every(self, value: Any, fn: Callable[[Any], Any]) -> Any:
+        """`value` with `fn` applied to every number and string inside it, edited in place."""
+        if isinstance(value, (dict, list)):
+            for k in list(value) if isinstance(value, dict) else range(len(value)):
+                v = value[k]
+                self.at = (value, k)
+                after = self._every(v, fn)
+                if after is _DROP and isinstance(value, dict):
+                    del value[k]
+                elif after is not v:
+                    value[k] = None if after is _DROP else after  # a list keeps its positions
+                else:
+                    continue
+                self.changed = True
+            return value
+        if value is None or isinstance(value, bool):
+            return value
+        return fn(value)
 
     def by_role(self, role: str, name: str, value: Any) -> Any:
         if value is None or isinstance(value, bool):
@@ -211,11 +304,14 @@ class Walker:
         if role == "url":
             if not isinstance(value, str) or not value:
                 return value
+            mark = len(self.changes)
             after = self.s.url(value, "body", self.changes)
-            return value if self.s.report_only else after
+            self._learn_changes(mark)
+            return self._remember(name, value if self.s.report_only else after)
         if role in ("keep", "plain", "consent"):
-            # Known to be non-identifying, but a buggy or hostile sender can put anything anywhere.
-            return self.detect(name, value)
+            # Known to be non-identifying, but a buggy or hostile sender can put anything anywhere. Plain and
+            # consent values are structure and signals: an identifier's copy is not looked for in them.
+            return self.detect(name, value, echo=role == "keep")
         return self.apply(self.roles.get(role, "drop"), name, value, f"role:{role}", role=role)
 
     def props(self, classify: Classifier, path: tuple[str, ...], value: Any) -> Any:
@@ -225,6 +321,7 @@ class Walker:
             return value
         if isinstance(value, list):
             for i, v in enumerate(value):
+                self.at = (value, i)
                 after = self.props(classify, path, v) if isinstance(v, (dict, list)) else self.detect("", v)
                 if after is _DROP or after is None:
                     value[i] = REDACTED
@@ -246,10 +343,14 @@ class Walker:
             if isinstance(value, (dict, list)):
                 return self.container(rule.action, classify, path, name, value, rule.id)
             return self.apply(rule.action, name, value, rule.id, rule.report_only)
-        if norm in CONTACT_NAMES or base in CONTACT_NAMES:
+        if is_contact_name(norm) or is_contact_name(base):
+            if isinstance(value, (dict, list)):
+                return self.container(self.roles["contact"], classify, path, name, value, "role:contact", "contact")
             return self.apply(self.roles["contact"], name, value, "role:contact", role="contact")
         rule = self.s.rules.find("query", norm) or self.s.rules.find("query", base)  # gclid, email, uid...
-        if rule is not None and not isinstance(value, (dict, list)):
+        if rule is not None:
+            if isinstance(value, (dict, list)):
+                return self.container(rule.action, classify, path, name, value, rule.id)
             return self.apply(rule.action, name, value, rule.id, rule.report_only)
         if self.name_leaks(name):
             return self.apply("drop", "[name]", value, "detector:name")
@@ -265,32 +366,31 @@ class Walker:
     def unknown(self, name: str, value: Any) -> Any:
         self.unclassified += 1
         if self.s.unknown == "keep":
-            return value
+            return self._remember(name, value)
         if self.s.unknown == "drop":
             return self.apply("drop", name, value, "unknown_fields")
         return self.detect(name, value)
 
-    def detect(self, name: str, value: Any) -> Any:
+    def detect(self, name: str, value: Any, echo: bool = True) -> Any:
         if not isinstance(value, str) or not value:
-            return value
+            return self._remember(name, value) if echo else value
+        mark = len(self.changes)
         after = self.s.free("body", name, value, self.changes)
+        if len(self.changes) > mark:
+            self._learn_changes(mark)  # a URL in a free-text field: the identifiers the URL rules found
         if after is None:
             return _DROP
         if after == value and len(value) >= 16 and _B64ISH.fullmatch(value) and self._b64_leaks(value):
-            if self.changes is not None:
-                self.changes.append(Change("body", name, "detector:base64", "redact", value, REDACTED,
-                                           self.s.report_only))
+            self.changes.append(Change("body", name, "detector:base64", "redact", value, REDACTED,
+                                       self.s.report_only))
             return value if self.s.report_only else REDACTED
-        return after
+        return self._remember(name, after) if echo else after
 
     def _b64_leaks(self, value: str) -> bool:
         """An unknown field holding base64 (JSON, a query string...) that decodes to personal data."""
-        try:
-            raw, _ = b64decode(value)
-            text = raw.decode("utf-8")
-        except (CodecError, UnicodeDecodeError):
-            return False
-        return detectors.could_contain(text) and bool(detectors.scan(text, self.s.detectors.enabled))
+        text = _b64_text(value)
+        return text is not None and detectors.could_contain(text) and \
+            bool(detectors.scan(text, self.s.detectors.enabled))
 
     def apply(self, action: str, name: str, value: Any, rule: str, report_only: bool = False,
               role: str = "") -> Any:
@@ -308,6 +408,10 @@ class Walker:
             after = pseudonym_like(self.s, value, role or name)
         elif action == "generalize" and isinstance(value, str) and value.isdigit() and len(value) <= 6:
             after = str(int(value) - int(value) % 100)  # a screen or viewport size sent as text
+        elif action == "truncate" and role == "ip" and isinstance(value, str):
+            # A field that holds an address: every spelling a collector could read as one (3405803853,
+            # 0xcb00714d, 203.0.113.077), not only the dotted quad; anything else in it is no address to keep.
+            after = truncate.truncate_text(value, self.s.truncation, numeric=True) or REDACTED
         elif isinstance(value, str):
             after = self.s.act(action, value, name)
             if after is None:
@@ -317,66 +421,193 @@ class Walker:
         else:
             after = REDACTED if action == "redact" else _DROP  # nothing left to keep of a truncated number
         if after is not value and after != value:
-            if self.changes is not None:
-                before = value if isinstance(value, str) else dumps(value).decode()
-                shown = None if after is _DROP else after if isinstance(after, str) else str(after)
-                self.changes.append(Change("body", name, rule, action, before, shown, ro))
+            before = value if isinstance(value, str) else dumps(value).decode()
+            shown = None if after is _DROP else after if isinstance(after, str) else str(after)
+            self.changes.append(Change("body", name, rule, action, before, shown, ro))
+            if action in ECHO_ACTIONS and (role in ECHO_ROLES if role else rule in self.s.rules.ids):
+                self._learn(value, after, rule, action, ro)
             if ro:
                 return value
         return after
+
+    # --- identifier echoes ------------------------------------------------------------------------------
+    def _learn(self, value: Any, after: Any, rule: str, action: str, ro: bool) -> None:
+        """`value` was treated as an identifier and became `after`: its copies will become the same."""
+        if isinstance(value, (dict, list)):  # an id sent as an object, dropped whole: every value inside
+            for v in value.values() if isinstance(value, dict) else value:
+                self._learn(v, _DROP, rule, action, ro)
+            return
+        if value is None or isinstance(value, bool) or isinstance(value, float):
+            return
+        text = value if isinstance(value, str) else str(value)
+        shown = None if after is _DROP else after if isinstance(after, str) else str(after)
+        self.echoes.learn(text, shown, rule, action, ro)
+        if text.startswith(DEVICE_PREFIX):  # mixpanel's `$device:<device id>`: the device id alone is the same id
+            tail = shown[len(DEVICE_PREFIX):] if shown is not None and shown.startswith(DEVICE_PREFIX) else None
+            self.echoes.learn(text[len(DEVICE_PREFIX):], tail, rule, action, ro)
+
+    def _learn_changes(self, mark: int) -> None:
+        """The identifiers the scrubber's rules found (inside a URL) since `mark`."""
+        ids = self.s.rules.ids
+        for c in self.changes[mark:]:
+            if c.action in ECHO_ACTIONS and c.rule in ids and c.before:
+                self.echoes.learn(c.before, c.after, c.rule, c.action, c.report_only)
+
+    def _remember(self, name: str, value: Any) -> Any:
+        """`value` stays where it stands (self.at): checked for identifiers' copies when the document ends."""
+        if self.at is not None and (isinstance(value, str) and len(value) >= ECHO_MIN or
+                                    isinstance(value, int) and not isinstance(value, bool) and value >= 10 ** 7):
+            box, key = self.at
+            self.slots.append(_Slot(box, key, value, name, self.inner))
+        return value
+
+    def settle(self) -> None:
+        """Copies of identifiers in every value remembered so far, replaced like the identifiers themselves;
+        the nested documents they stand in are encoded again, innermost first."""
+        n = len(self.echoes)
+        if not n:
+            return
+        try:
+            # Values searched before: only for the identifiers learned since. Values remembered since: for all.
+            if n > self.settled:
+                self._search(itertools.islice(self.slots, self.settled_slots), self.settled)
+            self._search(itertools.islice(self.slots, self.settled_slots, None), 0)
+        except TooMuchWork:
+            raise CodecError("too_large", "more identifier copies to search than the limit allows") from None
+        self.settled, self.settled_slots = n, len(self.slots)
+        for inner in self.inners:
+            if inner.dirty:
+                inner.dirty = False
+                if inner.at is not None and self._put(inner.at, inner.encode(inner.data)) \
+                        and inner.parent is not None:
+                    inner.parent.dirty = True
+
+    def _search(self, slots: Iterable[_Slot], since: int) -> None:
+        search = self.echoes.searcher(since)
+        for slot in slots:
+            number = not isinstance(slot.value, str)
+            text = str(slot.value) if number else slot.value
+            if slot.forms is None:
+                slot.forms = [text] if number else self.echoes.forms(text)
+            got = search(text, slot.forms)
+            if got is None and not number:
+                if slot.b64 is None:  # base64 no codec decodes (a blob in a custom property)
+                    slot.b64 = _b64_text(text) or "" if len(text) >= 16 and _B64ISH.fullmatch(text) else ""
+                inside = search(slot.b64, None) if slot.b64 else None
+                if inside is not None:  # a copy inside redacts it whole
+                    got = (text if all(e.report_only for e in inside[1]) else REDACTED, inside[1])
+            if got is None or (number and got[1][0].value != text):  # a number is one only when equal
+                continue
+            after, hits = got
+            for e in hits:
+                self.changes.append(Change("body", slot.name, e.rule, e.action, text, after,
+                                           self.s.report_only or e.report_only))
+            if after != text and not self.s.report_only:
+                new = int(after) if number and after.isdigit() else after
+                if self._put(slot, new) and slot.inner is not None:
+                    slot.inner.dirty = True
+
+    def _put(self, slot: _Slot, new: Any) -> bool:
+        """`new` where `slot` stands; False when its value is no longer there (dropped meanwhile)."""
+        box, key = slot.box, slot.key
+        if isinstance(box, Params):
+            if key >= len(box.pairs) or box.pairs[key][2] != slot.value:
+                return False
+            box.set(key, new if isinstance(new, str) else str(new))
+        elif isinstance(box, dict):
+            if key not in box or box[key] != slot.value:
+                return False
+            box[key] = new
+        else:
+            if not (key < len(box) and box[key] is slot.value):
+                key = next((i for i, v in enumerate(box) if v is slot.value), None)  # a list compacted since
+                if key is None:
+                    return False
+            box[key] = new
+        slot.value, slot.forms, slot.b64 = new, None, None
+        self.changed = True
+        return True
 
     def nested(self, nested: Nested, path: tuple[str, ...], name: str, value: Any) -> Any:
         """A document inside a field (base64 JSON contexts, JSON strings, query strings): decoded, scrubbed
         and encoded the same way; a field that does not decode is dropped (it could hold anything)."""
         if isinstance(value, list):
-            items = [self.nested(nested, path, name, v) for v in value]
+            items = []
+            for i, v in enumerate(value):
+                self.at = (value, i)
+                items.append(self.nested(nested, path, name, v))
             if any(a is not b for a, b in zip(items, value, strict=True)):
-                return [v for v in items if v is not _DROP]
+                value[:] = [v for v in items if v is not _DROP]  # in place: places remembered inside stay valid
+                self.changed = True
             return value
         if not isinstance(value, str):
             if isinstance(value, dict):
-                self.doc(value, nested.classify, ())
+                self._doc(value, nested.classify, ())
             return value
         if not value:
             return value
         try:
+            data: Any
+            encode: Callable[[Any], str]
             if nested.encoding == "query":
-                p = Params.parse(value[1:] if value.startswith("?") else value)
-                before = self.changed
-                self.changed = False
-                self.params(p, nested.classify, ())
-                now, self.changed = self.changed, before or self.changed
-                if not now:
-                    return value
-                return ("?" if value.startswith("?") else "") + p.encode()
-            if nested.encoding == "json":
+                lead = "?" if value.startswith("?") else ""
+                data = Params.parse(value[1:] if lead else value, names=nested.names)
+                encode = lambda doc: lead + doc.encode()  # noqa: E731
+            elif nested.encoding == "attrs":
+                data, encode = attrs_parse(value), attrs_encode
+            elif nested.encoding == "json":
                 data = loads(value, self.limits)
-
-                def encode(doc: Any) -> str:
-                    return dumps(doc).decode()
+                encode = lambda doc: dumps(doc).decode()  # noqa: E731
             else:
                 raw, urlsafe = b64decode(value)
                 data = loads(raw, self.limits)
-
-                def encode(doc: Any) -> str:
-                    return b64encode(dumps(doc), urlsafe, value.endswith("="))
-            if not isinstance(data, (dict, list)):  # a bare JSON scalar where a document belongs
-                after = self.detect(name, data)
-                return after if after is _DROP or after == data else encode(after)
-            out = self._scrub_inner(data, nested.classify)
-            return value if out is None else encode(out)
+                encode = lambda doc: b64encode(dumps(doc), urlsafe, value.endswith("="))  # noqa: E731
+            return self._inner(nested.classify, name, value, data, encode)
         except CodecError as e:
             self.field_errors.append(e.reason)
-            if self.changes is not None:
-                self.changes.append(Change("body", name, f"undecodable:{e.reason}", "drop", value[:64], None))
+            self.changes.append(Change("body", name, f"undecodable:{e.reason}", "drop", value[:64], None))
             return _DROP
+
+    def _inner(self, classify: Classifier, name: str, value: str, data: Any, encode: Callable[[Any], str]) -> Any:
+        """The decoded document `data` of the field `value` scrubbed, and encoded again when it changed. It is
+        remembered with its place, to be encoded again when an identifier's copy is replaced in it later."""
+        at, parent = self.at, self.inner
+        inner = _Inner(data, encode, parent)
+        self.inner = inner
+        try:
+            if isinstance(data, (Params, dict, list)):
+                out = self._scrub_inner(data, classify)
+                result = value if out is None else encode(out)
+            else:  # a bare JSON scalar where a document belongs
+                box = [data]
+                inner.data = box
+                inner.encode = lambda b: encode(b[0])
+                self.at = (box, 0)
+                after = self.detect(name, data)
+                if after is _DROP:
+                    return _DROP
+                box[0] = after
+                result = value if after == data else encode(after)
+        finally:
+            self.inner = parent
+        if at is not None:
+            inner.at = _Slot(at[0], at[1], result, name, parent)
+        self.inners.append(inner)
+        return result
 
     def _scrub_inner(self, data: Any, classify: Classifier) -> Any:
         before = self.changed
         self.changed = False
-        self.doc(data, classify, ())
+        self._doc(data, classify, ())
         now, self.changed = self.changed, before or self.changed
         return data if now else None
+
+
+def _b64_text(value: str) -> str | None:
+    try:
+        return b64decode(value)[0].decode("utf-8")
+    except (CodecError, UnicodeDecodeError):
+        return None
 
 
 class _Drop:
@@ -385,6 +616,35 @@ class _Drop:
 
 
 _DROP: Any = _Drop()
+DEVICE_PREFIX = "$device:"  # mixpanel-browser's anonymous distinct id: `$device:<device id>`
+
+# `name="value"` attribute lists, as posthog-js writes `$elements_chain` (elementsToString: `tag.class:` then
+# the attributes sorted by name, each value with its quotes escaped as `\"`, elements joined by `;`).
+_ATTR = re.compile(r'([A-Za-z0-9_-]+)="((?:[^"\\]|\\.)*)"', re.S)
+
+
+def attrs_parse(text: str) -> Params:
+    """Every quoted attribute as a pair named after it; the text around them (tags, classes, `;`) as pairs
+    named "" so the detectors and the echo search see it too. Untouched pairs keep their exact text."""
+    p = Params()
+    parts = _ATTR.split(text)
+    for i in range(0, len(parts), 3):
+        if parts[i]:
+            p.pairs.append([parts[i], "", parts[i], False])
+        if i + 2 < len(parts):
+            key, raw = parts[i + 1], parts[i + 2]
+            p.pairs.append([f'{key}="{raw}"', key, raw.replace('\\"', '"'), False])
+    return p
+
+
+def attrs_encode(p: Params) -> str:
+    out = []
+    for raw, key, value, changed in p.pairs:
+        if not changed:
+            out.append(raw)
+        elif value is not None:
+            out.append(f'{key}="{value.replace(chr(34), chr(92) + chr(34))}"' if key else value)
+    return "".join(out)
 # GA client ids `<random>.<first-visit timestamp>`, and the cookies that wrap them: `GA1.1.<id>`, `fb.1.<id>`
 _NUMERIC_ID = re.compile(r"^([A-Za-z]{2,3}\d?\.\d\.)?(\d+)\.(\d+)$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -396,6 +656,10 @@ def pseudonym_like(s: Scrubber, value: Any, role: str) -> Any:
     """A keyed pseudonym shaped like the original, so vendors that validate id formats still accept it:
     numbers stay numbers, `123.456` GA ids keep their shape, UUIDs stay UUIDs, hex stays hex."""
     text = value if isinstance(value, str) else str(value)
+    if text.startswith(DEVICE_PREFIX) and len(text) > len(DEVICE_PREFIX):
+        # `$device:<device id>` stays that, with the pseudonym the device id gets in `$device_id`: mixpanel
+        # derives the anonymous distinct id from the device id, and its identity merge needs the two to agree.
+        return DEVICE_PREFIX + str(pseudonym_like(s, text[len(DEVICE_PREFIX):], "device_id"))
     mac = hmac.new(s.pseudonymizer.key(), f"beacon/{role}\x00{text}".encode(), hashlib.sha256).digest()
     n = int.from_bytes(mac[:8], "big")
     if isinstance(value, int) and not isinstance(value, bool):

@@ -1,20 +1,31 @@
 """Data-subject requests on the linked log: export (GDPR Art. 15/20) and erase (Art. 17) one member (C12).
 
-Only `linked.jsonl` and its rotated files are read or changed; the anonymous access log holds no member id
-and is never touched. Erasing rewrites each affected file into a temporary sibling and renames it over the
-original (atomic), under the lock the proxy's writer honours, so records appended meanwhile are kept. Every
-request leaves one audit line in `dsr-audit.jsonl`, naming the member by a SHA-256 of the id only.
+Every file in the log directory whose name starts with `linked` is in scope: the live `linked.jsonl`, files
+rotated by privproxy or by logrotate (`.1`, `-20261128`, any date format), pending chunks, plain or gzip,
+bzip2 or xz. A file that cannot be read fails the request, naming the file and what to do: a request never
+reports success over records it skipped. The anonymous access log holds no member id and is never touched.
+Erasing rewrites each affected file into a temporary sibling (compressed as it was, same mode, owner and
+mtime) and renames it over the original (atomic), under the lock the proxy's writer honours. Every request
+leaves one audit line in `dsr-audit.jsonl`, naming the member by a SHA-256 of the id only.
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import getpass
+import gzip
 import hashlib
+import lzma
 import os
-import re
+import shlex
+import stat
 import time
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -23,11 +34,39 @@ from privproxy.access_log.formats import LINKED_FILE, iso
 from privproxy.consent.token import MEMBER_ID
 
 AUDIT_FILE = "dsr-audit.jsonl"
-_ROTATED = re.compile(r"^linked-\d{4}-\d{2}-\d{2}(?:\.\d+)?\.jsonl$")
+STEM = LINKED_FILE.partition(".")[0]  # "linked": names privproxy (linked-DAY.jsonl) and logrotate give it
+
+# Recognised by content (a rotated file's name may say nothing), else by the name's suffix.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+          (b"\x04\x22\x4d\x18", "lz4"), (b"\x1f\x9d", "compress"), (b"LZIP", "lzip"), (b"\x89LZO", "lzop"),
+          (b"PK\x03\x04", "zip"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\xff\x06\x00\x00sNaPpY", "snappy"))
+_NO_MAGIC = {"brotli", "lzma"}  # known by their name only
+_SUFFIX = {"gz": "gzip", "bz2": "bzip2", "xz": "xz", "zst": "zstd", "zstd": "zstd", "lz4": "lz4", "Z": "compress",
+           "lz": "lzip", "lzo": "lzop", "zip": "zip", "7z": "7z", "br": "brotli", "lzma": "lzma", "sz": "snappy"}
+_STDLIB: dict[str, Callable[[BinaryIO, str], BinaryIO]] = {  # readable and rewritable: every member or stream
+    "gzip": lambda f, mode: gzip.GzipFile(fileobj=f, mode=mode, compresslevel=6),  # 6: gzip(1) and logrotate's
+    "bzip2": lambda f, mode: bz2.BZ2File(f, mode),
+    "xz": lambda f, mode: lzma.LZMAFile(f, mode),
+}
+_UNPACK = {"zstd": "zstd -d --rm", "lz4": "lz4 -d --rm", "compress": "uncompress", "lzip": "lzip -d",
+           "lzop": "lzop -d -U", "zip": "unzip", "7z": "7z x", "brotli": "brotli -d --rm", "lzma": "unlzma"}
+_CORRUPT = (OSError, EOFError, zlib.error, lzma.LZMAError)  # gzip.BadGzipFile is an OSError
 
 
 class DsrError(Exception):
     """A request that cannot be carried out as asked (bad member id, missing directory, lock timeout)."""
+
+
+class Incomplete(DsrError):
+    """Some linked files could not be read or rewritten: the request was not carried out in full."""
+
+    def __init__(self, action: str, report: Report) -> None:
+        self.report = report
+        done = ("nothing was exported" if action == "export" else
+                f"{report.removed} records were erased from the other files; run erase again once fixed")
+        super().__init__(f"{len(report.failed)} linked file(s) could not be "
+                         f"{'read' if action == 'export' else 'read or rewritten'}, so {done}:\n"
+                         + "\n".join(f"  {name}: {why}" for name, why in report.failed))
 
 
 @dataclass
@@ -36,14 +75,18 @@ class Report:
     records: list[dict[str, object]] = field(default_factory=list)
     removed: int = 0
     files: list[str] = field(default_factory=list)  # files that held the member's records
-    unreadable: int = 0  # lines that are not JSON records, kept (unless they name the member)
+    unreadable: int = 0  # damaged lines (not JSON) naming the member: erased too, not exported
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, what is wrong — what to do)
+
+
+class _Refused(Exception):
+    """This file cannot be read as linked records; the message says why and what to do."""
 
 
 def linked_files(log_dir: Path) -> list[Path]:
-    """The live linked log and its rotated files, oldest first."""
-    rotated = sorted(p for p in log_dir.iterdir() if _ROTATED.match(p.name))
-    live = log_dir / LINKED_FILE
-    return rotated + ([live] if live.exists() else [])
+    """Every entry of `log_dir` named `linked*`, sorted by name with the live file last."""
+    return sorted((p for p in log_dir.iterdir() if p.name.startswith(STEM)),
+                  key=lambda p: (p.name == LINKED_FILE, p.name))
 
 
 def _check(log_dir: Path, member: str) -> None:
@@ -53,88 +96,241 @@ def _check(log_dir: Path, member: str) -> None:
         raise DsrError(f"{log_dir} is not a directory — pass the proxy's --log-dir")
 
 
-def _scan(data: bytes, member: str, report: Report) -> tuple[list[bytes], list[bytes]]:
-    """Split a file's complete lines into (kept, the member's)."""
-    marker = orjson.dumps({"member": member})[1:-1]  # "member":"<id>" as orjson writes it
-    kept, mine = [], []
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            kept.append(line)  # a line still being written; never ours to judge
-            continue
-        try:
-            doc = orjson.loads(line)
-            is_mine = isinstance(doc, dict) and doc.get("member") == member
-        except orjson.JSONDecodeError:
-            report.unreadable += 1
-            is_mine = marker in line  # a damaged line naming the member is erased too
-            doc = None
-        if is_mine:
-            mine.append(line)
-            if isinstance(doc, dict):
-                report.records.append(doc)
-        else:
-            kept.append(line)
-    return kept, mine
-
-
 def export(log_dir: Path, member: str, now: float | None = None, timeout: float = 30.0) -> Report:
-    _check(log_dir, member)
-    report = Report(member)
-    with lock.hold(log_dir / LINKED_FILE, shared=True, timeout=timeout):
-        for path in linked_files(log_dir):
-            _, mine = _scan(path.read_bytes(), member, report)
-            if mine:
-                report.files.append(path.name)
-    _audit(log_dir, "export", member, len(report.records), report.files, now)
-    return report
+    return _run("export", log_dir, member, now, timeout)
 
 
 def erase(log_dir: Path, member: str, now: float | None = None, timeout: float = 30.0) -> Report:
+    return _run("erase", log_dir, member, now, timeout)
+
+
+def _run(action: str, log_dir: Path, member: str, now: float | None, timeout: float) -> Report:
     _check(log_dir, member)
     report = Report(member)
-    with lock.hold(log_dir / LINKED_FILE, timeout=timeout):
-        for path in linked_files(log_dir):
-            kept, mine = _scan(path.read_bytes(), member, report)
-            if not mine:
-                continue
-            _replace(path, b"".join(kept))
-            report.removed += len(mine)
-            report.files.append(path.name)
-    _audit(log_dir, "erase", member, report.removed, report.files, now)
+    deadline = time.monotonic() + timeout
+    try:
+        with lock.hold(log_dir / LINKED_FILE, shared=action == "export", timeout=timeout):
+            for path in linked_files(log_dir):
+                try:
+                    _one(action, path, member, report, deadline)
+                except _Refused as e:
+                    report.failed.append((path.name, str(e)))
+                except Exception as e:  # a bug must not cost the other files or the audit line
+                    report.failed.append((path.name, f"unexpected {type(e).__name__} ({e}) — please report it"))
+    except lock.Locked as e:
+        _audit(log_dir, action, member, report, now, error=str(e))
+        raise DsrError(f"{e} (another dsr request?) — run again, or raise --timeout") from None
+    _audit(log_dir, action, member, report, now)
+    if report.failed:
+        raise Incomplete(action, report)
     return report
 
 
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.erase-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+def _one(action: str, path: Path, member: str, report: Report, deadline: float) -> None:
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # NONBLOCK: a FIFO named linked* must not hang us
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise _Refused("a symbolic link to a missing file (an archive not mounted?) — mount it, or remove "
+                           "the link if its records are gone") from None
+        return  # deleted since the listing (logrotate's own expiry): nothing left to export or erase
+    except PermissionError:
+        raise _Refused("permission denied — run dsr as the user the proxy writes its logs as (or root), or let "
+                       "dsr's user read it" + ("" if action == "export" else " and write the directory")) from None
+    except OSError as e:
+        raise _Refused(f"cannot open it ({e.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
+        raise _Refused("not a regular file — dsr reads only files directly in the log directory; move its "
+                       "linked files there (logrotate's olddir is not supported) or rename it")
+    with os.fdopen(fd, "rb") as raw:
+        try:  # a pending chunk is locked while the proxy writes it; the rest are quiet under the log's lock
+            lock.wait_for(fd, shared=action == "export", deadline=deadline, what=path.name)
+        except lock.Locked as e:
+            raise _Refused(f"{e} — run again") from None
+        kind = _kind(path.name, raw.read(16), st.st_size)
+        mine = _scan(raw, kind, member, report, action == "export", path.name)
+        if not mine:
+            return
+        if action == "erase":
+            _rewrite(path, raw, kind, member, st)
+            report.removed += mine
+        report.files.append(path.name)
+
+
+def _kind(name: str, head: bytes, size: int) -> str:
+    """'plain', or the compression the file's content (else its name) shows; refuses what cannot be read."""
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    by_name = _SUFFIX.get(name.rpartition(".")[2])
+    if kind is None and by_name in _NO_MAGIC and size:
+        kind = by_name
+    if kind is None:
+        if by_name and size:
+            raise _Refused(f"named as {by_name}-compressed but its content is not — check it, decompress it, "
+                           "or move it out of the log directory if it holds no linked records")
+        return "plain"
+    if kind in _STDLIB:
+        return kind
+    how = _UNPACK.get(kind)
+    raise _Refused(f"{kind}-compressed, which dsr cannot read — decompress it in place"
+                   + (f" (`{how} {shlex.quote(name)}`)" if how else "") + " and run dsr again")
+
+
+BLOCK = 1 << 20
+
+
+def _blocks(raw: BinaryIO, kind: str) -> Iterator[bytes]:
+    """The decompressed content in blocks of whole lines (the last one may lack its newline)."""
+    raw.seek(0)
+    src = raw if kind == "plain" else _STDLIB[kind](raw, "rb")
+    try:
+        held: list[bytes] = []
+        while data := src.read(BLOCK):
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                held.append(data)  # inside one long line
+                continue
+            yield b"".join([*held, data[:cut]])
+            held = [data[cut:]]
+        if rest := b"".join(held):
+            yield rest
+    finally:
+        if src is not raw:
+            src.close()
+
+
+class _Matcher:
+    """Finds the member's lines in a block. Under the log's lock no line is still being written: a last line
+    without its newline is what a crash or a full disk left, and is judged like any other."""
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        # A member id holds nothing JSON escapes, so only a line holding its bytes (or a \u escape) can be
+        # hers; those few are parsed, the rest of a block is copied as it is.
+        self.needles = (member.encode(), b"\\u")
+        self.marker = orjson.dumps({"member": member})[1:-1]  # "member":"<id>" as orjson writes it
+
+    def __call__(self, block: bytes) -> Iterator[tuple[int, int, dict[str, object] | None]]:
+        """(start, end, record or None if damaged) of each of the member's lines, in order."""
+        for start, end in self._candidates(block):
+            line = block[start:end]
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if self.marker in line:
+                    yield start, end, None  # a damaged line naming the member is erased too
+                continue
+            if isinstance(doc, dict) and doc.get("member") == self.member:
+                yield start, end, doc
+
+    def _candidates(self, block: bytes) -> list[tuple[int, int]]:
+        spans = set()
+        for needle in self.needles:
+            i = block.find(needle)
+            while i >= 0:
+                start = block.rfind(b"\n", 0, i) + 1
+                end = block.find(b"\n", i) + 1 or len(block)
+                spans.add((start, end))
+                i = block.find(needle, end)
+        return sorted(spans)
+
+
+def _scan(raw: BinaryIO, kind: str, member: str, report: Report, collect: bool, name: str) -> int:
+    """The number of the member's lines; fails on content that is not text."""
+    mine, match = 0, _Matcher(member)
+    # Linked logs are UTF-8 (orjson writes nothing else): other bytes mean a format dsr does not know. The
+    # end may stop inside a character (a line cut short), hence never final=True.
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for block in _blocks(raw, kind):
+            try:
+                utf8.decode(block)
+            except UnicodeDecodeError:
+                raise _Refused("binary content, not JSON lines — a compression dsr does not know? Decompress it, "
+                               "or move it out of the log directory if it holds no linked records") from None
+            for _, _, doc in match(block):
+                mine += 1
+                if doc is None:
+                    report.unreadable += 1
+                elif collect:
+                    report.records.append(doc)
+    except _CORRUPT as e:
+        if kind == "plain":
+            raise _Refused(f"cannot read it ({e}) — check the disk, then run dsr again") from None
+        cat = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat"}[kind]
+        raise _Refused(f"corrupt or truncated {kind} stream ({e}) — restore it from a backup, or keep what can "
+                       f"be read (`{cat} {shlex.quote(name)} > {shlex.quote(name.rpartition('.')[0])}.recovered`) "
+                       f"and move the damaged file out of the log directory, then run dsr again") from None
+    return mine
+
+
+def _rewrite(path: Path, raw: BinaryIO, kind: str, member: str, st: os.stat_result) -> None:
+    """Write the file without the member's lines, compressed as it was, then rename it over the original."""
+    target = Path(os.path.realpath(path))  # a symlink keeps pointing at the rewritten file
+    tmp = target.with_name(f".{target.name}.erase-{os.getpid()}")
+    match = _Matcher(member)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            os.fchmod(out.fileno(), st.st_mode & 0o7777)
+            try:  # as root, hand the file back to its owner (the proxy must still append to linked.jsonl)
+                os.fchown(out.fileno(), st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+            if kind == "plain":
+                sink: BinaryIO = out
+            else:
+                sink = _STDLIB[kind](out, "wb")
+            for block in _blocks(raw, kind):
+                pos = 0
+                for start, end, _ in match(block):
+                    sink.write(block[pos:start])
+                    pos = end
+                sink.write(block[pos:])
+            if sink is not out:
+                sink.close()  # writes the trailer; `out` stays open
+            out.flush()
+            os.fsync(out.fileno())
+        # mtime is when the records were written: logrotate's maxage and the proxy's day both read it
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, target)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise _Refused(f"cannot rewrite it ({e.strerror}) — let dsr's user write to {target.parent}, "
+                           "then run erase again") from None
+        raise
+    dfd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)  # the rename itself survives a crash
     finally:
         os.close(dfd)
 
 
-def _audit(log_dir: Path, action: str, member: str, records: int, files: list[str], now: float | None) -> None:
+def _audit(log_dir: Path, action: str, member: str, report: Report, now: float | None, error: str = "") -> None:
     try:
         who = getpass.getuser()
     except (KeyError, OSError):
         who = str(os.getuid())
-    line = orjson.dumps({
+    doc: dict[str, object] = {
         "ts": iso(time.time() if now is None else now),
         "action": action,
         "member_sha256": hashlib.sha256(member.encode()).hexdigest(),
-        "records": records,
-        "files": files,
+        # what was handed out or erased: an export that fails hands out nothing
+        "records": report.removed if action == "erase" else 0 if report.failed or error else len(report.records),
+        "files": [] if action == "export" and report.failed else report.files,
         "by": who,
-    }) + b"\n"
+        "result": "failed" if error else "incomplete" if report.failed else "ok",
+    }
+    if report.failed:
+        doc["failed"] = [{"file": name, "reason": why} for name, why in report.failed]
+    if error:
+        doc["error"] = error
     fd = os.open(log_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
-        os.write(fd, line)
+        os.write(fd, orjson.dumps(doc) + b"\n")
     finally:
         os.close(fd)

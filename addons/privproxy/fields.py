@@ -1,18 +1,46 @@
 """[rules] Field rules: which named value in which scope gets which action (C2, C4, C8, C9).
 
 Names match case-insensitively, exactly or by glob (`utm_*`); an exact name beats a glob, and the rule written
-first wins among equals. Brackets are literal, so vendor names such as `ud[em]` need no escaping.
+first wins among equals. Brackets are literal, so vendor names such as `ud[em]` need no escaping. In the scopes
+whose names the page or the SDK spells (query, body, referrer), a name no rule spells exactly is looked up again
+in its normalized spelling (`userId`, `user-id`, `user[id]`, `uid[]`); `Echoes` carries what became of the
+identifier values of one request to their copies elsewhere in it (issue 17).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
 
 ACTIONS = ("drop", "redact", "hash", "truncate", "generalize", "keep")
 SCOPES = ("query", "path", "cookie", "set_cookie", "header", "referrer", "body")
 REDACTED = "[redacted]"
 MEMO_SIZE = 4096
+
+# Scopes whose names are spelled by page scripts, SDKs and form builders: `userId`, `user_id`, `user-id`,
+# `User.Id`, PHP/Rails `user[id]` and list forms `uid[]`, `uid[0]` all name one field there. Cookie, Set-Cookie
+# and header names are exact: servers read them byte for byte, so another spelling is another field.
+NORMALIZED_SCOPES = frozenset({"query", "body", "referrer"})
+# Why 4: separators and brackets removed, short names collide with unrelated ones (`s_id` site id is not `sid`,
+# `c_id` campaign id is not `cid`, `e_n` event name is not `en`). Four letters and more (`userid`, `email`,
+# `sessionid`) are words, and a spelling variant of one names the same thing.
+MIN_NORMALIZED = 4
+_LIST_MARK = re.compile(r"\[\d*\]")  # `uid[]`, `uid[0]`: one name sent as a list
+_SPELLING = re.compile(r"[\s_.\-\[\]]+")
+
+
+def list_base(name: str) -> str:
+    """The lower-case name without list markers: `UID[]`, `uid[0]` -> `uid`."""
+    return _LIST_MARK.sub("", name.lower()).strip() if "[" in name else name.lower().strip()
+
+
+def normalize(name: str) -> str:
+    """One spelling for the styles a name is written in: lower case, list markers gone, `[key]` -> `key`,
+    separators (`_ - .` and spaces) gone: `User.Id`, `user-id`, `user[id]`, `userId[]` -> `userid`."""
+    return _SPELLING.sub("", list_base(name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +66,13 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     exact: dict[tuple[str, str], Rule] = field(default_factory=dict, compare=False)
     globs: dict[str, tuple[tuple[re.Pattern[str], Rule], ...]] = field(default_factory=dict, compare=False)
+    normalized: dict[tuple[str, str], Rule] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(cls, rules: tuple[Rule, ...]) -> RuleSet:
         exact: dict[tuple[str, str], Rule] = {}
         globs: dict[str, list[tuple[re.Pattern[str], Rule]]] = {}
+        normalized: dict[tuple[str, str], Rule] = {}
         for rule in rules:
             for scope in rule.scopes:
                 for name in rule.names:
@@ -50,9 +80,15 @@ class RuleSet:
                         globs.setdefault(scope, []).append((glob_regex(name), rule))
                     else:
                         exact.setdefault((scope, name.lower()), rule)
-        return cls(rules, exact, {k: tuple(v) for k, v in globs.items()})
+                        norm = normalize(name)
+                        if scope in NORMALIZED_SCOPES and len(norm) >= MIN_NORMALIZED:
+                            normalized.setdefault((scope, norm), rule)
+        return cls(rules, exact, {k: tuple(v) for k, v in globs.items()}, normalized,
+                   ids=frozenset(r.id for r in rules))
 
     memo: dict[tuple[str, str], Rule | None] = field(default_factory=dict, compare=False)
+    # The rule ids: a Change whose `rule` is one of them was made by a rule (not by a role or a detector).
+    ids: frozenset[str] = field(default=frozenset(), compare=False)
 
     def find(self, scope: str, name: str) -> Rule | None:
         try:
@@ -60,13 +96,214 @@ class RuleSet:
         except KeyError:
             pass
         key = name.lower()
-        found = self.exact.get((scope, key))
-        if found is None:
-            for pattern, rule in self.globs.get(scope, ()):
-                if pattern.fullmatch(key):
-                    found = rule
-                    break
+        found = self._exact_or_glob(scope, key)
+        if found is None and scope in NORMALIZED_SCOPES:
+            found = self._normalized(scope, key)
         if len(self.memo) >= MEMO_SIZE:  # names come from traffic: bound what a flood of new names can cost
             self.memo.clear()
         self.memo[(scope, name)] = found
         return found
+
+    def _exact_or_glob(self, scope: str, key: str) -> Rule | None:
+        found = self.exact.get((scope, key))
+        if found is None:
+            for pattern, rule in self.globs.get(scope, ()):
+                if pattern.fullmatch(key):
+                    return rule
+        return found
+
+    def _normalized(self, scope: str, key: str) -> Rule | None:
+        """A name in another spelling: without list markers exactly or by glob (`uid[]`, `utm_id[0]`), then
+        in the normalized spelling of the exact names. Globs never match normalized names: `_ga_*` made `ga*`
+        would match `gallery`."""
+        base = list_base(key)
+        if base != key and base:
+            found = self._exact_or_glob(scope, base)
+            if found is not None:
+                return found
+        norm = normalize(key)
+        return self.normalized.get((scope, norm)) if len(norm) >= MIN_NORMALIZED else None
+
+
+# --- identifier echoes -----------------------------------------------------------------------------------------
+# A value a rule or a role treated as an identifier is the same identifier wherever else the request carries it:
+# mixpanel-browser sends the device id again as `$anon_distinct_id: "$device:<id>"`, a Matomo event named
+# itself after the member id sent in `uid`, a page URL repeats a visitor id under a name no rule knows.
+ECHO_ACTIONS = frozenset({"hash", "drop", "redact"})
+ECHO_ROLES = frozenset({"client_id", "session_id", "user_id", "device_id", "contact", "click_id"})
+# Why these lengths: an identifier is a random, account- or click-unique string, so another field holding
+# exactly that value of 4 characters or more (a 4-digit member number) is a copy of it, while `1`, `en`, `yes`
+# are everybody's values. Inside a longer value (`$device:<id>`, a URL, an event label) a short value turns up
+# by chance (`2024` in a date, `gold` in a title), so only values of 8 characters or more are looked for there.
+ECHO_MIN = 4
+ECHO_MIN_INSIDE = 8
+# Placeholders SDKs put in id fields when there is no id: copies of them identify no one.
+NOT_IDENTIFIERS = frozenset({"null", "none", "nil", "true", "false", "undefined", "nan", "anonymous", "unknown",
+                             "guest", "empty", "(none)", "(not set)", "not set", "redacted", REDACTED, "$direct"})
+_FEW = 64  # up to this many identifiers, `in` per identifier (fast, in C); beyond, one pass over the text
+# The search is counted, about one unit per character, identifier or value looked at, so that a request built to
+# make it slow (thousands of identifiers over as many documents, identifiers sharing a prefix in many lengths)
+# stops at about half a second instead of stalling the proxy: TooMuchWork, and the caller fails closed. A browser
+# beacon needs a few thousand units, a 350 KB Segment batch of 1000 users some 400 000.
+MAX_ECHO_WORK = 3_000_000
+
+
+class TooMuchWork(Exception):
+    """Searching a request for identifier copies went over MAX_ECHO_WORK."""
+
+
+@dataclass(slots=True)
+class Echo:
+    value: str
+    replacement: str  # what a copy becomes: the identifier's pseudonym, or the redaction mark
+    rule: str  # `echo:<rule>` in the Change
+    action: str  # "hash" or "redact"
+    report_only: bool
+    n: int  # learned n-th in the request
+    low: str = ""  # lower case: a copy inside another value is found in any case (`$device:EB77946E-...`)
+    compiled: re.Pattern[str] | None = None
+
+    def pattern(self) -> re.Pattern[str]:
+        """The value in any case, each character as itself or percent-encoded (UTF-8), a space also as `+`: a
+        copy inside a URL or a form value, however its sender encoded it."""
+        if self.compiled is None:
+            alternatives = []
+            for c in self.value:
+                forms = [re.escape(c), "".join(f"%{b:02x}" for b in c.encode("utf-8"))]
+                if c == " ":
+                    forms.append(r"\+")
+                alternatives.append("(?:" + "|".join(forms) + ")")
+            self.compiled = re.compile("".join(alternatives), re.I)
+        return self.compiled
+
+
+@dataclass(slots=True)
+class Echoes:
+    """The identifiers one request carries, and what each became; `find` replaces their copies."""
+
+    known: dict[str, Echo] = field(default_factory=dict)
+    order: list[Echo] = field(default_factory=list)
+    long: list[Echo] = field(default_factory=list)  # the ones looked for inside other values, in learned order
+    long_n: list[int] = field(default_factory=list)  # their `n`, for bisect
+    # first ECHO_MIN_INSIDE characters (lower case) -> [(length, {lower-case value: Echo})], longest first
+    index: dict[str, list[tuple[int, dict[str, Echo]]]] = field(default_factory=dict)
+    work: int = 0  # see MAX_ECHO_WORK
+    limit: int = MAX_ECHO_WORK
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def spend(self, units: int) -> None:
+        self.work += units
+        if self.work > self.limit:
+            raise TooMuchWork
+
+    def learn(self, value: str, replacement: str | None, rule: str, action: str, report_only: bool = False) -> None:
+        """`value` was treated as an identifier by `rule` and became `replacement` (None: removed)."""
+        if len(value) < ECHO_MIN or value in self.known or value.lower() in NOT_IDENTIFIERS:
+            return
+        shown = REDACTED if replacement is None or action != "hash" else replacement
+        if shown == value:
+            return
+        echo = Echo(value, shown, f"echo:{rule}", "hash" if action == "hash" else "redact", report_only,
+                    len(self.order), value.lower())
+        self.known[value] = echo
+        self.order.append(echo)
+        if len(value) >= ECHO_MIN_INSIDE:
+            self.long.append(echo)
+            self.long_n.append(echo.n)
+            lengths = self.index.setdefault(echo.low[:ECHO_MIN_INSIDE], [])
+            for length, values in lengths:
+                if length == len(echo.low):
+                    values.setdefault(echo.low, echo)
+                    break
+            else:
+                lengths.append((len(echo.low), {echo.low: echo}))
+                lengths.sort(key=lambda lv: lv[0], reverse=True)
+
+    def forms(self, text: str) -> list[str]:
+        """`text` in lower case, and decoded as a URL is (once, twice...): where copies are looked for."""
+        return [t.lower() for t in (text, *_decodings(text))]
+
+    def find(self, text: str, since: int = 0) -> tuple[str, list[Echo]] | None:
+        """`text` with every copy of an identifier learned `since` then replaced; see `searcher`."""
+        return self.searcher(since)(text, None)
+
+    def searcher(self, since: int = 0) -> Callable[[str, list[str] | None], tuple[str, list[Echo]] | None]:
+        """A search for copies of the identifiers learned `since` then: `search(text, forms)` gives `text` with
+        each copy replaced (report-only ones left as they are) and the identifiers found, or None when it holds
+        none. Inside a longer value a copy is found in any case and any percent-encoding; one that cannot be
+        replaced where it stands (encoded twice) makes the whole value the redaction mark. `forms` is
+        self.forms(text), for callers that search one value again and again."""
+        known = self.known
+        new = self.long[bisect.bisect_left(self.long_n, since):]
+        few = len(new) <= _FEW
+
+        def search(text: str, forms: list[str] | None) -> tuple[str, list[Echo]] | None:
+            self.spend(4)
+            whole = known.get(text)
+            if whole is not None:
+                return None if whole.n < since else (text if whole.report_only else whole.replacement, [whole])
+            if not new or len(text) < ECHO_MIN_INSIDE:
+                return None
+            if forms is None:
+                forms = self.forms(text)
+            hits: list[Echo] = []
+            for form in forms:
+                if few:
+                    self.spend(len(new) * (1 + len(form) // 512))
+                    hits = [e for e in new if e.low in form]
+                else:
+                    hits = self._scan(form, since)
+                if hits:
+                    return self._replace(text, hits)
+            return None
+
+        return search
+
+    def _replace(self, text: str, hits: list[Echo]) -> tuple[str, list[Echo]]:
+        self.spend(16 * len(hits) * (1 + len(text) // 512))  # a pattern each, and the text searched again
+        hits.sort(key=lambda e: len(e.value), reverse=True)  # an identifier inside a longer one: the longer first
+        out = text
+        active = [e for e in hits if not e.report_only]
+        for e in active:  # as sent, mostly
+            out = out.replace(e.value, e.replacement)
+        if active and _still_in(out, active):  # in another case, or percent-encoded
+            for e in active:
+                out = e.pattern().sub(lambda _, r=e.replacement: r, out)
+            if _still_in(out, active):  # encoded twice: not replaceable where it stands
+                out = REDACTED
+        return out, hits
+
+    def _scan(self, low: str, since: int) -> list[Echo]:
+        """Every identifier in `low` in one pass: linear in the text however many identifiers there are."""
+        index = self.index
+        found: dict[str, Echo] = {}
+        self.spend(len(low))
+        for i in range(len(low) - ECHO_MIN_INSIDE + 1):
+            lengths = index.get(low[i:i + ECHO_MIN_INSIDE])
+            if lengths:
+                self.spend(len(lengths))
+                for length, values in lengths:  # a dict per length: one lookup, however many share the prefix
+                    e = values.get(low[i:i + length])
+                    if e is not None and e.n >= since:
+                        found[e.value] = e
+                        break
+        return list(found.values())
+
+
+def _decodings(text: str, levels: int = 3) -> list[str]:
+    """`text` percent-decoded once, twice... (a URL inside a URL is encoded once more), while that changes it."""
+    out = []
+    while levels and ("%" in text or "+" in text):
+        decoded = unquote_plus(text, errors="replace")
+        if decoded == text:
+            break
+        out.append(decoded)
+        text, levels = decoded, levels - 1
+    return out
+
+
+def _still_in(text: str, echoes: list[Echo]) -> bool:
+    forms = [t.lower() for t in (text, *_decodings(text))]
+    return any(e.low in form for e in echoes for form in forms)

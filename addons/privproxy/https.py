@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from privproxy.target import Target
+
+ACME_PREFIX = "/.well-known/acme-challenge/"
+_ACME_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
 REDIRECT_CODES = (301, 302, 307, 308)
 TLS_VERSIONS = ("TLS1_2", "TLS1_3")
 
@@ -18,7 +22,7 @@ class Settings:
     redirect: bool = True
     redirect_status: int = 308
     https_port: int | None = None  # None: keep the port the client used in Host
-    exempt_paths: tuple[str, ...] = ("/.well-known/acme-challenge/",)
+    exempt_paths: tuple[str, ...] = (ACME_PREFIX,)
     hsts_max_age: int = 63072000
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
@@ -34,8 +38,18 @@ class Settings:
             value += "; preload"
         return value
 
-    def is_exempt(self, path: str) -> bool:
-        return any(path.startswith(p) for p in self.exempt_paths)
+    def is_exempt(self, target: Target) -> bool:
+        """Served over plain HTTP: only a target sent in its canonical spelling under an exempt prefix, and for
+        the ACME prefix only `<prefix><token>` with a base64url token and no query (RFC 8555 8.3), so that
+        `/.well-known/acme-challenge/../../admin` is redirected like any other path."""
+        if not target.canonical:
+            return False
+        for prefix in self.exempt_paths:
+            if not target.path.startswith(prefix):
+                continue
+            if prefix != ACME_PREFIX or (target.query is None and _ACME_TOKEN.fullmatch(target.path[len(prefix):])):
+                return True
+        return False
 
 
 def redirect_location(host: str, path: str, settings: Settings) -> str | None:

@@ -8,7 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from privproxy import __version__
 
-OUTCOMES = ("forwarded", "redirected", "refused", "upstream_error", "upstream_timeout", "error")
+# How a request ended (the access-log record's `outcome`): forwarded to the origin; answered by privproxy itself
+# (redirected to HTTPS, refused for its Host, bad_request for a head no origin reads one way only, not_forwarded
+# for a beacon that cannot be decoded, head_too_large, head_timeout, too_large for a body over the limit,
+# upgrade_refused for a 101 that is no WebSocket); client_closed before its answer; or an origin failure.
+OUTCOMES = ("forwarded", "redirected", "refused", "bad_request", "not_forwarded", "head_too_large", "head_timeout",
+            "too_large", "upgrade_refused", "client_closed", "upstream_error", "upstream_timeout", "error")
 # Where a filter can fail; each failure is handled fail-closed and counted under its stage.
 FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
                   "https_headers", "access_log", "log_path", "log_referrer", "beacon")
@@ -104,10 +109,24 @@ class Metrics:
             ["result"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
+        self.refused = Counter("privproxy_requests_refused",
+                               "Requests answered 400 and never forwarded because no origin reads their head one "
+                               "way only (malformed target, header or Host), by reason.", ["reason"], registry=r)
+        self.protection_disabled = Gauge(
+            "privproxy_protection_disabled",
+            "1 for each shipped protection the active filters.yaml switches off with `disable:`, else 0 "
+            "(ids: privproxy.protections.IDS).", ["protection"], registry=r)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
         for name, value in list(vars(self).items()):
             if isinstance(value, (Counter, Histogram)) and getattr(value, "_labelnames", ()):
                 setattr(self, name, Labelled(value))
+
+    def protections(self, disabled: tuple[str, ...]) -> None:
+        """Set on every policy swap: label values only from the fixed id set, never from the file."""
+        from privproxy.protections import IDS
+
+        for pid in IDS:
+            self.protection_disabled.labels(pid).set(1 if pid in disabled else 0)
 
     def preinit(self, sites: tuple[str, ...], rules=()) -> None:
         """Zero series for every known label value, so rate() and alerts work before the first event."""
@@ -131,6 +150,10 @@ class Metrics:
         for result in ("success", "failure"):
             self.geo_loads.labels(result)
         self.countries.labels("unknown")
+        from privproxy.wire import REASONS as REFUSALS
+
+        for reason in REFUSALS:
+            self.refused.labels(reason)
         from privproxy.beacon import FAILURE_REASONS
         from privproxy.vendors import VENDORS
 

@@ -70,7 +70,7 @@ class LogFilter:
         self.policy = policy
         self.fmt = fmt
         self.stats = Stats()
-        s = policy.scrubber
+        s = policy.scrubber.to("log")  # the proxy's access log is the same destination: same pseudonyms
         t = policy.truncation
 
         def url(u: str, scope: str) -> tuple[str, tuple[str, ...]]:
@@ -176,7 +176,7 @@ class LogFilter:
         caching them by value would only churn the caches. Drop and redact do not look at the value (except a
         value that may already be the redaction mark: left to the full path); hash needs only the value.
         """
-        s = self.policy.scrubber
+        s = self.policy.scrubber.to("log")
         name = unquote_param(raw_name)
         rule = s.rules.find("referrer" if scope == "referrer" else "query", name)
         if rule is None and scope == "referrer":

@@ -10,15 +10,17 @@ from __future__ import annotations
 import fnmatch
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from privproxy import beacon, client_ip, generalize, geo, https, truncate, vendors
+from privproxy import beacon, client_ip, generalize, geo, https, target, truncate, vendors, wire
+from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
+from privproxy.target import Target
 from privproxy.vendors.base import Beacon, Codec
 
 FORWARD_STRIP = frozenset(client_ip.ADDRESS_HEADERS + ("x-request-id",))
@@ -32,11 +34,13 @@ class RequestView:
     peer: str
     tls: bool
     method: str
-    host: str
-    path: str  # path and query as sent
+    host: str  # the Host the request names: HTTP/2 :authority, else the Host field, as sent
+    path: str  # the request target as sent (origin-form; absolute-form or `*` when sent so)
     get_all: Callable[[str], list[str]]
     http_version: str = "HTTP/1.1"
     tls_version: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()  # every header field as sent, (name, value), in order
+    authority: str = ""  # an HTTP/1 absolute-form target's authority, or HTTP/2's :authority
 
     def first(self, name: str) -> str | None:
         """The first value of a header as sent (lower-case name), or None."""
@@ -56,7 +60,13 @@ class FlowState:
     started: float
     redirect: str | None = None  # Location, when plain HTTP is answered with a redirect
     refused: bool = False  # a plain-HTTP request whose Host could not be redirected safely
+    answer: tuple[int, str] | None = None  # (status, reason): refused here, never forwarded (wire.REASONS...)
+    target: Target | None = None  # the canonical request target every matcher uses
+    host: str = ""  # the canonical Host (wire.canonical_host), "" when the request names none
+    forward_target: str | None = None  # the target sent upstream when it differs from the one received
+    beacon_path: str = ""  # a beacon's collection path in the vendor's spelling
     set_headers: dict[str, str] = field(default_factory=dict)
+    strip_headers: frozenset[str] = frozenset()  # fields whose value holds an address, whatever their name
     changes: list[Change] = field(default_factory=list)
     cookie: str | None = None  # the Cookie header the origin gets, when the rules changed it ("" = none)
     place: geo.Place = geo.Place()  # coarse geography of the full address, looked up before truncation
@@ -83,13 +93,25 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
+# Fields whose values name servers, not visitors (Host, Referer, Origin), and the Cookie, whose values the
+# cookie rules and detectors see one by one; every other field holding an address is removed (judged by value,
+# and by name: `X_Forwarded_For` is X-Forwarded-For to a CGI server).
+_NOT_ADDRESSES = frozenset({"host", "cookie", "referer", "origin"}) | FORWARD_STRIP
+# When classification itself failed, only these pass: the message framing and content negotiation.
+_KEPT_ON_FAILURE = frozenset({"host", "cookie", "content-length", "transfer-encoding", "content-type",
+                              "content-encoding", "accept", "accept-encoding", "accept-language", "connection",
+                              "upgrade", "cache-control", "if-none-match", "if-modified-since", "range"})
+
+
 def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None) -> FlowState:
-    """Resolve the client, pick the site, decide about HTTPS, and compute the headers the origin gets."""
+    """Resolve the client, read the request head as the origin will, pick the site, decide about HTTPS,
+    and compute the headers the origin gets."""
     t0 = time.perf_counter()
     state = FlowState(policy, policy.sites.default, None, view.tls, new_request_id(), time.time())
     try:
-        state.site = policy.sites.for_host(view.host)
         state.client = client_ip.resolve(view.peer, view.tls, view.get_all, policy.client_ip)
+        read_head(state, view)
+        state.site = policy.sites.for_host(state.host)
         if state.client is None:
             state.failures.append(("client_ip", "unparsable_peer"))
         else:
@@ -98,30 +120,78 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None)
                 located = locator.locate(state.client.ip)
                 state.place, state.geo_result, state.country = located.place, located.result, located.country
         state.decision = decide_consent(view, policy, state.client)
-        path_only = view.path.split("?", 1)[0]
-        state.codec = policy.beacons.codec_for(path_only, state.site.beacon_paths)
         hs = policy.https
-        if not state.https and hs.redirect and not hs.is_exempt(path_only):
-            state.redirect = https.redirect_location(view.host, view.path, hs)
-            state.refused = state.redirect is None
+        if state.target is not None:
+            try:
+                match = policy.beacons.match(state.target.path, state.site.beacon_paths)
+            except vendors.AmbiguousPath:
+                match, state.answer = None, (400, "ambiguous_path")
+            if match is not None:
+                state.codec, state.beacon_path = match
+            if not state.https and hs.redirect and not hs.is_exempt(state.target):
+                state.redirect = https.redirect_location(state.host, state.target.raw, hs)
+                state.refused = state.redirect is None
         state.set_headers = {
             "x-forwarded-for": state.client.truncated if state.client else "",
             "x-forwarded-proto": "https" if state.https else "http",
             "x-request-id": state.request_id,
         }
-        if view.host and https.redirect_location(view.host, "/", hs) is not None:
-            state.set_headers["x-forwarded-host"] = view.host
+        if state.host and https.redirect_location(state.host, "/", hs) is not None:
+            state.set_headers["x-forwarded-host"] = state.host
         if not state.set_headers["x-forwarded-for"]:
             del state.set_headers["x-forwarded-for"]
+        truncation = policy.client_ip.truncation
+        state.strip_headers = frozenset(
+            name.lower() for name, value in view.fields if name.lower() not in _NOT_ADDRESSES
+            and (client_ip.is_address_header(name) or client_ip.holds_address(value, truncation)))
     except Exception as e:  # fail closed: headers below are safe whatever went wrong above
         state.failures.append(("classify", type(e).__name__))
         state.decision = consent.NONE
         state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
+        state.strip_headers = frozenset(name.lower() for name, _ in view.fields
+                                        if name.lower() not in _KEPT_ON_FAILURE)
+        if state.target is None and state.answer is None:
+            state.answer = (400, "bad_target")
     if policy.consent.header:
         state.drop_headers = (policy.consent.header,)
     scrub_cookies(state, view)
     state.filter_seconds += time.perf_counter() - t0
     return state
+
+
+def read_head(state: FlowState, view: RequestView) -> None:
+    """The request head as the origin will read it: refused (state.answer) when RFC 9110/9112/9113 forbid it
+    or it names two different hosts; else the canonical target and Host, and what must be sent instead of
+    an absolute-form or non-canonical spelling."""
+    fields = view.fields
+    reason = wire.check_head(view.method, fields, sum(1 for name, _ in fields if name.lower() == "host"))
+    t: Target | None = None
+    if reason is None:
+        try:
+            t = target.parse(view.path)
+        except target.TargetError:
+            reason = "bad_target"
+    hosts: set[str] = set()
+    if reason is None:
+        assert t is not None
+        named = [h for h in (view.host, view.authority, t.authority, view.first("host")) if h]
+        for h in named:
+            canonical = wire.canonical_host(h)
+            if canonical is None:
+                reason = "bad_host"
+                break
+            hosts.add(canonical)
+        if reason is None and len({wire.host_name(h) for h in hosts}) > 1:
+            reason = "bad_host"  # the origin would pick its virtual host by one name, privproxy its site by another
+    if reason is not None or t is None:
+        state.answer = (400, reason or "bad_target")
+        return
+    state.target = t
+    if hosts:
+        # the Host field's own spelling decides the port; all spellings name one host
+        state.host = wire.canonical_host(view.host) if view.host and wire.canonical_host(view.host) else hosts.pop()
+    if t.raw != view.path:
+        state.forward_target = t.raw  # absolute-form or HTTP/2 `:path` in absolute form: origin-form upstream
 
 
 def decide_consent(view: RequestView, policy: Policy, client: client_ip.Client | None) -> consent.Decision:
@@ -154,9 +224,10 @@ def scrub_cookies(state: FlowState, view: RequestView) -> None:
             if state.consent:
                 state.cookie = joined
                 return
-            state.cookie = beacon.cookie_header(joined, state.scrubber, state.policy.beacons, state.changes)
+            state.cookie = beacon.cookie_header(joined, state.scrubber.to(codec.name), state.policy.beacons,
+                                                state.changes)
             return
-        after = state.scrubber.cookie_header(joined, state.changes)
+        after = state.scrubber.to("origin").cookie_header(joined, state.changes)
         if after != joined:
             state.cookie = after
     except Exception as e:  # fail closed: no cookie rather than an unscrubbed one
@@ -168,10 +239,10 @@ def vendor_cookies(header: str, codec: Codec) -> str:
     if not codec.cookies:
         return ""
     kept = []
-    for part in header.split(";"):
+    for part in Scrubber.split_cookies(header):  # `a=1, _ga=...` too: `_ga` is a cookie of its own
         name = part.partition("=")[0].strip()
         if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in codec.cookies):
-            kept.append(part.strip())
+            kept.append(part)
     return "; ".join(kept)
 
 
@@ -179,13 +250,13 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
                  content_encoding: str) -> beacon.Result:
     """The beacon the vendor gets: scrubbed unless the member consented; never raises (fail closed)."""
     t0 = time.perf_counter()
-    assert state.codec is not None
-    path, _, query = view.path.partition("?")
-    b = Beacon(view.method, path, query, content_type, content_encoding, body)
+    assert state.codec is not None and state.target is not None
+    b = Beacon(view.method, state.beacon_path, state.target.query or "", content_type, content_encoding, body)
     try:
         codec = vendors.sniff(state.codec, b)
         state.codec = codec
-        result = beacon.process(codec, b, state.scrubber, state.policy.beacons, state.consent, state.changes)
+        result = beacon.process(codec, b, state.scrubber.to(codec.name), state.policy.beacons, state.consent,
+                                state.changes)
         if result.denied and state.decision.state == "valid":
             # The beacon's own consent flags refuse: stricter wins, for the cookies and the logs too.
             state.decision = state.decision.overridden("beacon_opt_out")
@@ -198,12 +269,64 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
     return result
 
 
+def forward_fields(state: FlowState, fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The header fields the origin (or a vendor's collector) gets, in order: the fields as sent without any
+    address header (by name or by value), the hop-only consent header and, when the rules changed it, the
+    Cookie; then privproxy's own X-Forwarded-* and X-Request-Id, and the scrubbed Cookie."""
+    remove = FORWARD_STRIP
+    if state.strip_headers or state.drop_headers or state.cookie is not None:
+        remove = remove | state.strip_headers | set(state.drop_headers) | ({"cookie"} if state.cookie is not None
+                                                                          else set())
+    out = [(k, v) for k, v in fields if k.lower() not in remove]
+    out += state.set_headers.items()
+    if state.cookie:
+        out.append(("cookie", state.cookie))
+    return out
+
+
+@dataclass(slots=True)
+class BeaconForward:
+    """A beacon as it goes to the vendor, or why it does not (`result.forward` False: the proxy answers)."""
+
+    result: beacon.Result
+    target: str = ""
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def forward_beacon(state: FlowState, view: RequestView, body: bytes) -> BeaconForward:
+    """The beacon the vendor gets, whole: its collection path in the vendor's spelling, the query and body as
+    the codec encoded what it inspected, and the header fields of `forward_fields` with the user agent,
+    referrer and client hints reduced, and the framing headers for the new body. Never raises."""
+    result = scrub_beacon(state, view, body, view.first("content-type") or "", view.first("content-encoding") or "")
+    if not result.forward:
+        return BeaconForward(result)
+    assert state.target is not None
+    out = BeaconForward(result, f"{state.beacon_path}?{result.query}" if result.query else state.beacon_path,
+                        body=result.body)
+    changes = beacon_headers(state, view.first)
+    framing = result.body != body
+    done: set[str] = set()
+    for k, v in forward_fields(state, view.fields):  # after scrubbing: a beacon's opt-out changes the Cookie
+        name = k.lower()
+        if name in changes:
+            after = changes[name]
+            if after is not None and name not in done:  # a second copy of a changed field would pass unread
+                out.fields.append((k, after))
+            done.add(name)
+        elif not (framing and name in ("content-length", "transfer-encoding")):
+            out.fields.append((k, v))
+    if framing and (result.body or view.method not in ("GET", "HEAD")):
+        out.fields.append(("content-length", str(len(result.body))))
+    return out
+
+
 def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[str, str | None]:
     """Header changes toward the vendor: the user agent by the header rules, the referrer by the URL rules."""
     if state.consent:
         return {}
     out: dict[str, str | None] = {name: None for name in HIGH_ENTROPY_HINTS if get(name) is not None}
-    scrubber = state.scrubber
+    scrubber = state.scrubber.to(state.codec.name) if state.codec is not None else state.scrubber.to("origin")
     ua = get("user-agent")
     if ua:
         after = scrubber.named("header", "user-agent", ua, state.changes) \
@@ -242,21 +365,28 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
                ended: float, user_agent: str = "", referrer: str = "", instance: str = "") -> LogRecord:
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
-    scrubber = state.scrubber
-    path_only = view.path.split("?", 1)[0]
+    scrubber = state.scrubber.to("log")
+    t = state.target
     try:
-        # A beacon's query string is the vendor's payload, full of ids only its codec knows (Matomo `_id`, Meta
-        # `fbp`...): the anonymous log keeps its path only, whatever the consent (C2).
-        path = scrubber.url(path_only if state.codec is not None else view.path, "path", state.changes)
+        if t is None:
+            path = "-"  # refused before it could be read: nothing of it is known to be safe
+        elif state.codec is not None:
+            # A beacon's query string is the vendor's payload, full of ids only its codec knows (Matomo `_id`,
+            # Meta `fbp`...): the anonymous log keeps its collection path only, whatever the consent (C2).
+            path = scrubber.url(state.beacon_path, "path", state.changes)
+        else:
+            path = scrubber.url(t.raw, "path", state.changes)
     except Exception as e:
         state.failures.append(("log_path", type(e).__name__))
-        path = path_only if not scrubber.sensitive(path_only) else "[redacted]"
+        path = "[redacted]"
     try:
         ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
     except Exception as e:
         state.failures.append(("log_referrer", type(e).__name__))
         ref = ""
-    host = view.host if https.redirect_location(view.host, "/", state.policy.https) else "-"
+    host = "-"
+    if state.host and https.redirect_location(state.host, "/", state.policy.https):
+        host = scrubber.free("header", "host", state.host, state.changes) or "-"  # an address as Host: truncated
     record = LogRecord(
         ts=state.started,
         request_id=state.request_id,
@@ -265,15 +395,15 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         method=view.method if view.method.isalpha() and len(view.method) <= 16 else "-",
         scheme="https" if state.https else "http",
         host=host,
-        path=path,
+        path=formats.text(path),
         proto=view.http_version,
         status=status,
         bytes=size,
         duration_ms=round(max(0.0, ended - state.started) * 1000, 3),
         outcome=outcome,
         tls=view.tls_version,
-        user_agent=generalize.user_agent(user_agent),
-        referrer=ref,
+        user_agent=formats.text(generalize.user_agent(user_agent)),
+        referrer=formats.text(ref),
         country=state.place.country,
         region=state.place.subdivision,
         city=state.place.city,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from privproxy import beacon, client_ip, detectors, geo, https, pseudonyms, schema, scrub, sites, truncate, vendors
+from privproxy import (beacon, client_ip, detectors, geo, https, protections, pseudonyms, schema, scrub, sites,
+                       truncate, vendors)
 from privproxy.access_log.rotation import Rotation
 from privproxy.consent import decision as consent
 from privproxy.consent.revocations import Revocations
@@ -50,6 +53,11 @@ class Policy:
     consent: consent.Settings = field(default_factory=lambda: consent.Settings())
     _by_country: dict[str, scrub.Scrubber] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=())
+    # The shipped baseline (privproxy.protections): protections this file switches off with `disable:`, the
+    # shipped rule and sensitive-path ids in force that it does not mention, and the sections it leaves out.
+    disabled: tuple[str, ...] = ()
+    inherited: tuple[str, ...] = ()
+    inherited_sections: tuple[str, ...] = ()
 
     @property
     def rules(self) -> RuleSet:
@@ -80,66 +88,150 @@ def load(path: str | Path) -> Policy:
 
 
 DEFAULT_FILE = Path(__file__).with_name("default_filters.yaml")
+BUILTIN = "<built-in filters.yaml>"
+# Sections taken whole from the shipped file when a filters.yaml leaves them out; rules and sensitive paths are
+# merged by id instead (protections.merge).
+INHERITED_SECTIONS = tuple(x for x in SECTIONS if x not in ("version", "disable", "rules", "sensitive_paths"))
 
 
 def default() -> Policy:
     """The shipped policy (the repository's filters.yaml), used when no filters.yaml is given or found."""
-    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), "<built-in filters.yaml>")
+    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN)
 
 
-def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None) -> Policy:
+@functools.cache
+def _baseline() -> Policy:
+    """The shipped file read alone: what every filters.yaml is compared with and completed from."""
+    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN, secret=b"baseline", baseline=False)
+
+
+@functools.cache
+def _shipped_sections() -> dict[str, Node]:
+    return root(load_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN), BUILTIN).mapping(set(SECTIONS))
+
+
+def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None, baseline: bool = True) -> Policy:
+    """Parse a filters.yaml. With the baseline (always, outside tests), sections it leaves out keep the shipped
+    settings, shipped rules and sensitive paths are merged by id, and weakening a shipped protection is an error
+    unless `disable:` names it (privproxy.protections). `baseline=False` reads the text alone: for the shipped
+    file itself and for unit tests that need a bare rule set."""
     data = load_text(text, path)
     top = root(data, path)
-    if data is not None and not isinstance(data, dict):
-        top.error("the file must be a mapping of sections", f"start with `version: 1`; sections: {', '.join(SECTIONS)}")
+    if data is None:  # empty, only comments, or `---`: a truncating editor or an empty ConfigMap key
+        top.errors.add("the file is empty (or holds only comments), which would leave the proxy without rules",
+                       1, 1, "write `version: 1` and the sections you change; sections left out keep the shipped "
+                             "settings (run `privproxy check FILE` before saving)")
+        top.errors.raise_if_any()
+    if not isinstance(data, dict):
+        top.errors.add("the file must be a mapping of sections", 1, 1,
+                       f"start with `version: 1`; sections: {', '.join(SECTIONS)}")
         top.errors.raise_if_any()
     s = top.mapping(set(SECTIONS))
-    if "version" in s and s["version"].integer(1) != 1:
+    if "version" not in s:
+        top.errors.add("`version` is missing", 1, 1, "add `version: 1` as the first line; a file without it is "
+                                                     "refused, so a truncated or foreign file never replaces the rules")
+    elif s["version"].value is None:
+        kl, kc = data.lc.key("version")
+        top.errors.add("version: no value", kl + 1, kc + 1, "write `version: 1`")
+    elif s["version"].integer(1) != 1:
         s["version"].error("only version 1 exists", "write `version: 1`")
+    base = _baseline() if baseline else None
+    shipped = _shipped_sections() if baseline else {}
 
-    truncation = _truncation(s.get("ip_truncation"))
-    psettings = _pseudonyms(s.get("pseudonymization"))
-    rules = _rules(s.get("rules"))
+    def section(name: str) -> Node | None:
+        return s[name] if name in s else shipped.get(name)
+
+    listed = _disable(s.get("disable"))
+    truncation = _truncation(section("ip_truncation"))
+    psettings = _pseudonyms(section("pseudonymization"), path)
+    own_rules, own_paths = _rules(s.get("rules")), _sensitive(s.get("sensitive_paths"))
+    rules, paths, inherited = own_rules, own_paths, ()
+    if base is not None:
+        rules, paths, inherited = protections.merge(own_rules, own_paths, base, frozenset(listed))
+    unknown, report_only = section("unknown_fields"), section("report_only")
     warnings: list[str] = []
     scrubber = scrub.Scrubber(
         rules=RuleSet.build(rules),
-        detectors=_detectors(s.get("detectors")),
-        sensitive_paths=_sensitive(s.get("sensitive_paths")),
+        detectors=_detectors(section("detectors")),
+        sensitive_paths=paths,
         pseudonymizer=Pseudonymizer(psettings, secret=secret),
         truncation=truncation,
-        unknown=s["unknown_fields"].choice(scrub.UNKNOWN_CHOICES, "detect") if "unknown_fields" in s else "detect",
-        report_only=s["report_only"].boolean(False) if "report_only" in s else False,
+        unknown=unknown.choice(scrub.UNKNOWN_CHOICES, "detect") if unknown is not None else "detect",
+        report_only=report_only.boolean(False) if report_only is not None else False,
     )
     policy = Policy(
         path=path,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         generation=next(_generation),
-        sites=_sites(s.get("sites")),
-        client_ip=_client_ip(s.get("client_ip"), truncation),
-        https=_https(s.get("https")),
+        sites=_sites(section("sites")),
+        client_ip=_client_ip(section("client_ip"), truncation),
+        https=_https(section("https")),
         truncation=truncation,
         pseudonyms=psettings,
         scrubber=scrubber,
-        logging=_logging(s.get("logging")),
-        geo=_geo(s.get("geo"), path),
-        beacons=_beacons(s.get("beacons")),
-        consent=_consent(s.get("consent"), path, warnings),
+        logging=_logging(section("logging")),
+        geo=_geo(section("geo"), path),
+        beacons=_beacons(section("beacons")),
+        consent=_consent(section("consent"), path, warnings),
         warnings=(),
     )
-    if scrubber.pseudonymizer.ephemeral:
-        warnings.insert(0, f"{path}: the environment variable {psettings.secret_env} is not set: pseudonyms change "
-                           "at every restart and differ between instances; set it to a long random secret")
-    policy = dataclasses.replace(policy, warnings=tuple(warnings))
+    disabled = tuple(listed)
+    if base is not None:
+        disabled = _protections(policy, base, own_rules, own_paths, listed, data, top, warnings)
+    warnings[0:0] = scrubber.pseudonymizer.warnings(path)  # what the keys allow, in the mode configured
+    policy = dataclasses.replace(
+        policy, warnings=tuple(warnings), disabled=disabled, inherited=inherited,
+        inherited_sections=tuple(x for x in INHERITED_SECTIONS if x in shipped and x not in s))
     top.errors.raise_if_any()
     return policy
+
+
+def _disable(node: Node | None) -> dict[str, Node]:
+    """`disable: [ids]`: the shipped protections this file switches off, by id (privproxy.protections.IDS)."""
+    out: dict[str, Node] = {}
+    for n in node.seq() if node is not None else []:
+        pid = n.string()
+        if pid in protections.IDS:
+            out.setdefault(pid, n)
+        else:
+            n.choice(tuple(protections.IDS), "")  # the error, with a did-you-mean
+    return out
+
+
+def _protections(p: Policy, base: Policy, own_rules: tuple[Rule, ...], own_paths: tuple[scrub.SensitivePath, ...],
+                 listed: dict[str, Node], data: Any, top: Node, warnings: list[str]) -> tuple[str, ...]:
+    """Refuse each weakening of a shipped protection that `disable:` does not name; return what is switched
+    off, in the order of protections.IDS. A listed protection the file does not weaken is a warning."""
+    own = {r.id for r in own_rules} | {sp.id for sp in own_paths}
+    off = {pid for pid in listed if pid in (*protections.RULES, *protections.PATHS) and pid not in own}  # removed
+    refused: dict[str, list[protections.Weakening]] = {}
+    for w in protections.weakenings(p, base, own_rules, own_paths):
+        if w.protection in listed:
+            off.add(w.protection)
+        else:
+            refused.setdefault(w.where, []).append(w)
+    for where, ws in refused.items():  # one error per place, e.g. every vendor left out of beacons.vendors
+        line, col = protections.locate(data, where)
+        top.errors.add(f"{where}: " + "; ".join(dict.fromkeys(w.message for w in ws)), line, col,
+                       protections.hint(list(dict.fromkeys(w.protection for w in ws))))
+    for pid, n in listed.items():
+        if pid not in off:
+            fix = (f"delete its `{pid}` entry to switch it off" if pid in own
+                   else "remove it from the list, or make the setting weaker")
+            warnings.append(f"{p.path}:{n.line}:{n.col}: disable: `{pid}` has no effect: this file keeps that "
+                            f"protection as strict as shipped ({fix})")
+    if off:
+        warnings.append(f"{p.path}: shipped protections switched off by `disable:`: "
+                        + ", ".join(pid for pid in protections.IDS if pid in off))
+    return tuple(pid for pid in protections.IDS if pid in off)
 
 
 def missing_secrets(p: Policy) -> list[str]:
     """What a deployment that must agree across instances lacks: the pseudonym secret, and a consent key
     when consent is on. Empty when both are present."""
     missing = []
-    if p.scrubber.pseudonymizer.ephemeral:
-        missing.append(f"the environment variable {p.pseudonyms.secret_env} (pseudonymization secret) is not set")
+    if lacking := p.scrubber.pseudonymizer.missing_secret():  # a key file or the secret_env variable
+        missing.append(lacking)
     if p.consent.enabled and not p.consent.secrets:
         envs = ", ".join(k.env for k in p.consent.keys)
         missing.append(f"no consent key of at least 32 characters is set (environment: {envs})")
@@ -204,7 +296,7 @@ def _https(node: Node | None) -> https.Settings:
     )
 
 
-def _pseudonyms(node: Node | None) -> pseudonyms.Settings:
+def _pseudonyms(node: Node | None, path: str = "<string>") -> pseudonyms.Settings:
     if node is None:
         return pseudonyms.Settings()
     m = node.mapping(schema.keys("pseudonymization"))
@@ -212,7 +304,15 @@ def _pseudonyms(node: Node | None) -> pseudonyms.Settings:
     if not ENV_NAME.fullmatch(env):
         m["secret_env"].error(f"`{env}` is not an environment variable name", "e.g. PRIVPROXY_SECRET")
     rotation = m["rotation"].choice(tuple(pseudonyms.ROTATIONS), "daily") if "rotation" in m else "daily"
-    return pseudonyms.Settings(secret_env=env, rotation=rotation)
+    key_file = ""
+    if "key_file" in m:
+        key_file = _beside(path, m["key_file"].string().strip())
+        if not key_file:
+            m["key_file"].error("no file named", "e.g. key_file: keys/pseudonym.json (relative to this file), "
+                                                 "or remove the line to use secret_env")
+    # The key file itself is read by the Pseudonymizer: a missing or broken one is a warning (each process then
+    # uses its own random key) and a missing secret for --require-secrets, as an unset secret_env variable is.
+    return pseudonyms.Settings(secret_env=env, rotation=rotation, key_file=key_file)
 
 
 def _sites(node: Node | None) -> sites.Sites:
@@ -406,10 +506,40 @@ def _regions(node: Node) -> frozenset[str]:
     codes = []
     for n in node.seq():
         code = n.string()
-        if not re.fullmatch(r"[A-Z]{2}|EU|EEA", code):
-            n.error(f"`{code}` is not a region", "use ISO 3166-1 country codes (DE, JP) or EU / EEA")
+        if code not in geo.GROUPS and code not in _iso_countries():
+            close = _region_guess(code)
+            n.error(f"`{code}` is not a region", f"did you mean `{close}`?" if close else
+                    "use ISO 3166-1 alpha-2 country codes (DE, JP, GB) or the groups EU, EEA")
         codes.append(code)
     return geo.expand(tuple(codes))
+
+
+# Codes people write that ISO 3166-1 does not assign: UK is only "exceptionally reserved" (the country is GB),
+# EL is the EU's own code for Greece (GR). XK (Kosovo) is user-assigned but GeoIP databases report it.
+REGION_ALIASES = {"UK": "GB", "EL": "GR", "EUROPE": "EU", "EUROPEAN UNION": "EU"}
+USER_ASSIGNED = frozenset({"XK"})
+
+
+@functools.cache
+def _iso_countries() -> frozenset[str]:
+    import pycountry  # noqa: PLC0415 - its database is loaded only by files that name regions
+
+    return frozenset(c.alpha_2 for c in pycountry.countries) | USER_ASSIGNED
+
+
+def _region_guess(code: str) -> str:
+    """The code meant by `UK`, `de`, `DEU`, `276` or `Germany`, or ""."""
+    import pycountry  # noqa: PLC0415
+
+    key = code.strip().upper()
+    if key in REGION_ALIASES:
+        return REGION_ALIASES[key]
+    if key in geo.GROUPS or key in _iso_countries():
+        return key
+    try:
+        return str(pycountry.countries.lookup(code.strip()).alpha_2)
+    except LookupError:
+        return ""
 
 
 def _detectors(node: Node | None) -> scrub.Detectors:

@@ -11,7 +11,7 @@ import datetime
 import html as htmllib
 from dataclasses import dataclass
 
-from privproxy import vendors
+from privproxy import protections, vendors
 from privproxy.controls import CONTROLS
 from privproxy.policy import Policy
 from privproxy.vendors.base import CONFIGURABLE_ROLES
@@ -76,10 +76,9 @@ def _glossary(p: Policy) -> Section:
     meaning = {
         "drop": "the item is deleted before the record is written or the data is forwarded",
         "redact": "the value is replaced by a fixed text such as `[redacted]`",
-        "hash": "the value is replaced by a keyed hash (HMAC-SHA256) of the same shape; the key changes "
-                f"{PERIOD[p.pseudonyms.rotation]} and the old key is destroyed, so the same visitor cannot be "
-                "followed from one period to the next, and every proxy instance computes the same pseudonym "
-                "(counts of unique visitors per period still work)",
+        "hash": "the value is replaced by a keyed hash (HMAC-SHA256) of the same shape, which the proxy "
+                "instances sharing the key compute alike, so counts of unique visitors per period still work; "
+                + _keys_text(p),
         "truncate": f"IP addresses keep only their first {t.ipv4_prefix} bits (IPv4, e.g. `203.0.113.0`) or "
                     f"{t.ipv6_prefix} bits (IPv6); timestamps keep the hour",
         "generalize": "user agents keep the browser family and major version and the operating system family; "
@@ -88,6 +87,29 @@ def _glossary(p: Policy) -> Section:
     }
     rows = tuple((ACTION_WORDS[action], text) for action, text in meaning.items())
     return Section("How each kind of processing works", (), (), Table(("processing", "meaning"), rows))
+
+
+_DOMAINS = ("; each destination (the access log, the site's own cookies, each analytics provider) has a key "
+            "of its own derived from the period's key, so one identifier gets unrelated pseudonyms at two "
+            "destinations and they cannot join their records by it")
+
+
+def _keys_text(p: Policy) -> str:
+    """What the pseudonymization keys allow in the mode configured, said plainly (C11)."""
+    return _period_keys_text(p) + _DOMAINS
+
+
+def _period_keys_text(p: Policy) -> str:
+    every = PERIOD[p.pseudonyms.rotation]
+    if p.pseudonyms.key_file:
+        return (f"the key changes {every}: each period's key is derived one way from the previous one, which is then "
+                "erased from every proxy instance and, when the shared key file is advanced at the start of the "
+                "period, from that file too, so a past period's pseudonyms can no longer be recomputed and the "
+                "same visitor cannot be followed from one period to the next")
+    return (f"the key changes {every}, but each period's key is derived from a fixed secret held by the proxy "
+            "instances and their operators (without one, each process uses a random key it never stores): "
+            "whoever holds that secret can recompute the pseudonyms of any past period and follow a visitor "
+            "from one period to the next")
 
 
 def _days(n: int | None) -> str:
@@ -166,8 +188,7 @@ def _access_log(p: Policy) -> Section:
     rot = p.logging.rotation
     size = f" and whenever a file reaches {rot.max_bytes // (1024 * 1024)} MB" if rot.max_bytes else ""
     after = [f"Log files are started anew {'every day' if rot.daily else 'only by size'}{size}; old files are "
-             f"{_days(rot.retention_days)}. Pseudonymization keys change {PERIOD[p.pseudonyms.rotation]} and are "
-             "never stored, so once a period is over nobody can recompute its pseudonyms."]
+             f"{_days(rot.retention_days)}. Pseudonymization: {_keys_text(p)}."]
     if cookie_rules:
         after.append("The website's own servers receive the visitor's cookies with those named in the rules "
                      + ", ".join(f"`{r.id}` ({processing(r.action)})" for r in cookie_rules)
@@ -287,12 +308,24 @@ def _builtin(p: Policy) -> dict[str, str]:
         "C9": "client port dropped; user agent generalized",
         "C10": "sensitive paths: " + (", ".join(f"`{s.pattern}`" for s in p.scrubber.sensitive_paths) or "none"),
         "C11": f"log retention ({_days(p.logging.rotation.retention_days)}); key rotation "
-               f"{PERIOD[p.pseudonyms.rotation]}",
+               f"{PERIOD[p.pseudonyms.rotation]}" + (" (one-way ratchet: past keys erased)" if p.pseudonyms.key_file
+                                                     else " (from a fixed secret: past keys can be recomputed)"),
         "C12": "`privproxy dsr export` and `erase` over the linked log" if c.enabled else "no linked records exist",
         "C13": "GPC, DNT, TCF, withdrawal and revocation override consent" if c.enabled else "nobody is linked",
         "C14": "region rules" if any(r.regions for r in p.scrubber.rules.rules) else "available (no region rule set)",
         "C15": "forwarding headers only from trusted proxies; forged tokens refused; metrics on loopback by default",
     }
+
+
+def _disabled(p: Policy) -> Section:
+    """The shipped protections this configuration switches off (`disable:`), each with what it protected."""
+    title = "Protections switched off"
+    if not p.disabled:
+        return Section(title, (), ("None: every protection privproxy ships is in force.",))
+    rows = tuple((f"`{pid}`", protections.IDS[pid]) for pid in p.disabled)
+    return Section(title, (), ("The operator switched off these protections that privproxy applies by default; "
+                               "the rest of this notice describes what happens instead:",),
+                   Table(("protection", "what it does when on"), rows))
 
 
 def _controls(p: Policy) -> Section:
@@ -317,8 +350,11 @@ def build(p: Policy, version: str, generated: datetime.datetime | None = None) -
                         "and analytics are NOT filtered. This notice describes the rules, not what happens now.")
     if any(r.report_only for r in p.scrubber.rules.rules) and not p.scrubber.report_only:
         warnings.append("Some rules are counted only and not applied (marked in the rules table).")
-    sections = (_transport(p), _access_log(p), _beacons(p), _members(p), _regions(p), _glossary(p), _rules(p),
-                _controls(p))
+    if p.disabled:
+        warnings.append(f"{len(p.disabled)} of the protections privproxy ships are switched off by this "
+                        "configuration (listed in the first section).")
+    sections = (_disabled(p), _transport(p), _access_log(p), _beacons(p), _members(p), _regions(p), _glossary(p),
+                _rules(p), _controls(p))
     return Report("How this website processes access information", intro, tuple(warnings), sections)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import client_ip, detectors, fields, https, pseudonyms, scrub, vendors
+from privproxy import client_ip, detectors, fields, https, protections, pseudonyms, scrub, vendors
 from privproxy.consent import token
 from privproxy.vendors.base import CONFIGURABLE_ROLES
 
@@ -76,8 +76,9 @@ RULE = obj("A field rule: what happens to fields with these names in these scope
     "controls": CONTROLS,
     "why": string("The policy clause this rule implements (shown by explain and the disclosure report)."),
     "report_only": boolean("Count what the rule would change, change nothing.", False),
-    "regions": arr("Apply only to visitors from these countries (ISO 3166-1 codes) or groups (EU, EEA), e.g. "
-                   "stricter handling for EU visitors (C14). A visitor whose country is unknown gets the rule.",
+    "regions": arr("Apply only to visitors from these countries (ISO 3166-1 alpha-2: GB, not UK) or groups "
+                   "(EU, EEA), e.g. stricter handling for EU visitors (C14). A visitor whose country is unknown gets "
+                   "the rule.",
                    string("A country code or group.", pattern=r"^(?:[A-Z]{2}|EU|EEA)$")),
 }, required=("id", "action", "scopes", "names"))
 
@@ -104,7 +105,13 @@ ROLE_DOCS = {
 }
 
 FILTERS = obj("privproxy filters.yaml", {
-    "version": integer("Format version.", enum=(1,)),
+    "version": integer("Format version; required, so an empty or truncated file is refused.", enum=(1,)),
+    "disable": arr("Shipped protections this file switches off on purpose. Without the baseline's protection "
+                   "listed here, a setting weaker than the shipped one is refused; `privproxy check`, `privproxy "
+                   "report` and privproxy_protection_disabled show the list.",
+                   string("A protection id: a shipped rule or sensitive path id, https-redirect, hsts, "
+                          "secure-cookies, ip-truncation, unknown-fields, report-only, detector:NAME, vendor:NAME, "
+                          "role:NAME, signal:gpc|dnt|tcf|withdrawal.", enum=tuple(protections.IDS))),
     "sites": T("map", "Sites by name: Host names and their origin. `default` may set the upstream of "
                       "`--upstream`.", values=SITE),
     "ip_truncation": obj("How client addresses are truncated everywhere (C2, C8).", {
@@ -113,8 +120,12 @@ FILTERS = obj("privproxy filters.yaml", {
     }),
     "client_ip": obj("Which peers are believed about the client address (C15).", {
         "trusted_proxies": arr("Addresses or CIDRs of your load balancers.", string("An address or CIDR.")),
-        "headers": arr("Forwarding headers read from trusted proxies.",
-                       string("A header.", enum=client_ip.HEADER_CHOICES), default=list(client_ip.HEADER_CHOICES)),
+        "headers": arr("Forwarding headers read from trusted proxies, the first one present wins: x-forwarded-for "
+                       "and forwarded are walked right to left; a CDN's single-address header (cf-connecting-ip, "
+                       "true-client-ip, cloudfront-viewer-address, fastly-client-ip, x-real-ip, fly-client-ip) "
+                       "only when every request reaching the trusted proxies passed that CDN.",
+                       string("A header.", enum=client_ip.HEADER_CHOICES),
+                       default=list(client_ip.Settings().headers)),
     }),
     "https": obj("HTTPS enforcement (C1).", {
         "redirect": boolean("Redirect plain HTTP to HTTPS.", True),
@@ -132,9 +143,14 @@ FILTERS = obj("privproxy filters.yaml", {
         "min_tls": string("Lowest TLS version accepted from clients.", enum=https.TLS_VERSIONS, default="TLS1_2"),
     }),
     "pseudonymization": obj("Keyed pseudonyms for the `hash` action (C2, C11).", {
-        "secret_env": string("Environment variable holding the secret (never the YAML itself).",
+        "key_file": string("Shared key file (relative to this file) holding the current period's key, advanced "
+                           "one way by `privproxy keys rotate`: past keys are forgotten. Recommended; when set, "
+                           "secret_env is not used."),
+        "secret_env": string("Environment variable holding a fixed secret (never the YAML itself); whoever holds "
+                             "it can recompute past pseudonyms. Used when key_file is not set.",
                              default="PRIVPROXY_SECRET", pattern=ENV_NAME_PATTERN),
-        "rotation": string("Key period; past keys are forgotten.", enum=tuple(pseudonyms.ROTATIONS), default="daily"),
+        "rotation": string("Key period. With key_file (or neither) past keys are forgotten; with secret_env they "
+                           "can be recomputed from the secret.", enum=tuple(pseudonyms.ROTATIONS), default="daily"),
     }),
     "report_only": boolean("Count what all rules would change, change nothing.", False),
     "unknown_fields": string("Fields no rule names: scan with the detectors, drop, or keep.",

@@ -6,12 +6,14 @@ count it, `explain` shows it and report-only mode can forward the original while
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, unquote_plus
 
-from privproxy import detectors, generalize, truncate
-from privproxy.fields import REDACTED, Rule, RuleSet
+from privproxy import detectors, generalize, target, truncate
+from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED, Echo, Echoes, Rule, RuleSet, TooMuchWork
 from privproxy.pseudonyms import Pseudonymizer
 from privproxy.truncate import Truncation
 
@@ -20,6 +22,8 @@ UNKNOWN_CHOICES = ("detect", "drop", "keep")
 DETECTOR_ACTIONS = ("redact", "hash", "drop", "truncate")
 SAFE = "-._~:/[]!$'()*,;@"
 _URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
+# `;`, or a comma before `name=` (RFC 7230 token characters): Scrubber.split_cookies
+_COOKIE_SEPARATOR = re.compile(r";|,(?=[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +92,24 @@ class Scrubber:
     unknown: str = "detect"
     report_only: bool = False
     sensitive_any: re.Pattern[str] | None = field(default=None, compare=False)
+    # Per-destination copies (see `to`): never carried over by dataclasses.replace, whose copy has other rules.
+    _destinations: dict[str, Scrubber] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sensitive_any", any_sensitive(self.sensitive_paths))
+        object.__setattr__(self, "_destinations", {})
+
+    def to(self, destination: str) -> Scrubber:
+        """The same rules with pseudonyms keyed for one destination: "log" (access logs, filter-log), "origin"
+        (cookies the site gets) or a vendor name. A value gets unrelated pseudonyms at two destinations, so
+        two vendors, or a vendor and the log, cannot join their records by them (EDPB Guidelines 01/2025 on
+        pseudonymisation: one pseudonymisation domain per recipient)."""
+        got = self._destinations.get(destination)
+        if got is None:
+            got = dataclasses.replace(self, pseudonymizer=self.pseudonymizer.for_destination(destination))
+            if len(self._destinations) < 64:  # "log", "origin" and the vendors: a small fixed set
+                self._destinations[destination] = got
+        return got
 
     # --- single values ----------------------------------------------------------------------------------
     def act(self, action: str, value: str, name: str) -> str | None:
@@ -118,11 +137,18 @@ class Scrubber:
 
     def named(self, scope: str, name: str, value: str, changes: list[Change] | None, depth: int = 0) -> str | None:
         """A named field: its rule if one matches, else the unknown-field policy (detectors by default)."""
+        rule = self.rule_for(scope, name)
+        if rule is not None:
+            return self._by_rule(rule, scope, name, value, changes)
+        return self._unnamed(scope, name, value, changes, depth)
+
+    def rule_for(self, scope: str, name: str) -> Rule | None:
         rule = self.rules.find(scope, name)
         if rule is None and scope == "referrer":
             rule = self.rules.find("query", name)  # a referrer's parameters are query parameters of another page
-        if rule is not None:
-            return self._by_rule(rule, scope, name, value, changes)
+        return rule
+
+    def _unnamed(self, scope: str, name: str, value: str, changes: list[Change] | None, depth: int) -> str | None:
         if self.unknown == "keep":
             return value
         if self.unknown == "drop":
@@ -182,10 +208,7 @@ class Scrubber:
         they are opaque random values that the detectors would only mistake for tokens.
         """
         out = []
-        for part in header.split(";"):
-            part = part.strip()
-            if not part:
-                continue
+        for part in self.split_cookies(header):
             name, eq, value = part.partition("=")
             name = name.strip()
             if not eq:
@@ -204,6 +227,17 @@ class Scrubber:
             if after is not None:
                 out.append(part if after == value else f"{name}={after}")
         return "; ".join(out)
+
+    @staticmethod
+    def split_cookies(header: str) -> list[str]:
+        """The `name=value` pairs of a Cookie header, stripped, as the most lenient server reads them.
+
+        RFC 6265 §4.2.1 separates cookies with `; `, but servers that follow RFC 2965 (and frameworks that kept
+        its parser) split on commas too: to them `a=1, _ga=GA1.1.1.2` is two cookies, the second one `_ga`.
+        A comma followed by `name=` is read as a separator, so the rules see every cookie any server would;
+        other commas (JSON values, dates) stay inside their value. Callers join the pairs with `; ` only.
+        """
+        return [p for p in (part.strip() for part in _COOKIE_SEPARATOR.split(header)) if p]
 
     def set_cookie(self, header: str, changes: list[Change] | None) -> str | None:
         """A response `Set-Cookie`: None when a rule says this cookie is not set (tracking without consent).
@@ -248,9 +282,18 @@ class Scrubber:
         return self.sensitive_paths[int(m.lastgroup[1:])] if m is not None and m.lastgroup else None
 
     def path(self, path: str, scope: str, changes: list[Change] | None) -> tuple[str, bool]:
-        """(path, generalized?) with sensitive pages generalized and personal data in segments masked."""
-        decoded = unquote(path, errors="replace")
-        sp = self.sensitive(decoded)
+        """(path, generalized?): sensitive pages generalized, matched on the canonical path as the origin routes
+        it (privproxy.target); empty and dot segments resolved; `;params` through the query rules; personal
+        data in segments masked."""
+        canonical = path
+        if path.startswith("/"):
+            try:
+                canonical = target.parse(path).path
+            except target.TargetError:
+                # no server reads it one way only: nothing of it is kept
+                self._record(changes, Change(scope, "path", "limit:unreadable_path", "redact", path, REDACTED, False))
+                return REDACTED, True
+        sp = self.sensitive(canonical)
         if sp is not None:
             self._record(changes, Change(scope, "path", f"sensitive_path:{sp.id}", "generalize", path, sp.replace,
                                          self.report_only))
@@ -258,40 +301,98 @@ class Scrubber:
         # A segment can hold a URL only through an encoded slash; such a URL is redacted whole (its parameters
         # are not parsed in a path), whether or not the detectors would find anything in it.
         encoded_slash = "%2f" in path or "%2F" in path
-        if not encoded_slash and not detectors.could_contain(decoded):
+        if not encoded_slash and not target.needs_resolution(path) \
+                and not detectors.could_contain(unquote(path, errors="replace") if "%" in path else path):
             return path, False
-        segments = path.split("/")
-        for i, seg in enumerate(segments):
+        segments, trailing = target.raw_segments(path)
+        out = []
+        for seg, params in segments:
             raw = unquote(seg, errors="replace") if "%" in seg else seg
             # The detectors see decoded text, so the cheap check does too.
-            if not raw or not (detectors.could_contain(raw) or (encoded_slash and _URLISH.match(raw))):
-                continue
-            after = self.free("path", "segment", raw, changes, depth=MAX_DEPTH)  # no URL recursion in a segment
-            if after is None:
-                after = REDACTED
-            if after != raw:
-                segments[i] = quote(after, safe=SAFE)
-        return "/".join(segments), False
+            if raw and (detectors.could_contain(raw) or (encoded_slash and _URLISH.match(raw))):
+                after = self.free("path", "segment", raw, changes, depth=MAX_DEPTH)  # no URL recursion in a segment
+                if after is None:
+                    after = REDACTED
+                if after != raw:
+                    seg = quote(after, safe=SAFE)
+            if params:
+                # Matrix parameters (`;jsessionid=...`) are parameters: the query rules apply to them.
+                kept = [p for p in (self.query(part, scope, changes) for part in params.split(";")) if p]
+                seg += "".join(";" + p for p in kept)
+            out.append(seg)
+        rooted = "/" if path.startswith(("/", "\\")) else ""
+        return rooted + "/".join(out) + ("/" if trailing and out else ""), False
 
     def query(self, query: str, scope: str, changes: list[Change] | None, depth: int = 0) -> str:
-        """A query string with each parameter scrubbed; untouched parameters keep their exact bytes."""
+        """A query string with each parameter scrubbed; untouched parameters keep their exact bytes. A value a
+        rule treated as an identifier is treated the same in every other parameter (fields.Echoes)."""
         if not query:
             return query
         out = []
+        sc = "referrer" if scope == "referrer" else "query"
+        echoes: Echoes | None = None
+        protected: set[int] = set()  # positions in `out` of the identifiers themselves
         for part in query.split("&"):
             if not part:
                 continue
             raw_name, eq, raw_value = part.partition("=")
             name = unquote_param(raw_name)
             value = unquote_param(raw_value)
-            after = self.named("referrer" if scope == "referrer" else "query", name, value, changes, depth)
+            rule = self.rule_for(sc, name)
+            if rule is None:
+                after = self._unnamed(sc, name, value, changes, depth)
+            else:
+                after = self._by_rule(rule, sc, name, value, changes)
+                if rule.action in ECHO_ACTIONS and len(value) >= ECHO_MIN:
+                    ro = self.report_only or rule.report_only
+                    # a URL's search is bounded by its own length: linear, whatever it holds
+                    echoes = echoes if echoes is not None else Echoes(limit=8 * len(query) + 4096)
+                    echoes.learn(value, self.act(rule.action, value, name) if ro else after, rule.id, rule.action, ro)
+                    if after is not None:
+                        protected.add(len(out))
             if after is None:
                 continue
             if after == value:
                 out.append(part)
             else:
                 out.append(f"{raw_name}{eq or '='}{quote(after, safe=SAFE)}")
+        if echoes is not None and echoes:
+            self._echoes(out, protected, echoes, sc, changes)
         return "&".join(out)
+
+    def _echoes(self, out: list[str], protected: set[int], echoes: Echoes, scope: str,
+                changes: list[Change] | None) -> None:
+        """Copies of the identifiers in the other parameters' names and values (nested URLs included: their
+        scrubbed text is searched). A query string built to make that search slow loses its other values."""
+        search = echoes.searcher()
+        over = False
+        for i, part in enumerate(out):
+            if i in protected:
+                continue
+            raw_name, eq, raw_value = part.partition("=")
+            name, value = unquote_param(raw_name), unquote_param(raw_value)
+            if not over:
+                try:
+                    new_name = self._echo(search, scope, "[name]", name, changes)
+                    new_value = self._echo(search, scope, name, value, changes)
+                except TooMuchWork:
+                    over = True
+                    self._record(changes, Change(scope, name, "limit:echoes", "redact", "", REDACTED, False))
+            if over:
+                new_name, new_value = name, REDACTED
+            if new_name != name or new_value != value:
+                out[i] = (f"{quote(new_name, safe=SAFE) if new_name != name else raw_name}{eq or '='}"
+                          f"{quote(new_value, safe=SAFE) if new_value != value else raw_value}")
+
+    def _echo(self, search: Callable[[str, list[str] | None], tuple[str, list[Echo]] | None], scope: str,
+              name: str, text: str, changes: list[Change] | None) -> str:
+        got = search(text, None)
+        if got is None:
+            return text
+        after, hits = got
+        for e in hits:
+            self._record(changes, Change(scope, name, e.rule, e.action, text, after, self.report_only or e.report_only))
+        return after
 
     def _fragment(self, fragment: str, scope: str, changes: list[Change] | None, depth: int) -> str:
         # SPAs and OAuth put parameters in the fragment (#access_token=...): treat `a=b&c=d` like a query.

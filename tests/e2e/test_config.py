@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 
 from tests.helpers import REPO, privproxy_exe, request, start_proxy, tls_context
 
@@ -60,3 +61,38 @@ def test_hot_reload_and_broken_edit_keeps_old_rules(tmp_path, origin):
     assert paths == ["/1?bar=y1", "/2?foo=x2", "/3?foo=x3"]
     err = p.stderr()
     assert f"{cfg}:3:" in err and "dropp" in err and "did you mean `drop`" in err
+
+
+def test_check_refuses_an_empty_or_versionless_file(tmp_path):
+    f = tmp_path / "filters.yaml"
+    for text, error in [("", f"{f}:1:1: the file is empty"), ("# all commented out\n", f"{f}:1:1: the file is empty"),
+                        ("rules: []\n", f"{f}:1:1: `version` is missing")]:
+        f.write_text(text)
+        r = run_cli("check", str(f))
+        assert r.returncode == 1 and error in r.stderr and "version: 1" in r.stderr and "OK" not in r.stdout, text
+
+
+def test_hot_reload_to_an_empty_file_keeps_the_protections(tmp_path, origin):
+    # A truncating editor or an empty ConfigMap key: the proxy must not serve one request without its rules.
+    cfg = tmp_path / "filters.yaml"
+    cfg.write_text("version: 1\ndisable: [hsts]\nhttps: {hsts: {max_age: 0}}\n")
+    p = start_proxy(tmp_path / "p", origin.url, config=cfg, metrics=True)
+    ctx = tls_context(p.ca)
+    try:
+        metrics = urllib.request.urlopen(f"http://{p.metrics[0]}:{p.metrics[1]}/metrics", timeout=5).read().decode()
+        assert 'privproxy_protection_disabled{protection="hsts"} 1.0' in metrics
+        assert 'privproxy_protection_disabled{protection="click-ids"} 0.0' in metrics
+        time.sleep(1.1)  # mtime resolution
+        cfg.write_text("")
+        deadline = time.monotonic() + 10
+        while "keeping the previous rules" not in p.stderr() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert request(p.port, "/page?gclid=CANARYGCLID&uid=CANARYUID&q=1", tls=ctx).status == 200
+        records = p.log_records(wait_for=1)
+        metrics = urllib.request.urlopen(f"http://{p.metrics[0]}:{p.metrics[1]}/metrics", timeout=5).read().decode()
+    finally:
+        p.stop()
+    assert "CANARYGCLID" not in records[0]["path"] and "CANARYUID" not in records[0]["path"]
+    assert f"{cfg}:1:1: the file is empty" in p.stderr()
+    assert 'privproxy_config_reloads_total{result="failure"} 1.0' in metrics
+    assert 'privproxy_protection_disabled{protection="hsts"} 1.0' in metrics

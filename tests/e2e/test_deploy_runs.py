@@ -13,17 +13,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import REPO, privproxy_exe, request, start_proxy, tls_context
+from tests.helpers import REPO, free_port, privproxy_exe, request, start_proxy, tls_context
 from tests.unit.test_deploy import env_file, unit_exec_start
 
 SECRETS = {"PRIVPROXY_SECRET": "unit-secret-0123456789abcdef0123456789",
            "PRIVPROXY_CONSENT_KEY": "unit-consent-key-0123456789abcdef012345"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(url: str) -> int:

@@ -32,7 +32,10 @@ def metrics_text(p) -> str:
 
 def assert_clean_error(p, r) -> None:
     assert r.status == 502
+    # the proxy's own answer: no banner, no error text (it named the origin), HSTS as on every HTTPS answer
+    assert r.header("server") is None and "max-age=" in (r.header("strict-transport-security") or "")
     body = r.body.decode(errors="replace")
+    assert "mitmproxy" not in body and "127.0.0.1" not in body
     for secret in ("jane.doe", "member-4711", CLIENT_IP):
         assert secret not in body, secret
     (record,) = p.log_records(wait_for=1)
@@ -101,6 +104,24 @@ def test_an_origin_too_slow_to_answer_is_given_up_on_with_a_clean_504(tmp_path):
     assert "jane.doe" not in slow_record["path"] and fast_record["outcome"] == "forwarded"
     assert 'privproxy_requests_total{outcome="upstream_timeout",scheme="https",site="default"} 1.0' in m
     assert "jane.doe" not in p.stderr() and CLIENT_IP not in p.stderr()
+
+
+def test_a_client_leaving_mid_request_is_recorded_as_such_not_as_an_upstream_error(tmp_path, origin):
+    p = start_proxy(tmp_path / "p", origin.url, metrics=True)
+    try:
+        raw = socket.create_connection(("127.0.0.1", p.port), timeout=5, source_address=(CLIENT_IP, 0))
+        with tls_context(p.ca).wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"POST /upload?uid=member-4711 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n"
+                      b"only part of it")
+            time.sleep(0.3)
+        (record,) = p.log_records(wait_for=1)
+        m = metrics_text(p)
+    finally:
+        p.stop()
+    assert record["status"] == 499 and record["outcome"] == "client_closed"
+    assert "member-4711" not in record["path"] and record["client"] == "127.9.8.0"
+    assert 'privproxy_requests_total{outcome="client_closed",scheme="https",site="default"} 1.0' in m
+    assert 'privproxy_requests_total{outcome="upstream_error",scheme="https",site="default"} 1.0' not in m
 
 
 # Runs privproxy with a file-size limit of 4 KB (as a full disk would) and SIGXFSZ ignored, so writes past

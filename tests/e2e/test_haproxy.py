@@ -17,18 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.certs import make_self_signed
-from tests.helpers import CLIENT_IP, REPO, Proxy, privproxy_exe, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, Proxy, REPO, free_port, privproxy_exe, request, start_proxy, tls_context
 from tests.tools import require
 
 SECRET = "haproxy-e2e-shared-secret-0123456789"
 CONSENT_KEY = "haproxy-e2e-consent-key-0123456789abcdef"
 GA4 = "/g/collect?v=2&tid=G-ABC123&cid=1234567890.1700000000&uid=member-7&sid=1700000001&en=page_view"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class HAProxy:

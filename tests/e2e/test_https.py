@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.helpers import CLIENT_IP, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, read_until_closed, request, start_proxy, tls_context
 
 
 def test_plain_http_is_redirected_with_path_and_query(proxy, origin):
@@ -79,6 +79,39 @@ def test_tls_1_1_is_refused_and_1_2_accepted(proxy, tmp_path):
         request(proxy.port, "/", tls=old)
     ok = tls_context(proxy.ca, minimum=ssl.TLSVersion.TLSv1_2, maximum=ssl.TLSVersion.TLSv1_2)
     assert request(proxy.port, "/", tls=ok).status == 200
+
+
+def suite_accepted(port: int, ca, suite: str) -> bool:
+    ctx = tls_context(ca, minimum=ssl.TLSVersion.TLSv1_2, maximum=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers(suite + ":@SECLEVEL=0")
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost"):
+            return True
+    except (ssl.SSLError, ConnectionResetError):
+        return False
+
+
+@pytest.mark.parametrize("suite, accepted", [
+    ("ECDHE-RSA-AES128-GCM-SHA256", True),
+    ("ECDHE-RSA-CHACHA20-POLY1305", True),
+    ("ECDHE-RSA-AES128-SHA256", False),  # CBC
+    ("ECDHE-RSA-AES256-SHA", False),  # CBC
+    ("AES128-GCM-SHA256", False),  # static RSA key exchange: no forward secrecy
+    ("AES256-SHA256", False),
+])
+def test_tls_1_2_offers_forward_secret_aead_suites_only(proxy, suite, accepted):
+    # C1: what was recorded cannot be decrypted later with the server key, nor altered in transit
+    assert suite_accepted(proxy.port, proxy.ca, suite) is accepted
+
+
+def test_the_proxys_own_error_answers_carry_hsts_and_no_banner(proxy):
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5, source_address=(CLIENT_IP, 0))
+    with tls_context(proxy.ca).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"GET /a HTTP/1.1 junk\r\nHost: localhost\r\n\r\n")
+        got = read_until_closed(s)
+    head = got.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 400 ") and b"\r\nserver:" not in head
+    assert b"strict-transport-security: max-age=63072000; includesubdomains" in head
 
 
 def test_operator_certificate_is_served(tmp_path, origin):

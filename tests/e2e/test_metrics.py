@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLIENT_IP, REPO, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, REPO, free_port, request, start_proxy, tls_context
 from tests.tools import require
 
 DASHBOARDS = REPO / "dashboards"
@@ -103,12 +103,6 @@ def dashboard_exprs() -> list[str]:
 def grafana_to_promql(expr: str) -> str:
     return (expr.replace("$__rate_interval", "1m").replace("$__range", "5m").replace("$__interval", "15s")
             .replace('"$instance"', '".*"'))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Prom:

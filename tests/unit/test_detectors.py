@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import re
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,6 +58,51 @@ def test_card_false_positives(text):
     assert found(text, "card") == []
 
 
+@pytest.mark.parametrize("text,card", [
+    ("qty 2 4111 1111 1111 1111", "4111 1111 1111 1111"),  # CARD took "2 4111 ... 1111", failed Luhn, moved on
+    ("4111 1111 1111 1111 2 pcs", "4111 1111 1111 1111"),
+    ("7 5500-0000-0000-0004 9", "5500-0000-0000-0004"),
+    ("1 2 378282246310005", "378282246310005"),
+])
+def test_card_next_to_other_numbers(text, card):
+    assert found(text, "card") == [card]
+
+
+def test_mynumber_after_a_failed_candidate():
+    assert found("9999 1234 5678 9018", "mynumber") == ["1234 5678 9018"]
+
+
+def _cards_reference(text: str) -> list[tuple[int, int]]:
+    """The card rule written plainly (quadratic, for short inputs): at the leftmost start CARD allows, the
+    longest candidate CARD allows that passes the prefix and Luhn checks; then on after it."""
+    out, s, n = [], 0, len(text)
+    while s < n:
+        if text[s].isdecimal() and (s == 0 or not (text[s - 1].isdecimal() or text[s - 1] == "-")):
+            for e in range(min(n, s + 37), s, -1):
+                if re.fullmatch(r"(?:\d[ -]?){12,18}\d", text[s:e]) and \
+                        (e == n or not (text[e].isdecimal() or text[e] == "-")):
+                    d = text[s:e].replace(" ", "").replace("-", "")
+                    if detectors._CARD_PREFIX.match(d) and detectors.luhn_ok(d):
+                        out.append((s, e))
+                        s = e
+                        break
+            else:
+                s += 1
+            continue
+        s += 1
+    return out
+
+
+_CARD_PIECES = ["4111", "1111", "4242", "0000", "0004", "5500", "1", "2", "9", " ", "-", "x", "  ", "--", "٣", "４",
+                "378282246310005", "4111 1111 1111 1111", "1234 5678 9018"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_CARD_PIECES), max_size=14).map("".join))
+def test_find_card_as_the_plain_rule(text):
+    assert list(detectors.find_card(text)) == _cards_reference(text)
+
+
 def test_mynumber_check_digit():
     # 12 digits, check digit per the My Number ordinance; 123456789018 is the commonly cited valid example
     assert detectors.mynumber_ok("123456789018")
@@ -74,7 +123,10 @@ def test_scan_orders_and_dedupes():
 
 
 _PIECES = ["0", "1", "3", "5", "9", "４", "٣", " ", "-", ".", ":", "(", ")", "+", "@", "a", "f", "x", "e", "y", "J",
-           "eyJ", "\u3000", "\t", "example.com", "090", "1234", "5678", "4111", "2001:db8", "::", "198.51."]
+           "eyJ", "\u3000", "\t", "example.com", "090", "1234", "5678", "4111", "2001:db8", "::", "198.51.",
+           # inet_aton spellings and IPv6 with an IPv4 tail
+           "0x", "0X", "b", "c", "D", "0313", "077", "000", "0xcb.", ".0x4d", "::ffff:", "203.", ".0.", "[", "]",
+           "%", "%eth0", "]:443", "2002:cb00:714d::1"]
 
 
 @settings(max_examples=1500, deadline=None)
@@ -87,6 +139,8 @@ def test_the_cheap_precheck_never_hides_a_hit(text):
 
 @pytest.mark.parametrize("text", ["+81 90-1234-5678", "(03) 1234-5678", "(03)\u30001234-5678", "09012345678",
                                   "4111 1111 1111 1111", "1234 5678 9018", "198.51.100.7", "fe80::1", "a@b.io",
+                                  "0xcb.0xa.0xfa.0xfd", "0xcb.0x0.0x71.0x4d", "0313.0.0161.0115", "203.000.113.077",
+                                  "::ffff:203.0.113.77", "[2002:cb00:714d::1]:443", "0X.0x.0x.0x",
                                   "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln", "+８１ ９０ １２３４ ５６７８"])
 def test_the_precheck_says_yes_to_every_kind_of_hit(text):
     assert detectors.scan(text, tuple(detectors.FINDERS)) and detectors.could_contain(text)
@@ -95,3 +149,151 @@ def test_the_precheck_says_yes_to_every_kind_of_hit(text):
 @pytest.mark.parametrize("text", ["/products/watch-1234", "page=3", "app.20261122.js", "v1.2", "2024-01-15"])
 def test_the_precheck_lets_product_codes_and_dates_skip_the_detectors(text):
     assert not detectors.could_contain(text)
+
+
+# --- addresses in every spelling -------------------------------------------------------------------------
+@pytest.mark.parametrize("text,expected", [
+    ("ip ::ffff:203.0.113.77 end", ["::ffff:203.0.113.77"]),  # was found as ::ffff:203, masked to ::.0.113.77
+    ("a 203.000.113.077 b", ["203.000.113.077"]),
+    ("a 0xcb.0.0x71.0x4d b", ["0xcb.0.0x71.0x4d"]),
+    ("a 0313.0.0161.0115 b", ["0313.0.0161.0115"]),
+    ("[2002:cb00:714d::1]:443", ["2002:cb00:714d::1"]),
+    ("at fe80::1%eth0.", ["fe80::1"]),
+    ("x=::ffff:203.000.113.077&y", ["::ffff:203.000.113.077"]),
+    ("203.0.113.77:8080,198.51.100.1", ["203.0.113.77", "198.51.100.1"]),
+])
+def test_ip_every_spelling(text, expected):
+    assert found(text, "ip") == expected
+
+
+@pytest.mark.parametrize("text", ["3405803853", "0xcb00714d", "203.29005", "1.2.3", "10:30:45", "v1.2.3.4567",
+                                  "Chrome/120.0.6099.109", "0x1g.0.0.0", "999.0.0.1"])
+def test_ip_not_numbers_versions_or_times(text):
+    assert found(text, "ip") == []
+
+
+# --- linear time: the same spans as the original regexes, without their quadratic cases -------------------
+# The patterns as they were before find_email and find_jwt (frozen here: the oracle of the differential test).
+_EMAIL_V1 = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}")
+_JWT_V1 = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_EMAIL_PIECES = ["a", "b", "Z", "0", ".", "-", "+", "_", "@", "@", " ", ",", "co", "jp", "com", "x-y", "é", "!",
+                 "example", ".co.jp", "@example.com", "a@b.io", ";", "<", ">", "a" * 63, "-" * 61]
+_JWT_PIECES = ["eyJ", "eyJ", "a", "Zz", "09", "_", "-", ".", ".", " ", "+", "/", "=", "abcd", "eyJhbGci", "x"]
+
+
+def _old_scan(text: str, enabled: tuple[str, ...]) -> list[detectors.Hit]:
+    hits: list[detectors.Hit] = []
+    for name in enabled:
+        for start, end in detectors.FINDERS[name](text):
+            if not any(h.start < end and start < h.end for h in hits):
+                hits.append(detectors.Hit(name, start, end))
+    hits.sort(key=lambda h: h.start)
+    return hits
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_EMAIL_PIECES), max_size=25).map("".join))
+def test_find_email_gives_the_spans_of_the_original_regex(text):
+    assert list(detectors.find_email(text)) == [m.span() for m in _EMAIL_V1.finditer(text)]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_JWT_PIECES), max_size=25).map("".join))
+def test_find_jwt_gives_the_spans_of_the_original_regex(text):
+    assert list(detectors.find_jwt(text)) == [m.span() for m in _JWT_V1.finditer(text)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + _EMAIL_PIECES[:12] + _JWT_PIECES[:6]), max_size=30).map("".join),
+       st.permutations(list(detectors.FINDERS)))
+def test_scan_merges_as_the_pairwise_comparison_did(text, order):
+    assert detectors.scan(text, tuple(order)) == _old_scan(text, tuple(order))
+
+
+def _pathological(unit: str, head: str = "", tail: str = ""):
+    return lambda n: head + (unit * (n // len(unit) + 1))[:n] + tail
+
+
+# One entry per shape that makes a backtracking regex rescan: long runs of a finder's characters with the
+# one thing it needs missing (the '@' of an email far away, a dot or colon too many, a segment too short).
+PATHOLOGICAL = {
+    "email": [_pathological("a", tail="@"), _pathological("a@"), _pathological("b.", "x@"),
+              _pathological("aaaa@bbbb-"), _pathological("b" * 62 + "-.", "a@"), _pathological("a.b", tail=" @x.com")],
+    "phone": [_pathological("1"), _pathological("+1 "), _pathological("(0"), _pathological("+81 90-1234-"),
+              _pathological("1 ")],
+    "ip": [_pathological("1."), _pathological("1:"), _pathological(":"), _pathological("1.1.1.1 "),
+           _pathological("0", tail=".0.0.0"), _pathological("0x1.0xa1."), _pathological("::ffff:1.1."),
+           _pathological("1:1.1.1.1:")],
+    "card": [_pathological("1 "), _pathological("4"), _pathological("4111 1111 1111 1111 "), _pathological("5 1 "),
+             _pathological("1", "4 ")],
+    "mynumber": [_pathological("1234 "), _pathological("1")],
+    "jwt": [_pathological("eyJ"), _pathological("eyJaaaa."), _pathological("eyJaaaa.eyJ"),
+            _pathological("a", "eyJaaaa.eyJ")],
+}
+_MB = 1 << 20
+
+
+def _best_of(f, text: str, runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        f(text)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _growth_is_linear(f, make) -> None:
+    """Megabyte input against a sixteenth of it, in the same run: linear work takes about 16 times as long,
+    quadratic 256 times. Allowing 64 leaves room for caches and noise and no room for a quadratic finder
+    (which at a megabyte would not finish before the timeout anyway). Below a millisecond the small input
+    counts as a millisecond, so timer noise cannot fail a fast finder; the megabyte is measured again (up to
+    three times, the best counts) only when a first run looks slow, as a busy machine can make it."""
+    small, big = make(_MB // 16), make(_MB)
+    gc.disable()
+    try:
+        bound = 64 * max(_best_of(f, small), 1e-3)
+        t_big = float("inf")
+        for _ in range(3):
+            t_big = min(t_big, _best_of(f, big, runs=1))
+            if t_big <= bound:
+                return
+    finally:
+        gc.enable()
+    raise AssertionError(f"{t_big:.3f} s for a megabyte, more than 64 times {bound / 64:.4f} s for 64 KB")
+
+
+@pytest.mark.parametrize("name,make", [(n, m) for n, makers in PATHOLOGICAL.items() for m in makers],
+                         ids=[f"{n}-{i}" for n, makers in PATHOLOGICAL.items() for i in range(len(makers))])
+def test_every_finder_is_linear_on_pathological_megabytes(name, make):
+    _growth_is_linear(lambda text: list(detectors.FINDERS[name](text)), make)
+
+
+@pytest.mark.parametrize("make", [m for makers in PATHOLOGICAL.values() for m in makers]
+                         + [_pathological("a"), _pathological("1", "1."), _pathological("1.a"), _pathological(":g")])
+def test_the_precheck_is_linear(make):
+    _growth_is_linear(detectors.could_contain, make)
+
+
+_EVERY_KIND = "jane@example.com 198.51.100.7 4111-1111-1111-1111 +81 90-1234-5678 1234 5678 9018 eyJhbGci.eyJzdWIi.c2 "
+
+
+@pytest.mark.parametrize("unit", ["1.1.1.1 ", _EVERY_KIND])
+def test_scan_is_linear_in_the_number_of_hits(unit):
+    # Hits of every detector, densely: the merge must not compare each hit with all the others.
+    _growth_is_linear(lambda text: detectors.scan(text, tuple(detectors.FINDERS)), _pathological(unit))
+
+
+def _mynumber_v1(digits: str) -> bool:
+    if len(digits) != 12 or not digits.isdigit():
+        return False
+    body, check = digits[:11], int(digits[11])
+    total = sum(int(body[11 - n]) * (n + 1 if n <= 6 else n - 5) for n in range(1, 12))
+    r = total % 11
+    return check == (0 if r <= 1 else 11 - r)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=12, max_size=12))
+def test_mynumber_check_digit_as_the_ordinance_writes_it(digits):
+    assert detectors.mynumber_ok(digits) == _mynumber_v1(digits)

@@ -1,11 +1,21 @@
+import bz2
+import errno
+import gzip
+import lzma
+import os
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
 from privproxy import dsr
-from privproxy.access_log.sink import Sink
+from privproxy.access_log.lock import TryLock
+from privproxy.access_log.sink import Sink, pending_chunks
+from tests.helpers import privproxy_exe
+from tests.unit.test_sink import held_elsewhere
 
 
 def line(member: str, i: int) -> bytes:
@@ -93,3 +103,229 @@ def test_erase_while_the_proxy_writes_loses_nothing_of_other_members(tmp_path):
     assert text.count(b'"member":"bob"') == written["bob"] > 100
     assert b'"member":"alice"' not in text and erased == written["alice"]
     assert all(ln.endswith(b"}") for ln in text.splitlines())  # no split or interleaved records
+
+
+# --- every rotated and compressed linked file, or no success ---------------------------------------------
+
+def pack(kind: str, data: bytes) -> bytes:
+    return {"plain": lambda d: d, "gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[kind](data)
+
+
+def unpack(data: bytes) -> tuple[str, bytes]:
+    for kind, magic, fn in (("gzip", b"\x1f\x8b", gzip.decompress), ("bzip2", b"BZh", bz2.decompress),
+                            ("xz", b"\xfd7zXZ\x00", lzma.decompress)):
+        if data.startswith(magic):
+            return kind, fn(data)
+    return "plain", data
+
+
+NAME_FORMS = [  # logrotate (numbered, dateext in several dateformats, compressext or none) and privproxy's own
+    ("linked.jsonl.1", "plain"), ("linked.jsonl.2.gz", "gzip"), ("linked.jsonl-20261128", "plain"),
+    ("linked.jsonl-20261128.gz", "gzip"), ("linked.jsonl-2026-11-28", "plain"), ("linked.jsonl.2026-11-28", "plain"),
+    ("linked.jsonl-1764288000.xz", "xz"), ("linked.jsonl.3.bz2", "bzip2"), ("linked.jsonl-20261128.xz", "xz"),
+    ("linked.jsonl.4", "gzip"),  # compressed, no extension (compressext "")
+    ("linked-2026-11-28.jsonl.gz", "gzip"), ("linked-2026-11-28.1.jsonl.bz2", "bzip2"),
+    ("linked-2026-11-27.jsonl", "plain"), ("linked.jsonl.old", "plain"),
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), NAME_FORMS)
+def test_export_and_erase_cover_every_rotated_and_compressed_name(tmp_path, name, kind):
+    other = line("bob", 1) + line("carol", 2)
+    (tmp_path / name).write_bytes(pack(kind, line("alice", 1) + other[:len(line("bob", 1))] + line("alice", 2)
+                                       + other[len(line("bob", 1)):]))
+    os.chmod(tmp_path / name, 0o604)
+    os.utime(tmp_path / name, (1_700_000_000, 1_700_000_000))
+    (tmp_path / "linked.jsonl").write_bytes(line("alice", 3))
+
+    rep = dsr.export(tmp_path, "alice")
+    assert sorted(r["request_id"] for r in rep.records) == ["alice-1", "alice-2", "alice-3"]
+    assert rep.files == [name, "linked.jsonl"]
+
+    rep = dsr.erase(tmp_path, "alice")
+    assert rep.removed == 3 and rep.files == [name, "linked.jsonl"]
+    got_kind, content = unpack((tmp_path / name).read_bytes())
+    assert got_kind == kind and content == other  # rewritten compressed as it was, in the same order
+    st = (tmp_path / name).stat()
+    assert st.st_mode & 0o7777 == 0o604 and st.st_mtime == 1_700_000_000
+    assert (tmp_path / "linked.jsonl").read_bytes() == b""
+    assert dsr.export(tmp_path, "alice").records == []
+    assert [p.name for p in tmp_path.iterdir() if ".erase-" in p.name] == []
+
+
+def test_multi_member_gzip_and_multi_stream_bzip2_are_read_whole(tmp_path):
+    (tmp_path / "linked.jsonl.1.gz").write_bytes(gzip.compress(line("alice", 1)) + gzip.compress(line("alice", 2)))
+    (tmp_path / "linked.jsonl.2.bz2").write_bytes(bz2.compress(line("bob", 1)) + bz2.compress(line("alice", 3)))
+    assert len(dsr.export(tmp_path, "alice").records) == 3
+    assert dsr.erase(tmp_path, "alice").removed == 3
+    assert gzip.decompress((tmp_path / "linked.jsonl.1.gz").read_bytes()) == b""
+    assert bz2.decompress((tmp_path / "linked.jsonl.2.bz2").read_bytes()) == line("bob", 1)
+
+
+def test_a_file_without_the_member_is_not_rewritten(tmp_path):
+    (tmp_path / "linked.jsonl.1.gz").write_bytes(gzip.compress(line("bob", 1)))
+    before = (tmp_path / "linked.jsonl.1.gz").stat().st_ino
+    assert dsr.erase(tmp_path, "alice").removed == 0
+    assert (tmp_path / "linked.jsonl.1.gz").stat().st_ino == before
+
+
+def test_a_last_line_cut_short_is_judged_too(tmp_path):
+    """Under the lock nothing is mid-write: a line without its newline is a crash's leftover."""
+    (tmp_path / "linked.jsonl.1").write_bytes(line("bob", 1) + line("alice", 2)[:-1])
+    (tmp_path / "linked.jsonl.2").write_bytes(line("bob", 3) + line("alice", 4)[:30])
+    assert [r["request_id"] for r in dsr.export(tmp_path, "alice").records] == ["alice-2"]
+    assert dsr.erase(tmp_path, "alice").removed == 2
+    assert (tmp_path / "linked.jsonl.1").read_bytes() == line("bob", 1)
+    assert (tmp_path / "linked.jsonl.2").read_bytes() == line("bob", 3)
+
+
+REFUSED = {
+    "linked.jsonl.3.zst": (b"\x28\xb5\x2f\xfd\x24\x05\x29\x00\x00hello", "zstd -d --rm linked.jsonl.3.zst"),
+    "linked.jsonl.4.lz4": (b"\x04\x22\x4d\x18\x64\x40\xa7\x00\x00\x00", "lz4 -d"),
+    "linked.jsonl-20261128.gz": (gzip.compress(b'{"member":"alice"}\n' * 50)[:-12], "truncated gzip"),
+    "linked.jsonl.2.gz": (b"\x1f\x8b\x08\x00" + bytes(range(200)), "corrupt"),
+    "linked.jsonl.5.gz": (gzip.compress(line("alice", 9)) + b"trailing garbage", "corrupt"),
+    "linked.jsonl.6.xz": (lzma.compress(line("alice", 9))[:-20], "corrupt"),
+    "linked.jsonl.7.gz": (line("alice", 9), "named as gzip-compressed but its content is not"),
+    "linked.jsonl.8": (bytes(range(256)) * 4, "binary content"),  # a compression dsr does not know by its bytes
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_file_that_cannot_be_read_fails_the_request_naming_it(tmp_path, name):
+    data, why = REFUSED[name]
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "linked.jsonl").write_bytes(line("alice", 1) + line("bob", 2))
+    with pytest.raises(dsr.Incomplete) as e:
+        dsr.export(tmp_path, "alice")
+    assert e.value.report.failed[0][0] == name and why in str(e.value) and name in str(e.value)
+    assert "nothing was exported" in str(e.value)
+    with pytest.raises(dsr.Incomplete) as e:
+        dsr.erase(tmp_path, "alice")
+    assert e.value.report.removed == 1 and "run erase again" in str(e.value)  # the readable files are erased
+    assert (tmp_path / "linked.jsonl").read_bytes() == line("bob", 2)
+    assert (tmp_path / name).read_bytes() == data  # the unreadable one is left exactly as it was
+    audit = [orjson.loads(x) for x in (tmp_path / dsr.AUDIT_FILE).read_bytes().splitlines()]
+    assert [(a["action"], a["result"], a["records"]) for a in audit] == [("export", "incomplete", 0),
+                                                                       ("erase", "incomplete", 1)]
+    assert all(a["failed"][0]["file"] == name for a in audit) and audit[0]["files"] == []
+    assert audit[1]["files"] == ["linked.jsonl"]
+
+
+def test_an_unreadable_file_fails_the_request_with_what_to_do(tmp_path, monkeypatch):
+    target = tmp_path / "linked.jsonl.1"
+    target.write_bytes(line("alice", 1))
+    target.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: make the kernel's answer what it is for the proxy's user
+        real_open = os.open
+
+        def denied(path, flags, *a, **kw):
+            if Path(path) == target:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, flags, *a, **kw)
+
+        monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(dsr.Incomplete) as e:
+        dsr.erase(tmp_path, "alice")
+    assert "linked.jsonl.1: permission denied — run dsr as the user" in str(e.value)
+    audit = orjson.loads((tmp_path / dsr.AUDIT_FILE).read_bytes())
+    assert audit["result"] == "incomplete" and audit["failed"][0]["file"] == "linked.jsonl.1"
+
+
+def test_a_directory_named_like_the_log_fails_the_request(tmp_path):
+    (tmp_path / "linked-old").mkdir()
+    with pytest.raises(dsr.Incomplete, match="linked-old: not a regular file"):
+        dsr.export(tmp_path, "alice")
+
+
+def test_the_cli_exits_1_prints_no_export_and_names_each_file(tmp_path, capsys):
+    from privproxy.cli import main
+
+    (tmp_path / "linked.jsonl").write_bytes(line("alice", 1))
+    (tmp_path / "linked.jsonl.2.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 16)
+    (tmp_path / "linked.jsonl.3.gz").write_bytes(b"\x1f\x8b\x08\x00broken")
+    out = tmp_path / "x.json"
+    assert main(["dsr", "export", "--member", "alice", "--log-dir", str(tmp_path), "-o", str(out)]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and not out.exists()
+    assert "linked.jsonl.2.zst: zstd-compressed" in cap.err and "linked.jsonl.3.gz: corrupt" in cap.err
+    assert main(["dsr", "erase", "--member", "alice", "--log-dir", str(tmp_path)]) == 1
+    cap = capsys.readouterr()
+    assert "1 records were erased" in cap.err and "linked.jsonl.2.zst" in cap.err and cap.out == ""
+    (tmp_path / "linked.jsonl.2.zst").unlink()
+    (tmp_path / "linked.jsonl.3.gz").unlink()
+    assert main(["dsr", "erase", "--member", "alice", "--log-dir", str(tmp_path)]) == 0
+
+
+def test_a_lock_timeout_fails_and_is_audited(tmp_path):
+    from privproxy.access_log import lock
+
+    with lock.hold(tmp_path / "linked.jsonl"):
+        with pytest.raises(dsr.DsrError, match="held by another process"):
+            dsr.erase(tmp_path, "alice", timeout=0.05)
+    audit = orjson.loads((tmp_path / dsr.AUDIT_FILE).read_bytes())
+    assert audit["result"] == "failed" and audit["records"] == 0 and "held" in audit["error"]
+
+
+# --- records the proxy set aside while an erase held the lock --------------------------------------------
+
+def test_chunks_set_aside_at_close_during_an_erase_are_exported_erased_and_folded(tmp_path):
+    log = tmp_path / "linked.jsonl"
+    s = Sink(log, "linked", locked=True, close_wait=0.2)
+    with held_elsewhere(log, 30):
+        for i in range(10):
+            s.write(line("alice" if i % 2 else "bob", i))
+        s.close()
+    [chunk] = pending_chunks(log)
+    assert len(dsr.export(tmp_path, "alice").records) == 5 and chunk.name in dsr.export(tmp_path, "bob").files
+    assert dsr.erase(tmp_path, "alice").removed == 5
+    nxt = Sink(log, "linked", locked=True)  # the proxy's next start folds the chunk in
+    nxt.write(line("bob", 99))
+    nxt.close()
+    assert pending_chunks(log) == [] and b'"alice"' not in log.read_bytes()
+    assert log.read_bytes().count(b'"member":"bob"') == 6
+
+
+def test_a_chunk_being_written_is_waited_for_never_read_half(tmp_path):
+    from privproxy.access_log import lock
+
+    fd = lock.create_locked(tmp_path / "linked.jsonl.pending-7-7")
+    os.write(fd, line("alice", 1)[:20])
+
+    def finish():
+        time.sleep(0.3)
+        os.write(fd, line("alice", 1)[20:] + line("alice", 2))
+        os.close(fd)
+
+    t = threading.Thread(target=finish)
+    t.start()
+    assert len(dsr.export(tmp_path, "alice").records) == 2
+    t.join()
+
+
+def test_close_during_a_real_erase_in_another_process_loses_nothing(tmp_path):
+    """`privproxy dsr erase` rewrites a large compressed file; the proxy's sink closes meanwhile."""
+    big = b"".join(line("alice" if i % 2 else "bob", i) for i in range(150_000))
+    (tmp_path / "linked.jsonl.1.gz").write_bytes(gzip.compress(big, 1))
+    log = tmp_path / "linked.jsonl"
+    erase = subprocess.Popen([*privproxy_exe(), "dsr", "erase", "--member", "alice", "--log-dir", str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    probe = TryLock(log)
+    deadline = time.monotonic() + 30
+    while probe.acquire():  # until the erase holds the lock
+        probe.release()
+        assert time.monotonic() < deadline and erase.poll() is None
+        time.sleep(0.005)
+    probe.close()
+    s = Sink(log, "linked", locked=True, close_wait=0.05)
+    for i in range(100):
+        s.write(line("carol", i))
+    s.close()
+    assert s.dropped == 0 and s.set_aside == 100  # the erase still held the lock
+    out, err = erase.communicate(timeout=60)
+    assert erase.returncode == 0, err
+    nxt = Sink(log, "linked", locked=True)
+    nxt.write(line("carol", 100))
+    nxt.close()
+    assert log.read_bytes().count(b'"member":"carol"') == 101 and pending_chunks(log) == []
+    assert gzip.decompress((tmp_path / "linked.jsonl.1.gz").read_bytes()).count(b'"member":"bob"') == 75_000

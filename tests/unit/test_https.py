@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from privproxy import https
+from privproxy import https, target
 from privproxy.https import Settings
 
 
@@ -41,7 +41,28 @@ def test_with_secure(given, expected):
     assert https.with_secure(given) == expected
 
 
-def test_exempt_paths():
-    s = Settings()
-    assert s.is_exempt("/.well-known/acme-challenge/tok")
-    assert not s.is_exempt("/.well-known/security.txt")
+@pytest.mark.parametrize("raw, exempt", [
+    ("/.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0", True),
+    ("/.well-known/acme-challenge/tok_-9", True),
+    ("/.well-known/security.txt", False),
+    ("/.well-known/acme-challenge/", False),  # no token
+    ("/.well-known/acme-challenge/../../admin", False),  # dot segments leave the exempt prefix
+    ("/.well-known/acme-challenge/%2e%2e/%2e%2e/admin", False),
+    ("/.well-known/acme-challenge/tok/../../../x", False),
+    ("/.well-known/acme-challenge//tok", False),  # not the canonical spelling
+    ("/.well-known/acme-challenge/tok?x=1", False),  # ACME validation sends no query
+    ("/.well-known/acme-challenge/tok;x", False),
+    ("/.well-known/acme-challenge/a.b", False),  # not base64url
+    ("/.well-known/acme-challenge/%74ok", False),
+    ("/.WELL-KNOWN/acme-challenge/tok", False),
+])
+def test_acme_exemption_covers_canonical_tokens_only(raw, exempt):
+    assert Settings().is_exempt(target.parse(raw)) is exempt
+
+
+def test_other_exempt_prefixes_need_the_canonical_spelling():
+    s = Settings(exempt_paths=("/healthz",))
+    assert s.is_exempt(target.parse("/healthz"))
+    assert s.is_exempt(target.parse("/healthz?full=1"))
+    assert not s.is_exempt(target.parse("//healthz"))
+    assert not s.is_exempt(target.parse("/healthz/../admin"))

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from privproxy import policy, report
+from privproxy import policy, protections, report, vendors
 from tests.helpers import REPO, privproxy_exe
 
 SHIPPED = (REPO / "filters.yaml").read_text()
@@ -19,6 +19,11 @@ WHEN = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
 
 def md(text: str = SHIPPED) -> str:
     return report.markdown(report.build(policy.from_text(text, "filters.yaml"), "0.1.0", WHEN))
+
+
+def disabling(text: str, *ids: str) -> str:
+    """The file with `disable: [ids]` after its version line: weakening a shipped protection takes that."""
+    return text.replace("version: 1\n", f"version: 1\ndisable: [{', '.join(ids)}]\n", 1) if ids else text
 
 
 def section(text: str, title: str) -> str:
@@ -59,24 +64,30 @@ def test_shipped_rules_report_every_record_kind_retention_and_control():
     assert "Warning" not in text
 
 
-@pytest.mark.parametrize("old, new, where, before, after", [
-    ("ipv4_prefix: 24", "ipv4_prefix: 16", ("Access logs", "Client IP address"), "first 24 bits", "first 16 bits"),
+@pytest.mark.parametrize("old, new, where, before, after, disable", [
+    ("ipv4_prefix: 24", "ipv4_prefix: 16", ("Access logs", "Client IP address"), "first 24 bits", "first 16 bits",
+     ()),
     ("  retention_days: 30", "  retention_days: 7", ("Access logs", None), "deleted after 30 days",
-     "deleted after 7 days"),
+     "deleted after 7 days", ()),
     ("    retention_days: 90 ", "    retention_days: 3650 ", ("Members who consented", None),
-     "deleted after 90 days", "deleted after 3650 days"),
-    ("    client_id: hash", "    client_id: drop", ("Analytics", "Visitor (client) ids"), "pseudonymized", "removed"),
+     "deleted after 90 days", "deleted after 3650 days", ()),
+    ("    client_id: hash", "    client_id: drop", ("Analytics", "Visitor (client) ids"), "pseudonymized", "removed",
+     ()),
     ("  rotation: daily", "  rotation: hourly", ("How each kind of processing works", None), "every day",
-     "every hour"),
+     "every hour", ()),
     ("    action: hash\n    scopes: [query]", "    action: drop\n    scopes: [query]",
-     ("Access logs", "Page address (path and query)"), "`visitor-ids` (pseudonymized)", "`visitor-ids` (removed)"),
+     ("Access logs", "Page address (path and query)"), "`visitor-ids` (pseudonymized)", "`visitor-ids` (removed)",
+     ()),
+    # dropping a shipped protection takes `disable:`, and the report's first section then names it
     ("  - id: medical\n    pattern: /medical/**\n    replace: /medical/*\n", "", ("Access logs", None),
-     "`/medical/**`", None),
-    ("  honor_gpc: true", "  honor_gpc: false", ("Members who consented", None), "Sec-GPC", None),
+     "`/medical/**`", None, ("medical",)),
+    ("  honor_gpc: true", "  honor_gpc: false", ("Members who consented", None), "Sec-GPC", None, ("signal:gpc",)),
 ])
-def test_a_rule_change_changes_the_report(old, new, where, before, after):
+def test_a_rule_change_changes_the_report(old, new, where, before, after, disable):
     assert old in SHIPPED, old
-    changed = md(SHIPPED.replace(old, new, 1))
+    changed = md(disabling(SHIPPED.replace(old, new, 1), *disable))
+    for pid in disable:
+        assert f"| `{pid}` |" in section(changed, "Protections switched off")
     original = section(md(), where[0])
     updated = section(changed, where[0])
     if where[1]:
@@ -87,19 +98,35 @@ def test_a_rule_change_changes_the_report(old, new, where, before, after):
 
 
 def test_report_only_consent_off_vendors_off_and_region_rules_are_disclosed():
-    text = md(SHIPPED.replace("report_only: false", "report_only: true"))
+    text = md(disabling(SHIPPED.replace("report_only: false", "report_only: true"), "report-only"))
     assert "> **Warning:** The rules are in report-only mode" in text
     assert "\nconsent:\n  cookie:" in SHIPPED
     off = md(SHIPPED.replace("\nconsent:\n  cookie:", "\nconsent:\n  enabled: false\n  cookie:"))
     assert "No visitor is linked to their identity" in section(off, "Members who consented")
     assert "consent switched off" in row(section(off, "Controls and the rules that enforce them"), "C5")
-    one = md(re.sub(r"  vendors: \[[^\]]*\]", "  vendors: [matomo]", SHIPPED, flags=re.S))
+    one = md(disabling(re.sub(r"  vendors: \[[^\]]*\]", "  vendors: [matomo]", SHIPPED, flags=re.S),
+                       *(f"vendor:{v}" for v in vendors.VENDORS if v != "matomo")))
     assert "with Matomo." in section(one, "Analytics") and "Google Analytics" not in section(one, "Analytics")
     eu = md(SHIPPED.replace("rules:\n", "rules:\n  - {id: eu-no-referrer, action: drop, scopes: [referrer], "
                                         "names: [q], regions: [EU], controls: [C14], why: transfers}\n", 1))
     regions = section(eu, "Visitors from different regions")
     assert "`eu-no-referrer`" in regions and "DE" in regions and "FR" in regions
     assert "`eu-no-referrer`" in row(section(eu, "Controls and the rules that enforce them"), "C14")
+
+
+def test_disabled_protections_have_their_own_section_and_a_warning():
+    shipped = md()
+    assert "None: every protection privproxy ships is in force." in section(shipped, "Protections switched off")
+    no_click_ids = re.sub(r"  - id: click-ids\n.*?\n\n", "", SHIPPED, count=1, flags=re.S)
+    text = md(disabling(no_click_ids.replace("  secure_cookies: true", "  secure_cookies: false"), "secure-cookies",
+                        "click-ids"))
+    off = section(text, "Protections switched off")
+    assert off.startswith("## Protections switched off") and text.index(off) < text.index("## Encrypted transport")
+    assert row(off, "`click-ids`").endswith(f"| {protections.IDS['click-ids']} |")
+    assert "`secure-cookies`" in off and "`visitor-ids`" not in off
+    assert "> **Warning:** 2 of the protections privproxy ships are switched off" in text
+    assert "`click-ids`" not in section(text, "Rules in force")  # removed, not merely listed
+    assert row(section(text, "Encrypted transport"), "Cookies").endswith("| left as the site sets them |")
 
 
 class Collect(HTMLParser):
@@ -122,7 +149,7 @@ def test_html_is_a_standalone_page_with_everything_escaped():
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
     p = Collect()
     p.feed(page)
-    assert p.tags.count("table") == 6 and "h1" in p.tags and p.tags.count("h2") == 8
+    assert p.tags.count("table") == 6 and "h1" in p.tags and p.tags.count("h2") == 9
     assert "How this website processes access information" in "".join(p.text)
 
 

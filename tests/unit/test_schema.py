@@ -44,6 +44,9 @@ def test_shipped_filters_yaml_is_valid_for_editors_and_parser():
     "version: 1\nconsent: {keys: [{id: bad id!, env: X}]}\n",
     "version: 1\nconsent: {honor_gcp: true}\n",
     "version: 1\nconsent: {linked_log: {retention_days: -1}}\n",
+    "# a file emptied by a truncating editor: only comments left\n",
+    "https: {redirect: true}\n",
+    "version: 1\ndisable: [clik-ids]\n",
 ])
 def test_editor_and_parser_reject_the_same_mistakes(text):
     with pytest.raises(jsonschema.ValidationError):
@@ -56,6 +59,9 @@ def test_every_declared_key_is_accepted_by_the_parser():
     # A file that uses every key of the declaration at least once.
     text = """
 version: 1
+disable: [hsts, unknown-fields, detector:email, detector:phone, detector:ip, detector:card, detector:mynumber,
+          detector:jwt, signal:dnt, signal:tcf, vendor:universal_analytics, vendor:snowplow, vendor:segment,
+          vendor:mixpanel, vendor:amplitude, vendor:posthog, vendor:meta_pixel, vendor:adobe, vendor:plausible]
 sites:
   shop: {hosts: [shop.example], upstream: "http://127.0.0.1:9", beacon_paths: {/m/collect: ga4}}
 ip_truncation: {ipv4_prefix: 16, ipv6_prefix: 32}
@@ -68,7 +74,7 @@ https:
   hsts: {max_age: 60, include_subdomains: false, preload: false}
   secure_cookies: true
   min_tls: TLS1_3
-pseudonymization: {secret_env: MY_SECRET, rotation: hourly}
+pseudonymization: {secret_env: MY_SECRET, rotation: hourly, key_file: /etc/privproxy/keys/pseudonym.json}
 report_only: false
 unknown_fields: keep
 rules:
@@ -111,6 +117,7 @@ consent:
     assert set(data["sites"]["shop"]) == schema.keys("sites{}")
     jsonschema.Draft202012Validator(schema.json_schema()).validate(data)
     p = policy.from_text(text, "t.yaml", secret=b"s")
+    assert set(p.disabled) == set(data["disable"])  # every weakening here is named, and only those
     assert set(data["logging"]["rotation"]) == schema.keys("logging.rotation")
     assert set(data["geo"]["small_cell"]) == schema.keys("geo.small_cell")
     assert p.https.min_tls == "TLS1_3" and p.truncation.ipv4_prefix == 16
@@ -119,6 +126,7 @@ consent:
     assert p.geo.granularity == "city" and p.geo.small_cell_k == 3 and p.geo.window_seconds == 60
     assert p.beacons.enabled == {"ga4", "matomo"} and p.beacons.roles["contact"] == "redact"
     assert p.beacons.limits.max_body == 64 * 1024 and p.beacons.limits.max_decompressed == 256 * 1024
+    assert p.pseudonyms.key_file == "/etc/privproxy/keys/pseudonym.json" and p.pseudonyms.rotation == "hourly"
     assert p.beacons.codec_for("/x/tracker.php").name == "matomo"
     assert p.beacons.codec_for("/track") is None  # mixpanel is not enabled
     assert p.sites.for_host("shop.example").beacon_paths == (("/m/collect", "ga4"),)
@@ -132,7 +140,15 @@ consent:
 
 
 def test_schema_defaults_are_the_parser_defaults():
+    # With the baseline, a file of only `version: 1` gets the shipped settings: the schema's defaults must be them
+    # (and the bare parser's defaults too, below), so an editor's hover tells what a left-out key means.
     p = policy.from_text("version: 1\n", "t.yaml", secret=b"s")
+    bare = policy.from_text("version: 1\n", "t.yaml", secret=b"s", baseline=False)
+    assert (bare.https, bare.truncation, bare.beacons.roles, bare.beacons.enabled, bare.consent, bare.logging,
+            bare.scrubber.unknown) == (p.https, p.truncation, p.beacons.roles, p.beacons.enabled, p.consent,
+                                       p.logging, p.scrubber.unknown)
+    d, bd = p.scrubber.detectors, bare.scrubber.detectors
+    assert d.enabled == bd.enabled and all(d.action(x) == bd.action(x) for x in d.enabled)
     assert schema.node("ip_truncation.ipv4_prefix").default == p.truncation.ipv4_prefix
     assert schema.node("ip_truncation.ipv6_prefix").default == p.truncation.ipv6_prefix
     assert schema.node("https.redirect_status").default == p.https.redirect_status

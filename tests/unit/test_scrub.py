@@ -210,3 +210,115 @@ def test_a_url_inside_a_path_segment_is_redacted_whole(s):
     # so the nested URL does not pass at all.
     assert s.url("/redirect/https%3A%2F%2Fx.example%2F%3Fuid%3Dabc/next", "path", []) == "/redirect/[redacted]/next"
     assert s.url("/files/a%2Fb/report.pdf", "path", []) == "/files/a%2Fb/report.pdf"  # an encoded slash, no URL
+
+
+# --- issue 17: identifier echoes, spellings, comma-joined cookies -------------------------------------------
+def test_an_identifier_echoed_in_another_parameter_gets_the_same_replacement(s):
+    ch = []
+    out = s.url("/p?uid=member-4711&note=member-4711&ref2=from+member-4711+x&q=watch", "path", ch)
+    params = dict(p.split("=", 1) for p in out.split("?", 1)[1].split("&"))
+    assert "member-4711" not in out
+    assert params["uid"] == params["note"] and params["uid"].startswith("pp_")
+    assert params["ref2"] == f"from%20{params['uid']}%20x" and params["q"] == "watch"
+    assert [c.rule for c in ch] == ["ids", "echo:ids", "echo:ids"]
+
+
+def test_a_dropped_or_redacted_identifier_is_redacted_where_it_is_echoed(s):
+    out = s.url("/p?gclid=EAIaIQobChMI&x=EAIaIQobChMI&email=jane.doe.x&y=jane.doe.x", "path", [])
+    assert out == "/p?x=[redacted]&email=[redacted]&y=[redacted]"
+
+
+def test_echoes_inside_nested_urls_and_names(s):
+    out = s.url("/p?uid=abcdef123456&next=https%3A%2F%2Fa.example%2F%3Fm%3Dabcdef123456&abcdef123456=1", "path", [])
+    assert "abcdef123456" not in out
+
+
+def test_short_and_structural_values_never_echo(s):
+    # `1`, `en`, `abc` are everybody's values: a uid that short leaves the other parameters alone
+    out = s.url("/p?uid=1&page=1&lang=en", "path", [])
+    assert out.startswith("/p?uid=pp_") and out.endswith("&page=1&lang=en")
+    out = s.url("/p?uid=abcd&t=abcd&n=xabcdx", "path", [])
+    assert "t=abcd" not in out and "n=xabcdx" in out  # 4 to 7 characters: only an equal value is a copy
+
+
+def test_report_only_echoes_are_counted_not_changed(s):
+    ch = []
+    assert s.url("/p?ref=ABCDEFGH12&x=ABCDEFGH12", "path", ch) == "/p?ref=ABCDEFGH12&x=ABCDEFGH12"
+    assert [(c.rule, c.report_only) for c in ch] == [("trial", True), ("echo:trial", True)]
+
+
+def test_identifier_echoes_in_the_access_log_url(shipped):
+    out = shipped.url("/account?userId=CANARY-UID-77&utm_content=CANARY-UID-77&q=shoes", "path", [])
+    assert "CANARY-UID-77" not in out and "q=shoes" in out
+
+
+@pytest.fixture
+def shipped(policy_from_yaml):
+    from privproxy import policy
+
+    return policy_from_yaml(policy.DEFAULT_FILE.read_text()).scrubber
+
+
+@pytest.mark.parametrize("name", ["userId", "user-id", "UID", "user[id]", "uid[]", "uid[0]", "User.Id", "USER_ID",
+                                  "customerId", "Member-ID", "visitor[id]", "deviceId[]", "E-Mail", "firstName",
+                                  "access-token", "Session.Id"])
+def test_identifier_names_in_any_spelling_in_urls_and_referrers(shipped, name):
+    out = shipped.url(f"/p?{name}=member-1", "path", [])
+    assert "member-1" not in out
+    assert "member-1" not in shipped.url(f"https://r.example/?{name}=member-1", "referrer", [])
+
+
+@pytest.mark.parametrize("name", ["s_id", "c_id", "e_n", "gallery", "my_uid", "user[name]", "codes", "stated"])
+def test_other_names_are_not_mistaken_for_identifier_names(shipped, name):
+    assert shipped.url(f"/p?{name}=watch", "path", []) == f"/p?{name}=watch"
+
+
+def test_cookie_names_stay_exact(cs):
+    out = cs.cookie_header("_GA=GA1.1.42.17; _g-a=GA1.1.42.17; ga=GA1.1.42.17", [])
+    parts = dict(p.split("=", 1) for p in out.split("; "))
+    assert parts["_GA"] != "GA1.1.42.17"  # case-insensitive, as before
+    assert parts["_g-a"] == parts["ga"] == "GA1.1.42.17"
+
+
+@pytest.mark.parametrize("header, names", [
+    ("a=1, _ga=GA1.1.1.2", ["a", "_ga"]),
+    ("a=1,_ga=GA1.1.1.2;b=2", ["a", "_ga", "b"]),
+    ('prefs={"a":1,"b":2}; _ga=GA1.1.1.2', ["prefs", "_ga"]),
+    ("when=Wed, 21 Oct 2015 07:28:00 GMT, _gcl_aw=GCL.1.x", ["when", "_gcl_aw"]),
+    ("list=1,2,3", ["list"]),
+    ("a=1 ,\t_ga=GA1.1.1.2", ["a", "_ga"]),
+])
+def test_comma_joined_cookie_headers(cs, header, names):
+    parts = cs.split_cookies(header)
+    assert [p.partition("=")[0] for p in parts] == names
+    out = cs.cookie_header(header, [])
+    assert "GA1.1.1.2" not in out and "GCL.1.x" not in out and ", _" not in out and ",_" not in out
+    assert out.count("; ") == len([n for n in names if n != "_gcl_aw"]) - 1  # written back with `; ` only
+
+
+def test_json_cookie_values_keep_their_commas(cs):
+    assert cs.cookie_header('prefs={"a":1,"b":2}, _ga=GA1.1.1.2', []).startswith('prefs={"a":1,"b":2}; _ga=')
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ident=st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ23456789-", min_size=8, max_size=24), where=st.integers(0, 30),
+       filler=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 -_./", max_size=30),
+       name=st.sampled_from(["note", "q", "utm_content", "next", "label", "uid2"]))
+def test_a_generated_identifier_echoed_anywhere_in_a_url_never_survives(s, ident, where, filler, name):
+    from urllib.parse import quote
+    pos = min(where, len(filler))
+    echoed = filler[:pos] + ident + filler[pos:]
+    out = s.url(f"/p?uid={quote(ident)}&{name}={quote(echoed, safe='')}", "path", [])
+    assert ident not in out and quote(ident) not in out
+
+
+def test_a_url_built_to_make_the_echo_search_slow_loses_its_other_values(shipped):
+    import time
+
+    query = "&".join(f"uid={'A' * 8}{'B' * k}" for k in range(1, 120)) + "&t=" + "A" * 60_000 + "&q=shoes"
+    ch = []
+    t0 = time.perf_counter()
+    out = shipped.url("/p?" + query, "path", ch)
+    assert time.perf_counter() - t0 < 3
+    assert "AAAAAAAAB" not in out and out.endswith("&t=[redacted]&q=[redacted]")
+    assert "limit:echoes" in {c.rule for c in ch}

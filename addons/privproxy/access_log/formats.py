@@ -13,13 +13,38 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
+# Line separators that JSON leaves raw but line readers split on (Python's splitlines, JavaScript, many log
+# shippers): written as JSON escapes, so one record is always one line. orjson already escapes U+0000-U+001F.
+_SEPARATORS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _one_line(data: bytes) -> bytes:
+    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+        for raw, escaped in _SEPARATORS:
+            data = data.replace(raw, escaped)
+    return data + b"\n"
+
+
 def json_line(r: LogRecord) -> bytes:
-    return orjson.dumps(json_doc(r)) + b"\n"
+    return _one_line(orjson.dumps(json_doc(r)))
 
 
 def linked_line(r: LogRecord, member: str, key_id: str) -> bytes:
     """A linked-log record: the anonymous record's fields plus the member it belongs to (consent scope `logs`)."""
-    return orjson.dumps({"member": member, "consent_key": key_id, **json_doc(r)}) + b"\n"
+    return _one_line(orjson.dumps({"member": member, "consent_key": key_id, **json_doc(r)}))
+
+
+def text(value: str) -> str:
+    """A field for a log record: bytes that are not UTF-8 (kept by mitmproxy as surrogate escapes) written as
+    `%XX`, so every record encodes (JSON refuses lone surrogates) and nothing is lost; other lone surrogates
+    as U+FFFD."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    return "".join(f"%{ord(ch) - 0xDC00:02X}" if "\udc80" <= ch <= "\udcff" else
+                   "\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
 
 
 def json_doc(r: LogRecord) -> dict[str, object]:
@@ -62,14 +87,17 @@ def clf_time(ts: float) -> str:
 
 
 def _quoted(value: str) -> str:
-    """A field inside "...": quotes, backslashes and control bytes escaped as nginx does (\\xHH)."""
+    """A field inside "...": quotes, backslashes, C0 and C1 controls escaped as nginx does (\\xHH), and the
+    Unicode line separators too (\\uHHHH), so a record is always one line to every reader."""
     if not value:
         return "-"
     out = []
     for ch in value:
         o = ord(ch)
-        if ch == '"' or ch == "\\" or o < 0x20 or o == 0x7F:
+        if ch == '"' or ch == "\\" or o < 0x20 or 0x7F <= o <= 0x9F:
             out.append(f"\\x{o:02X}")
+        elif o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF:  # line separators; lone surrogates
+            out.append(f"\\u{o:04X}")
         else:
             out.append(ch)
     return "".join(out)

@@ -21,7 +21,7 @@ class LogRecord:
     status: int
     bytes: int | None
     duration_ms: float
-    outcome: str  # forwarded | redirected | refused | upstream_error | upstream_timeout | error
+    outcome: str  # one of privproxy.metrics.OUTCOMES: forwarded, redirected, bad_request, not_forwarded...
     tls: str | None = None
     user_agent: str = ""  # generalized: browser family and major version, OS family
     referrer: str = ""  # after the rules

@@ -1,7 +1,7 @@
 """[logging] Daily and size-based rotation, and deletion after the retention period (C11; 004 disposal).
 
 Rotated files are named `<stem>-YYYY-MM-DD[.N]<suffix>` by the UTC day their records belong to, so retention
-can be decided from the name alone, whatever touched the file's mtime since.
+can be decided from the name alone (compressed later or not), whatever touched the file's mtime since.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def rotate(path: Path, day: str) -> Path | None:
 def expired(path: Path, retention_days: int, now: float) -> list[Path]:
     """Rotated siblings of `path` whose day is older than the retention period."""
     stem, suffix = _split(path)
-    pattern = re.compile(rf"^{re.escape(stem)}-(\d{{4}}-\d{{2}}-\d{{2}})(?:\.\d+)?{re.escape(suffix)}$")
+    # compressed afterwards (a cron job, `gzip linked-*.jsonl`): still the day's file, still expires
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d{{4}}-\d{{2}}-\d{{2}})(?:\.\d+)?{re.escape(suffix)}"
+                         rf"(?:\.(?:gz|bz2|xz|zst))?$")
     cutoff = day_of(now - retention_days * DAY)
     out = []
     for p in path.parent.glob(f"{stem}-*"):

@@ -1,7 +1,7 @@
 """[logging] Buffered append-only log files: whole lines per write, flushed at least every second (C3, C11).
 
-A write error (full disk, permissions) is counted and reported once per kind, the buffered lines are dropped
-rather than kept growing, and the proxy keeps serving.
+A write error (full disk, permissions) is counted and reported once per kind, and the proxy keeps serving. A
+locked sink (the linked log, which `dsr erase` rewrites) never drops a record because the lock is taken.
 """
 
 from __future__ import annotations
@@ -13,27 +13,50 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from privproxy.access_log import lock
 from privproxy.access_log import rotation as rot
-from privproxy.access_log.lock import TryLock
 
 logger = logging.getLogger(__name__)
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
-MAX_PENDING = 64 * 1024 * 1024  # while another process holds the lock; beyond this, records are dropped (counted)
-
+# While another process (`dsr`) holds the lock, lines wait in memory up to SPILL_BYTES or SPILL_SECONDS and
+# are then set aside in a pending chunk on disk, so memory stays bounded however long an erase runs.
+SPILL_BYTES = 4 * 1024 * 1024
+SPILL_SECONDS = 5.0
+MAX_PENDING = 64 * 1024 * 1024  # reached only when no chunk can be written either (disk full): dropped, counted
+CLOSE_WAIT = 5.0  # seconds close() waits for the lock before setting its last lines aside
+PENDING = ".pending-"  # linked.jsonl.pending-<pid>-<ns>: in `dsr`'s scope like every linked* file
 
 _REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "file_too_large",
             errno.EACCES: "permission", errno.EPERM: "permission", errno.EROFS: "read_only"}
 ERROR_REASONS = ("disk_full", "file_too_large", "permission", "read_only", "io_error", "locked")  # metric label values
 
 
+def pending_chunks(log: Path) -> list[Path]:
+    """Chunks set aside by any writer of `log` (this process, another instance, an earlier run), oldest first."""
+    found = []
+    for p in log.parent.glob(f"{log.name}{PENDING}*"):
+        try:
+            found.append((p.stat().st_mtime_ns, p.name, p))
+        except FileNotFoundError:
+            pass
+    return [p for *_, p in sorted(found)]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Sink:
     def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rotation: rot.Rotation | None = None,
-                 wall: Callable[[], float] = time.time, locked: bool = False) -> None:
+                 wall: Callable[[], float] = time.time, locked: bool = False,
+                 close_wait: float = CLOSE_WAIT) -> None:
         self.path = path
-        self._lock = TryLock(path) if locked else None  # files `dsr erase` may rewrite
+        self._lock = lock.TryLock(path) if locked else None  # files `dsr erase` may rewrite
         self.rotation = rotation
         self.wall = wall
         # The UTC day the live file's records belong to: after a restart, the day it was last written.
@@ -43,13 +66,18 @@ class Sink:
         self.stream = stream
         self.on_error = on_error or (lambda stream, reason: None)
         self.clock = clock
+        self.close_wait = close_wait
         self._buf: list[bytes] = []
         self._size = 0
         self._last_flush = clock()
+        self._busy_since: float | None = None  # when the lock was first found taken, while it stays taken
+        self._fold_due = locked  # chunks an earlier run may have left are folded in at the first flush
         self._fd: int | None = None
-        self._reported: set[str] = set()
+        self._reported: set[tuple[str, bool]] = set()
         self.records = 0
         self.errors = 0
+        self.dropped = 0  # records lost to write errors (never to the lock)
+        self.set_aside = 0  # records written to pending chunks while the lock was taken
 
     def write(self, line: bytes) -> None:
         self._buf.append(line)
@@ -59,41 +87,113 @@ class Sink:
             self.flush()
 
     def flush_if_due(self) -> None:
-        if self._buf and self.clock() - self._last_flush >= FLUSH_SECONDS:
+        if (self._buf or self._fold_due) and self.clock() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         self._last_flush = self.clock()
-        if not self._buf:
+        if not self._buf and not self._fold_due:
             return
         if self._lock is not None:
             try:
                 got = self._lock.acquire()
             except OSError as e:
                 got = False
-                self._fail(e)
+                self._count(e)
             if not got:
-                if self._size > MAX_PENDING:
-                    self._buf.clear()
-                    self._size = 0
-                    self._fail(OSError(0, "the log stayed locked too long"), reason="locked")
-                return  # keep the lines; the next flush tries again
-        data = b"".join(self._buf)
+                self._while_locked()
+                return  # the lines are kept (or set aside); the next flush tries again
+            self._busy_since = None
+        n, data = len(self._buf), b"".join(self._buf)
         self._buf.clear()
         self._size = 0
         try:
-            self._maybe_rotate(len(data))
-            fd = self._open()
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            self._bytes += len(data)
+            chunks = pending_chunks(self.path) if self._fold_due else []
+            self._fold_due = False
+            if data or chunks:
+                self._maybe_rotate(len(data) + sum(_size_of(c) for c in chunks))
+                fd = self._open()
+                for chunk in chunks:
+                    self._fold(fd, chunk)
+                _write_all(fd, data)
+                self._bytes += len(data)
         except OSError as e:
-            self._fail(e)
+            self._fold_due = self._lock is not None  # chunks not yet folded stay on disk for the next try
+            self._fail(e, dropped=n)
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    # Why pending chunks and not one side file appended to (`linked.jsonl.pending-<pid>`): `dsr erase`
+    # rewrites every linked* file by rename while it holds the lock, and a side file the proxy appended to
+    # without that lock would lose whatever was appended between dsr's read and its rename. A chunk is
+    # written once, under a lock of its own taken before it has its name (lock.create_locked), and never
+    # again: dsr can erase from it like from any linked file, and the next holder of the log's lock (this
+    # sink, another instance, the next start) appends it to the live file and deletes it. A crash between
+    # that append and the delete repeats the chunk's records: a duplicate, never a loss.
+    def _while_locked(self) -> None:
+        now = self.clock()
+        if self._busy_since is None:
+            self._busy_since = now
+        if self._size >= SPILL_BYTES or now - self._busy_since >= SPILL_SECONDS:
+            self._set_aside(last=False)
+
+    def _set_aside(self, last: bool) -> bool:
+        """Write the buffer to a new pending chunk. On failure the lines stay in memory, unless this is the
+        last chance (close) or memory is past MAX_PENDING: then they are dropped, counted and reported."""
+        if not self._buf:
+            return True
+        n, data = len(self._buf), b"".join(self._buf)
+        chunk = self.path.with_name(f"{self.path.name}{PENDING}{os.getpid()}-{time.time_ns()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = lock.create_locked(chunk)
+            try:
+                _write_all(fd, data)
+            except OSError:
+                os.unlink(chunk)  # never half a chunk: the lines are still here, and are tried again
+                raise
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if last or self._size > MAX_PENDING:
+                self._buf.clear()
+                self._size = 0
+                self._count(e, dropped=n)
+            else:
+                self._count(e)
+            return False
+        self._buf.clear()
+        self._size = 0
+        self._busy_since = None
+        self._fold_due = True
+        self.set_aside += n
+        return True
+
+    def _fold(self, fd: int, chunk: Path) -> None:
+        """Append a pending chunk to the live file (we hold the log's lock), then delete it."""
+        try:
+            src = os.open(chunk, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as e:  # e.g. another user's chunk: it stays, and `dsr` still reads it
+            self._count(e)
+            return
+        try:
+            if not lock.try_fd(src):
+                self._fold_due = True  # still being written by another instance
+                return
+            last = b"\n"
+            while block := os.read(src, 1 << 20):
+                _write_all(fd, block)
+                self._bytes += len(block)
+                last = block[-1:]
+            if last != b"\n":  # a chunk cut short by a crash: its damaged line is not glued to the next record
+                _write_all(fd, b"\n")
+            os.fsync(fd)  # the chunk goes only once its records are safely in the live file
+            os.unlink(chunk)
+        finally:
+            os.close(src)
 
     def _maybe_rotate(self, incoming: int) -> None:
         if self.rotation is None:
@@ -128,14 +228,18 @@ class Sink:
         self._bytes = os.fstat(self._fd).st_size
         return self._fd
 
-    def _fail(self, e: OSError, reason: str = "") -> None:
+    def _count(self, e: OSError, reason: str = "", dropped: int = 0) -> None:
         reason = reason or _REASONS.get(e.errno or 0, "io_error")
         self.errors += 1
+        self.dropped += dropped
         self.on_error(self.stream, reason)
-        if reason not in self._reported:  # once per kind: a full disk must not flood the terminal
-            self._reported.add(reason)
-            logger.error("privproxy: cannot write the %s log %s (%s); records are being dropped, serving goes on",
-                         self.stream, self.path, e.strerror)
+        if (reason, dropped > 0) not in self._reported:  # once per kind: a full disk must not flood the terminal
+            self._reported.add((reason, dropped > 0))
+            logger.error("privproxy: cannot write the %s log %s (%s); %s, serving goes on", self.stream, self.path,
+                         e.strerror, "records are being dropped" if dropped else "records are kept and retried")
+
+    def _fail(self, e: OSError, reason: str = "", dropped: int = 0) -> None:
+        self._count(e, reason, dropped)
         self._close()
 
     def _close(self) -> None:
@@ -148,11 +252,19 @@ class Sink:
 
     def close(self) -> None:
         self.flush()
-        if self._buf and self._lock is not None:  # shutting down while `dsr erase` runs: wait for it, briefly
-            deadline = time.monotonic() + 5
+        if self._buf and self._lock is not None:  # shutting down while `dsr` holds the lock: wait, within bounds
+            deadline = time.monotonic() + self.close_wait
             while self._buf and time.monotonic() < deadline:
                 time.sleep(0.02)
                 self.flush()
+            self._set_aside(last=True)  # still locked: the next writer or `dsr` finds the lines in a chunk
         self._close()
         if self._lock is not None:
             self._lock.close()
+
+
+def _size_of(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0

@@ -1,4 +1,7 @@
-"""`privproxy dsr export|erase --member ID --log-dir DIR`: data-subject requests on the linked log (C12)."""
+"""`privproxy dsr export|erase --member ID --log-dir DIR`: data-subject requests on the linked log (C12).
+
+Exit 1, naming each file and what to do, when any linked file could not be read: `export` then prints nothing.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from privproxy.cli.common import fail
 def add_parser(sub) -> None:
     p = sub.add_parser("dsr", help="data-subject requests: export or erase a member's linked records")
     dsub = p.add_subparsers(dest="dsr_command", metavar="ACTION", required=True)
-    for name, helptext in (("export", "print the member's linked records as JSON (GDPR Art. 15, 20)"),
-                           ("erase", "remove the member's linked records, rotated files included (Art. 17)")):
+    for name, helptext in (("export", "print the member's linked records as JSON (GDPR Art. 15, 20); rotated and "
+                                      "compressed (gzip, bzip2, xz) files included"),
+                           ("erase", "remove the member's linked records, rotated and compressed files included "
+                                     "(Art. 17)")):
         a = dsub.add_parser(name, help=helptext)
         a.add_argument("--member", required=True, help="the member id, as in their consent token")
         a.add_argument("--log-dir", required=True, help="the proxy's --log-dir")

@@ -7,7 +7,6 @@ core, proxyserver, next_layer, tlsconfig and errorcheck plus privproxy's own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -49,8 +48,9 @@ def add_run_arguments(p, upstream_required: bool) -> None:
                    help="every connection starts with a PROXY header (v1/v2) from a --trusted-proxy, e.g. HAProxy "
                         "passing TLS through with send-proxy-v2; the announced client address is used")
     p.add_argument("--require-secrets", action="store_true",
-                   help="refuse to start without PRIVPROXY_SECRET (and a consent key when consent is on), so "
-                        "instances never run on throwaway keys")
+                   help="refuse to start without a pseudonymization key (a readable pseudonymization.key_file, "
+                        "else PRIVPROXY_SECRET) and a consent key when consent is on, so instances never run on "
+                        "throwaway keys")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="on SIGTERM stop accepting, and let requests in flight finish for up to this long "
                         "(default 10; 0 stops at once; a second SIGTERM too)")
@@ -111,30 +111,11 @@ def event_loop_runner():
         except ImportError:
             pass
         else:
-            _eager_tasks_for_uvloop()
+            from privproxy.mitm import internals
+
+            internals.eager_tasks_for_uvloop()
             return uvloop.run
     return asyncio.run
-
-
-def _eager_tasks_for_uvloop() -> None:
-    """mitmproxy installs asyncio.eager_task_factory, whose signature (Python 3.13) lacks the `eager_start`
-    argument uvloop passes to task factories; wrap it so the same eager tasks run under uvloop."""
-    from mitmproxy.utils import asyncio_utils
-
-    def factory(loop, coro, *, eager_start=None, **kwargs):
-        return asyncio.eager_task_factory(loop, coro, **kwargs)
-
-    @contextlib.contextmanager
-    def set_eager_task_factory():
-        loop = asyncio.get_running_loop()
-        existing = loop.get_task_factory()
-        loop.set_task_factory(factory)
-        try:
-            yield
-        finally:
-            loop.set_task_factory(existing)
-
-    asyncio_utils.set_eager_task_factory = set_eager_task_factory
 
 
 def setup_logging(verbose: bool) -> None:
@@ -152,13 +133,6 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def retire_errorcheck(master) -> None:
-    ec = master.addons.get("errorcheck")
-    if ec is not None:
-        ec.finish()  # its log handler (idempotent: the Master may have removed it already)
-        master.addons.remove(ec)
-
-
 class Announce:
     """Prints where the proxy listens once the servers are bound (addresses of this host, not of clients)."""
 
@@ -169,10 +143,12 @@ class Announce:
     def running(self) -> None:
         from mitmproxy import ctx
 
+        from privproxy.mitm import internals
+
         master = ctx.master
         # mitmproxy dispatches every hook to every addon; errorcheck only watches startup, which the Master
         # checks right after this hook. Take it out of the chain a moment later, so requests do not pay for it.
-        asyncio.get_running_loop().call_later(1.0, retire_errorcheck, master)
+        asyncio.get_running_loop().call_later(1.0, internals.retire_errorcheck, master)
         ps = master.addons.get("proxyserver")
         for addr in ps.listen_addrs():
             host = addr[0] if addr[0] not in ("0.0.0.0", "::") else "localhost"

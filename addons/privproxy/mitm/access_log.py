@@ -14,7 +14,7 @@ from privproxy import pipeline
 from privproxy.access_log import formats
 from privproxy.access_log.rotation import Rotation
 from privproxy.access_log.sink import Sink
-from privproxy.mitm import flowview
+from privproxy.mitm import flowview, internals
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,33 @@ class AccessLog:
         self.finish(flow, flow.response.status_code, size, outcome)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:  # mitmproxy's own 502: the origin unreachable, resetting, or too slow
-            self.finish(flow, 502, None, flow.metadata.get("privproxy_outcome", "upstream_error"))
+        """A flow that ended without its response hook: refused by the HTTP layer (its head, its framing, its
+        size), left by its client, or failed at the origin. The record has the status the visitor got."""
+        answer = internals.error_answer(flow)
+        if answer is None:
+            if flow.response is None:  # a cause the guarded layer did not see: as mitmproxy answers, 502
+                self.finish(flow, 502, None, flow.metadata.get("privproxy_outcome", "upstream_error"))
+            return
+        outcome = answer.outcome
+        if outcome == "upstream_error":
+            outcome = flow.metadata.get("privproxy_outcome", outcome)  # e.g. upstream_timeout on an HTTP/2 origin
+        if flowview.state_of(flow) is None:
+            self.begin_refused(flow)
+        counter = flow.metadata.get("privproxy_bytes")
+        self.finish(flow, answer.status, counter.n if counter is not None else None, outcome)
+
+    def begin_refused(self, flow: http.HTTPFlow) -> None:
+        """A request refused before privproxy classified it (an unreadable or oversized head): classified now by
+        the same pipeline, so its record has the truncated client address, and `-` for what is unknown."""
+        policy = self.rt.policy
+        if policy is None:
+            return
+        try:
+            view = flowview.view(flow)
+            flow.metadata["privproxy"] = pipeline.begin(view, policy, self.rt.locator)
+            flow.metadata["privproxy_view"] = view
+        except Exception as e:  # finish() then counts the record as failed: nothing unscrubbed is written
+            logger.error("privproxy: classifying a refused request failed (%s)", type(e).__name__)
 
     def finish(self, flow: http.HTTPFlow, status: int, size: int | None, outcome: str) -> None:
         if flow.metadata.get("privproxy_logged"):

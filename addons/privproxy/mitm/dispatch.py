@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from mitmproxy import addonmanager, exceptions, hooks
 
+from privproxy.mitm import internals
+
 logger = logging.getLogger("mitmproxy.addonmanager")  # where mitmproxy's own addon errors are logged
 
 
@@ -41,7 +43,7 @@ class DirectAddonManager(addonmanager.AddonManager):
     def callables(self, event: hooks.Hook) -> list[Callable]:
         funcs = self._hooks.get(event.name)
         if funcs is None:
-            funcs = [func for top in self.chain for _, func in self._iter_hooks(top, event)]
+            funcs = [func for top in self.chain for func in internals.addon_hooks(self, top, event)]
             self._hooks[event.name] = funcs
         return funcs
 

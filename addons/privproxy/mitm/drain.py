@@ -9,6 +9,8 @@ import time
 
 from mitmproxy import http
 
+from privproxy.mitm import internals
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,10 +34,8 @@ class Drain:
 
     async def drain(self, master, timeout: float) -> None:
         """Close the listening sockets, wait until nothing is in flight (at most `timeout` s), then shut down."""
-        ps = master.addons.get("proxyserver")
         try:
-            for instance in list(ps.servers) if ps else []:
-                await instance.stop()
+            await internals.stop_listening(master)
         except Exception as e:  # stopping to listen must never prevent the shutdown itself
             logger.error("privproxy: could not stop listening (%s)", type(e).__name__)
         deadline = time.monotonic() + timeout

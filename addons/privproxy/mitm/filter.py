@@ -30,7 +30,7 @@ class PrivacyFilter:
             state = pipeline.begin(view, policy, self.rt.locator)
             flow.metadata["privproxy"] = state
             flow.metadata["privproxy_view"] = view
-            flowview.apply(flow, state)
+            flowview.apply(flow, state, view)
             client = state.client
             if client is not None:
                 self.rt.metrics.truncations.labels(client.family).inc()
@@ -39,6 +39,9 @@ class PrivacyFilter:
                 if client.malformed:
                     self.rt.metrics.forwarding_ignored.labels("malformed").inc()
             if flow.response:
+                return
+            if state.answer is not None:
+                self.refuse(flow, state)
                 return
             if state.codec is None:
                 # Ordinary bodies stream through untouched; only beacons are buffered. A request without a body
@@ -66,10 +69,8 @@ class PrivacyFilter:
                 self.answer(flow, state, 413, "too_large")
                 return
             view = flow.metadata["privproxy_view"]
-            result = pipeline.scrub_beacon(state, view, body, req.headers.get("content-type", ""),
-                                           req.headers.get("content-encoding", ""))
-            if state.decision.state == "beacon_opt_out":
-                flowview.apply_cookie(flow, state)  # the beacon refused consent: its cookies go scrubbed too
+            out = pipeline.forward_beacon(state, view, body)
+            result = out.result
             m = self.rt.metrics
             m.beacons.labels(result.vendor, "given" if state.consent else "none").inc()
             if result.unclassified:
@@ -79,19 +80,7 @@ class PrivacyFilter:
             if not result.forward:
                 self.answer(flow, state, result.status, result.reason)
                 return
-            if result.changed:
-                path = req.path.split("?", 1)[0]
-                req.path = f"{path}?{result.query}" if result.query else path
-                req.raw_content = result.body
-                if "transfer-encoding" in req.headers:
-                    del req.headers["transfer-encoding"]
-                if result.body or req.method not in ("GET", "HEAD"):
-                    req.headers["content-length"] = str(len(result.body))
-            for name, value in pipeline.beacon_headers(state, view.first).items():
-                if value is None:
-                    req.headers.pop(name, None)
-                else:
-                    req.headers[name] = value
+            flowview.apply_beacon(flow, out)  # what goes out is what was inspected, in the vendor's spelling
         except Exception as e:  # fail closed: the vendor gets nothing rather than the identifiers
             self.rt.metrics.failures.labels("beacon").inc()
             logger.error("privproxy: beacon filter failed (%s); answered 204 without forwarding", type(e).__name__)
@@ -101,7 +90,20 @@ class PrivacyFilter:
         """Answer a beacon here without forwarding it (fail closed), and count why."""
         vendor = state.codec.name if state.codec else "unknown"
         self.rt.metrics.beacon_failures.labels(vendor, reason or "unknown").inc()
+        flow.metadata["privproxy_outcome"] = "not_forwarded"
         flow.response = http.Response.make(status, b"", {"cache-control": "no-store"})
+        flow.request.stream = False
+
+    def refuse(self, flow: http.HTTPFlow, state: pipeline.FlowState) -> None:
+        """A request head no origin reads one way only (RFC 9110/9112/9113, privproxy.wire): 400, never forwarded."""
+        assert state.answer is not None
+        status, reason = state.answer
+        self.rt.metrics.refused.labels(reason).inc()
+        flow.metadata["privproxy_outcome"] = "bad_request"
+        flow.response = http.Response.make(status, b"Bad Request\n", {"content-type": "text/plain",
+                                                                      "cache-control": "no-store",
+                                                                      "connection": "close"})
+        flow.request.stream = False
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = flowview.state_of(flow)

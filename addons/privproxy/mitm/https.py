@@ -13,6 +13,16 @@ from privproxy.mitm.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
+def hsts_for(rt: Runtime, flow: http.HTTPFlow | None, tls: bool) -> str | None:
+    """The HSTS value for an answer the proxy makes itself (errors, refusals): by what the flow was classified as
+    (HTTPS, also behind a trusted TLS-terminating balancer), else by the connection. RFC 6797 §7.2: never over
+    plain HTTP."""
+    state = flowview.state_of(flow) if flow is not None else None
+    if state is not None:
+        return state.policy.https.hsts if state.https else None
+    return rt.policy.https.hsts if tls and rt.policy is not None else None
+
+
 class EnforceHttps:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -32,7 +42,7 @@ class EnforceHttps:
                 flow.response = http.Response.make(400, b"Bad Request: invalid Host header\n",
                                                    {"Content-Type": "text/plain"})
                 flow.request.stream = False
-        except Exception as e:
+        except Exception:  # fail closed: no answer is forwarded unredirected
             self.rt.metrics.failures.labels("https_redirect").inc()
             flow.response = http.Response.make(400, b"Bad Request\n", {"Content-Type": "text/plain"})
 
@@ -43,7 +53,7 @@ class EnforceHttps:
         try:
             if state.https:
                 self.secure(flow.response, state.policy.https)
-        except Exception as e:
+        except Exception:  # counted; the answer goes out with the origin's headers
             self.rt.metrics.failures.labels("https_headers").inc()
 
     def response(self, flow: http.HTTPFlow) -> None:

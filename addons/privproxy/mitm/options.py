@@ -1,4 +1,5 @@
-"""privproxy's mitmproxy options, policy loading, and the public-proxy hardening of mitmproxy's defaults."""
+"""privproxy's mitmproxy options, policy loading, and the public-proxy hardening of mitmproxy's defaults: no raw
+TCP, forward-secret AEAD suites, and the guarded HTTP layer's request-head limits (C1, C15)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import ctx, exceptions, http
 
 from privproxy import client_ip, policy
 from privproxy.errors import ConfigError, ConfigErrors
-from privproxy.mitm import proxy_protocol, quiet
+from privproxy.mitm import flowview, https, internals, proxy_protocol, quiet
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 INSTANCE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# TLS 1.2 suites: forward-secret key exchange and AEAD only (BSI TR-02102-2, Mozilla "intermediate"); every
+# TLS 1.3 suite already is both, and ciphers_client does not touch them.
+FORWARD_SECRET_AEAD = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
 
 def config_path(option: str) -> Path | None:
@@ -27,9 +31,28 @@ def config_path(option: str) -> Path | None:
     return here if here.is_file() else None
 
 
+class LayerSettings:
+    """What mitmproxy's guarded HTTP layer (internals.guard_http) asks privproxy: head limits from the options,
+    HSTS and the buffered-body limit from the rules the flow was classified under (or the current ones)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.max_head = 64 * 1024
+        self.head_timeout = 30.0
+
+    def hsts(self, flow: http.HTTPFlow | None, tls: bool) -> str | None:
+        return https.hsts_for(self.rt, flow, tls)
+
+    def body_limit(self, flow: http.HTTPFlow) -> int | None:
+        state = flowview.state_of(flow)
+        p = state.policy if state is not None else self.rt.policy
+        return p.beacons.limits.max_body if p is not None else None
+
+
 class Options:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.layer = LayerSettings(rt)
 
     def load(self, loader) -> None:
         loader.add_option("privproxy_config", str, "",
@@ -50,12 +73,27 @@ class Options:
                           "Refuse to start (and to reload) without the pseudonymization secret and, with consent "
                           "on, a consent key: instances that must agree cannot run on throwaway keys.")
         loader.add_option("privproxy_instance", str, "",
-                          "This instance's name in log records; empty: HOST:PORT of the host name and first listen port.")
+                          "This instance's name in log records; empty: HOST:PORT of the host name and first listen "
+                          "port.")
         loader.add_option("privproxy_ready_file", str, "",
                           "Write the bound listen and metrics addresses here as JSON once serving.")
+        loader.add_option("privproxy_max_request_head", int, 64 * 1024,
+                          "Bytes a request line and its header fields may take; larger heads are answered 431.")
+        loader.add_option("privproxy_request_head_timeout", int, 30,  # int: mitmproxy's --set parses no floats
+                          "Seconds a request head may take from a connection's start (or its first byte) to its "
+                          "end; slower ones are answered 408. 0: no limit.")
         quiet.install()
+        internals.guard_http(self.layer)
 
     def configure(self, updated: set[str]) -> None:
+        if "privproxy_max_request_head" in updated:
+            if ctx.options.privproxy_max_request_head < 1024:
+                raise exceptions.OptionsError("privproxy_max_request_head: at least 1024 bytes")
+            self.layer.max_head = ctx.options.privproxy_max_request_head
+        if "privproxy_request_head_timeout" in updated:
+            if ctx.options.privproxy_request_head_timeout < 0:
+                raise exceptions.OptionsError("privproxy_request_head_timeout: 0 (off) or a number of seconds")
+            self.layer.head_timeout = float(ctx.options.privproxy_request_head_timeout)
         if "privproxy_instance" in updated:
             name = ctx.options.privproxy_instance
             if name and not INSTANCE_NAME.fullmatch(name):
@@ -110,6 +148,10 @@ class Options:
         wanted: dict[str, object] = {
             "keep_host_header": True,  # sites are chosen by the visitor's Host, and origins expect it
             "block_global": False,  # else every visitor with a public address is refused
+            # Never relay raw TCP: mitmproxy would for a first line that does not look like HTTP, and after an
+            # origin's 101 that is not WebSocket; nothing would be logged or scrubbed on such a connection.
+            "rawtcp": False,
+            "ciphers_client": FORWARD_SECRET_AEAD,
         }
         if "flow_detail" in opts and opts.flow_detail:
             wanted["flow_detail"] = 0  # the dumper prints client addresses and full URLs

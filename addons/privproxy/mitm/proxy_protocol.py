@@ -11,29 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mitmproxy.proxy import mode_servers
-
 from privproxy import proxy_protocol, truncate
+from privproxy.mitm import internals
 from privproxy.mitm.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-_original = mode_servers.ReverseInstance.handle_stream
-
-
-class AnnouncedPeer:
-    """The connection's writer, except that its peer is the address the trusted balancer announced."""
-
-    def __init__(self, writer: asyncio.StreamWriter, peer: tuple[str, int]) -> None:
-        self._writer = writer
-        self._peer = peer
-
-    def get_extra_info(self, name: str, default=None):
-        if name == "peername":
-            return self._peer
-        return self._writer.get_extra_info(name, default)
-
-    def __getattr__(self, name: str):
-        return getattr(self._writer, name)
 
 
 def _close(writer) -> None:
@@ -64,24 +46,21 @@ async def accept(rt: Runtime, reader, writer):
         m.labels("local").inc()
         return writer
     m.labels("accepted").inc()
-    return AnnouncedPeer(writer, header.source)
+    return internals.with_peer(writer, header.source)
 
 
 def install(rt: Runtime) -> None:
     """Make reverse listeners started from now on require a PROXY header (process-wide, like the option)."""
 
-    async def handle_stream(self, reader, writer=None):
-        if not rt.proxy_protocol or not isinstance(writer, asyncio.StreamWriter):
-            return await _original(self, reader, writer)
+    async def gate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        if not rt.proxy_protocol:
+            return writer
         try:
-            announced = await accept(rt, reader, writer)
+            return await accept(rt, reader, writer)
         except Exception as e:  # fail closed: no header, no connection
             rt.metrics.proxy_protocol.labels("malformed").inc()
             logger.error("privproxy: PROXY protocol handling failed (%s)", type(e).__name__)
             _close(writer)
             return None
-        if announced is not None:
-            return await _original(self, reader, announced)
-        return None
 
-    mode_servers.ReverseInstance.handle_stream = handle_stream
+    internals.accept_reverse_connections(gate)

@@ -1,4 +1,9 @@
-"""PolicyReloader: watch filters.yaml and swap in a valid new version; a broken edit keeps the last good rules."""
+"""PolicyReloader: watch filters.yaml and swap in a valid new version; a broken edit keeps the last good rules.
+
+Empty, comment-only and version-less files are broken edits too (policy.from_text refuses them): a truncating
+editor's save or an empty ConfigMap key read mid-write keeps the previous rules, and the complete file, whose
+size and mtime differ, is picked up on a later poll.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +74,10 @@ class PolicyReloader:
         self.rt.swap(new)
         self.rt.load_geo(strict=False)
         self.rt.metrics.reloads.labels("success").inc()
-        logger.warning("privproxy: reloaded %s (sha256 %s)", path, new.sha256[:12])
+        logger.warning("privproxy: reloaded %s (sha256 %s); protections switched off: %s", path, new.sha256[:12],
+                       ", ".join(new.disabled) or "none")
+        for w in new.warnings:
+            logger.warning(w)
         return True
 
     def done(self) -> None:

@@ -36,6 +36,7 @@ class Runtime:
             policy = dataclasses.replace(policy, client_ip=ci)
         self.policy = policy
         self.metrics.preinit(policy.sites.names, policy.rules.rules)
+        self.metrics.protections(policy.disabled)
         self.metrics.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
         self.metrics.reload_success.set(time.time())
         return policy

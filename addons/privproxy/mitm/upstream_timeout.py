@@ -15,7 +15,8 @@ import asyncio
 import logging
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.proxy import events
+
+from privproxy.mitm import internals
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +72,9 @@ class UpstreamTimeout:
         flow.metadata.pop(_TIMER, None)
         if flow.response is not None or not flow.live:
             return
-        try:
-            handler = ctx.master.addons.get("proxyserver").connections[flow.client_conn.id]
-            reader = handler.transports[flow.server_conn].handler
-        except (AttributeError, KeyError):  # the connection went away meanwhile: nothing waits any more
-            return
-        if reader is None:
+        flow.metadata["privproxy_outcome"] = OUTCOME  # before: the fed answer may run the response hooks at once
+        if not internals.give_up_on_origin(flow, GATEWAY_TIMEOUT):  # the connection went away meanwhile
+            del flow.metadata["privproxy_outcome"]
             return
         self.expired += 1
-        flow.metadata["privproxy_outcome"] = OUTCOME
         logger.warning("privproxy: origin did not answer within %g s; answering 504", self.seconds)
-        if flow.server_conn.alpn in (None, b"", b"http/1.1"):
-            asyncio.ensure_future(handler.server_event(events.DataReceived(flow.server_conn, GATEWAY_TIMEOUT)))
-        else:
-            reader.cancel(OUTCOME)

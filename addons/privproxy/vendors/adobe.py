@@ -8,7 +8,7 @@ Parameters: experienceleague.adobe.com "Data collection query parameters"; Web S
 from __future__ import annotations
 
 from privproxy.vendors.base import (Beacon, Decoded, Doc, Limits, Params, by_name, dumps, loads, open_body,
-                                    params_decoded)
+                                    params_decoded, require)
 
 name = "adobe"
 title = "Adobe Analytics / Experience Platform Web SDK"
@@ -81,5 +81,6 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     query = Params.parse(beacon.query)
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
+    require(data, ("events",), "an Adobe Experience Edge request")
     return Decoded([Doc(query, _EE_QUERY), Doc(data, ee_classify)],
                    lambda: (query.encode(), body.wrap(dumps(data))))

@@ -60,7 +60,7 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     query = Params.parse(beacon.query)
     body = open_body(beacon, limits)
     text = text_of(body.data)
-    if is_form(beacon) or (text.startswith(("e=", "client=", "v=", "checksum=", "upload_time="))):
+    if not body.json and (is_form(beacon) or text.startswith(("e=", "client=", "v=", "checksum=", "upload_time="))):
         form = Params.parse(text)
         if form.get("e") is None:  # not Amplitude's upload (a UA hit also starts with v=): refuse, never guess
             raise CodecError("unsupported_format", "a form without Amplitude's `e` events field")
@@ -70,9 +70,13 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
             return query.encode(), body.wrap(form.encode().encode())
 
         return Decoded([Doc(query, LEGACY), Doc(form, LEGACY)], encode_form)
-    if not text.lstrip().startswith(("{", "[")):
+    if not body.json:
         raise CodecError("unsupported_format", "neither JSON nor the legacy form")
     data = loads(body.data, limits)
+    # The HTTP V2 and Batch APIs take {"api_key", "events": [...]}: anything else is another vendor's document
+    # (a PostHog batch on `/batch`), whose fields this codec would not know.
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise CodecError("bad_structure", "no `events` list")
     return Decoded([Doc(query, by_name({})), Doc(data, event_classify)], lambda: (query.encode(), body.wrap(dumps(data))))
 
 

@@ -69,7 +69,7 @@ class CodecError(Exception):
     """The beacon cannot be decoded; `reason` is a bounded metric label."""
 
     REASONS = ("bad_json", "bad_base64", "bad_gzip", "bad_form", "too_large", "too_deep", "unsupported_encoding",
-               "unsupported_format", "bad_structure")
+               "unsupported_format", "bad_structure", "ambiguous_body")
 
     def __init__(self, reason: str, detail: str = "") -> None:
         assert reason in self.REASONS, reason
@@ -107,6 +107,7 @@ class Nested:
 
     encoding: str
     classify: Classifier
+    names: Callable[[str], str | None] | None = None  # how the receiver reads parameter names (`query` only)
 
 
 @dataclass(slots=True)
@@ -134,19 +135,32 @@ class Codec(Protocol):
 # --- query strings and forms --------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Params:
-    """An ordered query string or form body; untouched pairs keep their exact bytes when encoded again."""
+    """An ordered query string or form body; untouched pairs keep their exact bytes when encoded again.
+
+    A pair keeps its bytes only where they provably read back as what was inspected: valid percent-encoding
+    of UTF-8, and a name the receiver reads as written (`names`, e.g. PHP's rules for Matomo). Any other pair
+    goes out re-encoded from its decoded name and value, so the receiver reads what privproxy read."""
 
     pairs: list[list[Any]] = field(default_factory=list)  # [raw pair, name, value, changed?]
 
     @classmethod
-    def parse(cls, text: str) -> Params:
+    def parse(cls, text: str, names: Callable[[str], str | None] | None = None) -> Params:
         p = cls()
         for part in text.split("&"):
             if not part:
                 continue
             raw_name, _, raw_value = part.partition("=")
-            p.pairs.append([part, unquote_plus(raw_name, errors="replace"), unquote_plus(raw_value, errors="replace"),
-                            False])
+            name, exact_name = _unquote_exact(raw_name)
+            value, exact_value = _unquote_exact(raw_value)
+            exact = exact_name and exact_value
+            if names is not None:
+                read = names(name)
+                if read is None:  # the receiver ignores this pair: so does the forwarded request
+                    p.pairs.append([part, name, None, True])
+                    continue
+                exact = exact and read == name
+                name = read
+            p.pairs.append([part, name, value, not exact])
         return p
 
     def get(self, name: str) -> str | None:
@@ -171,22 +185,45 @@ class Params:
         return "&".join(out)
 
 
+_PERCENT_OK = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _unquote_exact(raw: str) -> tuple[str, bool]:
+    """(decoded text, exact?): exact when every `%` starts a valid escape and the bytes are UTF-8."""
+    if "%" not in raw and "+" not in raw:
+        return raw, True
+    exact = raw.count("%") == len(_PERCENT_OK.findall(raw))
+    try:
+        return unquote_plus(raw, errors="strict"), exact
+    except UnicodeDecodeError:
+        return unquote_plus(raw, errors="replace"), False
+
+
 # --- bodies ---------------------------------------------------------------------------------------------------
 GZIP_MAGIC = b"\x1f\x8b"
 
 
 def gunzip(data: bytes, limits: Limits) -> bytes:
-    """Bounded decompression: a gzip bomb stops at the limit instead of filling memory."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(data, limits.max_decompressed + 1)
-    except zlib.error as e:
-        raise CodecError("bad_gzip", str(e)) from None
-    if len(out) > limits.max_decompressed or d.unconsumed_tail:
-        raise CodecError("too_large", "decompressed body over the limit")
-    if not d.eof:
-        raise CodecError("bad_gzip", "truncated gzip stream")
-    return out
+    """Every member of a gzip stream, inflated with a bound: RFC 1952 allows several members and Python's and
+    Node's zlib inflate them all, so inspecting only the first would forward the rest unread. Bytes after the
+    last member (Node fails on them or skips them) are refused; a gzip bomb stops at the limit."""
+    out = bytearray()
+    rest = data
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += d.decompress(rest, limits.max_decompressed + 1 - len(out))
+        except zlib.error as e:
+            raise CodecError("bad_gzip", str(e)) from None
+        if len(out) > limits.max_decompressed or d.unconsumed_tail:
+            raise CodecError("too_large", "decompressed body over the limit")
+        if not d.eof:
+            raise CodecError("bad_gzip", "truncated gzip stream")
+        rest = d.unused_data
+        if not rest:
+            return bytes(out)
+        if not rest.startswith(GZIP_MAGIC):
+            raise CodecError("ambiguous_body", "bytes after the last gzip member")
 
 
 def gzip(data: bytes) -> bytes:
@@ -200,26 +237,62 @@ class Body:
 
     data: bytes
     gzipped: bool
+    json: bool = False  # it starts like a JSON document (receivers that sniff read it as JSON)
 
     def wrap(self, data: bytes) -> bytes:
         return gzip(data) if self.gzipped else data
 
 
-def open_body(beacon: Beacon, limits: Limits, gzip_hint: bool = False) -> Body:
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+_UTF8 = frozenset({"", "utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def media_type(content_type: str) -> tuple[str, str]:
+    """('application/json', 'utf-8') from `application/json; charset="UTF-8"`."""
+    kind, _, params = content_type.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        k, _, v = param.partition("=")
+        if k.strip().lower() == "charset":
+            charset = v.strip().strip('"').lower()
+    return kind.strip().lower(), charset
+
+
+def open_body(beacon: Beacon, limits: Limits, gzip_hint: bool = False, json_as_form: bool = False) -> Body:
     """The body, gunzipped when Content-Encoding says so, when a parameter says so (`gzip_hint`), or when it
-    starts with the gzip magic bytes and no header says anything (some SDKs send gzip without the header)."""
+    starts with the gzip magic bytes and no header says anything (some SDKs send gzip without the header).
+
+    A body its receivers could read in two ways is refused, never guessed at: multipart (PHP reads it as a
+    form, privproxy does not decode it), a byte-order mark (JSON.parse fails on it, other readers skip it), a
+    charset other than UTF-8, JSON declared as a form (unless the codec reads both, `json_as_form`), a form
+    declared as JSON."""
     if len(beacon.body) > limits.max_body:
         raise CodecError("too_large", "body over the limit")
+    kind, charset = media_type(beacon.content_type)
+    if kind.startswith("multipart/"):
+        raise CodecError("unsupported_format", "multipart bodies are not decoded")
+    if charset not in _UTF8:
+        raise CodecError("unsupported_encoding", f"charset {charset[:20]}")
     enc = beacon.content_encoding.strip().lower()
     if enc in ("", "identity"):
         if beacon.body.startswith(GZIP_MAGIC) or (gzip_hint and beacon.body[:2] == GZIP_MAGIC):
-            return Body(gunzip(beacon.body, limits), True)
-        if gzip_hint:
+            body = Body(gunzip(beacon.body, limits), True)
+        elif gzip_hint:
             raise CodecError("bad_gzip", "compression announced but the body is not gzip")
-        return Body(beacon.body, False)
-    if enc in ("gzip", "x-gzip"):
-        return Body(gunzip(beacon.body, limits), True)
-    raise CodecError("unsupported_encoding", enc[:20])
+        else:
+            body = Body(beacon.body, False)
+    elif enc in ("gzip", "x-gzip"):
+        body = Body(gunzip(beacon.body, limits), True)
+    else:
+        raise CodecError("unsupported_encoding", enc[:20])
+    if body.data.startswith(_BOMS):
+        raise CodecError("ambiguous_body", "byte-order mark")
+    body.json = body.data.lstrip(b" \t\r\n")[:1] in (b"{", b"[")
+    if body.json and kind == "application/x-www-form-urlencoded" and not json_as_form:
+        raise CodecError("ambiguous_body", "JSON declared as a form")
+    if not body.json and body.data.strip() and (kind == "application/json" or kind.endswith("+json")):
+        raise CodecError("ambiguous_body", "declared as JSON but it is not")
+    return body
 
 
 def loads(data: bytes | str, limits: Limits) -> Any:
@@ -229,6 +302,15 @@ def loads(data: bytes | str, limits: Limits) -> Any:
         raise CodecError("bad_json", str(e)[:80]) from None
     check_depth(value, limits.max_depth)
     return value
+
+
+def require(data: Any, keys: tuple[str, ...], what: str) -> None:
+    """The document is this vendor's: an object holding one of `keys` (or a list of such objects). Another
+    vendor's document (an Amplitude batch on PostHog's `/batch/`) would pass through a codec that knows none of
+    its fields, so it is refused instead (bad_structure)."""
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(d, dict) and any(k in d for k in keys) for d in items):
+        raise CodecError("bad_structure", f"not {what}")
 
 
 def dumps(value: Any) -> bytes:
@@ -303,6 +385,8 @@ def params_decoded(beacon: Beacon, classify: Classifier, limits: Limits) -> Deco
     form: Params | None = None
     if beacon.body:
         body = open_body(beacon, limits)
+        if body.json:
+            raise CodecError("ambiguous_body", "a JSON body where a form belongs")
         form = Params.parse(text_of(body.data))
         docs.append(Doc(form, classify))
 
@@ -325,7 +409,12 @@ def lines_decoded(beacon: Beacon, limits: Limits, classify: Classifier) -> Decod
     seps: list[str] = []
     if beacon.body:
         body = open_body(beacon, limits)
-        for i, part in enumerate(re.split(r"(\r?\n)", text_of(body.data))):
+        if body.json:
+            raise CodecError("ambiguous_body", "a JSON body where hit lines belong")
+        text = text_of(body.data)
+        if "\r" in text.replace("\r\n", ""):
+            raise CodecError("ambiguous_body", "a bare CR: a line break to some readers, not to others")
+        for i, part in enumerate(re.split(r"(\r?\n)", text)):
             if i % 2:
                 seps.append(part)
             else:

@@ -11,7 +11,7 @@ import re
 
 from privproxy.consent.signals import tcf_refuses
 from privproxy.vendors.base import (Beacon, Decoded, Doc, Limits, Params, by_name, dumps, lines_decoded, loads,
-                                    open_body)
+                                    open_body, require)
 
 name = "ga4"
 title = "Google Analytics 4"
@@ -100,6 +100,7 @@ def _decode_mp(beacon: Beacon, limits: Limits) -> Decoded:
     query = Params.parse(beacon.query)  # measurement_id / firebase_app_id and api_secret: not personal
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
+    require(data, ("events",), "a Measurement Protocol request")
     consent = data.get("consent") if isinstance(data, dict) else None
     is_denied = isinstance(consent, dict) and "DENIED" in {str(v).upper() for v in consent.values()}
     if isinstance(data, dict) and data.get("non_personalized_ads") is True:

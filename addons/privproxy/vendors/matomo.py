@@ -15,7 +15,7 @@ paths = ("/matomo.php", "/piwik.php", "*/matomo.php", "*/piwik.php")
 cookies = ("_pk_id*", "_pk_ses*", "_pk_ref*", "_pk_cvar*", "_pk_hsr*", "MATOMO_SESSID", "mtm_*")
 
 _CVAR = by_name({}, prefixes=(("", "props"),))  # {"1": ["name", "value"], ...}: every pair is custom
-HIT = by_name({
+_FIELDS = by_name({
     "_id": "client_id", "cid": "client_id", "uid": "user_id", "_idn": "plain", "_idts": "plain",
     "_idvc": "plain", "_viewts": "plain", "_refts": "plain", "_ects": "plain", "pv_id": "plain",
     "cip": "ip", "ua": "user_agent", "uadata": "fingerprint", "lang": "keep",
@@ -34,20 +34,63 @@ HIT = by_name({
     "dir": "plain", "qt": "plain", "realp": "plain", "pdf": "plain", "wma": "plain", "ag": "plain",
     "gears": "plain", "consent": "consent", "bw_bytes": "plain", "ma_id": "keep", "ma_ti": "keep",
 }, prefixes=(("dimension", "props"), ("_pk_", "client_id"), ("pf_", "plain"), ("ma_", "keep")))
-_BULK = by_name({"requests": Nested("query", HIT), "token_auth": "plain"})
+
+
+def HIT(path: tuple[str, ...]) -> str | Nested | None:  # noqa: N802 (a classifier, like the other codecs' HIT)
+    """A PHP array parameter (`uid[]`, `uid[x]`) is the parameter its base name is."""
+    return _FIELDS(path[:-1] + (path[-1].partition("[")[0],)) if path and "[" in path[-1] else _FIELDS(path)
+
+
+def php_name(name: str) -> str | None:
+    """The name PHP gives a decoded parameter name in $_GET, $_POST and parse_str (main/php_variables.c,
+    PHP 8): it ends at a NUL byte, leading spaces go, ` ` and `.` become `_`, `a[b]` is an array `a` (its
+    brackets kept here), an unclosed `[` becomes `_`; an empty name is ignored (None). Matomo reads its
+    parameters through PHP, so `%20uid`, `uid%00x` and `.id` are `uid`, `uid` and `_id` to it, and to
+    privproxy; tests/unit/vendors/test_php_names.py checks this against php-cli."""
+    name = name.partition("\0")[0].lstrip(" ")
+    base, bracket, rest = name.partition("[")
+    base = base.replace(" ", "_").replace(".", "_")
+    if not base:
+        return None
+    if not bracket:
+        return base
+    if "]" not in rest:  # not an index: the `[` and everything after it is part of the name
+        return base + "_" + rest.replace(" ", "_").replace(".", "_").replace("[", "_")
+    # An array: indices as PHP splits them; anything after the last `]` that opens no new index is ignored.
+    out, rest = base, "[" + rest
+    while rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            break
+        out += rest[:close + 1]
+        rest = rest[close + 1:]
+    return out
+
+
+_BULK = by_name({"requests": Nested("query", HIT, php_name), "token_auth": "plain"})
+
+
+def _params(text: str) -> Params:
+    return Params.parse(text, names=php_name)
 
 
 def decode(beacon: Beacon, limits: Limits) -> Decoded:
-    query = Params.parse(beacon.query)
+    query = _params(beacon.query)
     if not beacon.body:
         return Decoded([Doc(query, HIT)], lambda: (query.encode(), beacon.body))
-    body = open_body(beacon, limits)
+    # matomo.js sends bulk requests as JSON under a form Content-Type; Matomo reads them as JSON.
+    body = open_body(beacon, limits, json_as_form=True)
     text = text_of(body.data)
-    if text.lstrip().startswith("{"):
+    if body.json:
         data = loads(body.data, limits)
+        # Matomo treats a body as bulk only when it holds `requests`; anything else it reads as a form, which
+        # privproxy would not have inspected as such: refused.
+        if not isinstance(data, dict) or not isinstance(data.get("requests"), list) \
+                or set(data) - {"requests", "token_auth"}:
+            raise CodecError("ambiguous_body", "JSON that is not a bulk request")
         return Decoded([Doc(query, HIT), Doc(data, _BULK)], lambda: (query.encode(), body.wrap(dumps(data))))
     if not is_form(beacon) and "=" not in text:
         raise CodecError("unsupported_format", "neither a form nor bulk JSON")
-    form = Params.parse(text)
+    form = _params(text)
     return Decoded([Doc(query, HIT), Doc(form, HIT)],
                    lambda: (query.encode(), body.wrap(form.encode().encode())))

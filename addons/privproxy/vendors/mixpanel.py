@@ -7,8 +7,8 @@ Property names: docs.mixpanel.com/docs/data-structure/property-reference/default
 
 from __future__ import annotations
 
-from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, by_name, dumps, is_form,
-                                    loads, open_body, text_of)
+from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, by_name, dumps, loads,
+                                    open_body, require, text_of)
 
 name = "mixpanel"
 title = "Mixpanel"
@@ -18,6 +18,9 @@ cookies = ()  # mixpanel-js keeps its ids in a first-party mp_* cookie the colle
 _PROPS = {
     "distinct_id": "client_id", "$distinct_id": "client_id", "$device_id": "device_id", "$user_id": "user_id",
     "$anon_id": "client_id", "$identified_id": "user_id", "$distinct_id_before_identity": "client_id",
+    # mixpanel-browser's $identify: the anonymous id it merges, `$device:<device id>` (beacon.pseudonym_like
+    # keeps that form, with the pseudonym `$device_id` gets); `$user_id` on every event after identify.
+    "$anon_distinct_id": "client_id",
     "token": "plain", "$token": "plain", "time": "plain", "$time": "plain", "$insert_id": "plain",
     "$current_url": "url", "$referrer": "url", "$initial_referrer": "url", "current_url_path": "keep",
     "$referring_domain": "keep", "$initial_referring_domain": "keep", "current_domain": "keep",
@@ -68,8 +71,9 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
         return Decoded(docs, lambda: (query.encode(), beacon.body), denied=False)
     body = open_body(beacon, limits)
     text = text_of(body.data)
-    if text.lstrip().startswith(("{", "[")) and not is_form(beacon):
+    if body.json:
         data = loads(body.data, limits)
+        require(data, ("event", "$distinct_id", "$token", "$group_key"), "a Mixpanel event or profile update")
         docs.append(Doc(data, event_classify))
         return Decoded(docs, lambda: (query.encode(), body.wrap(dumps(data))))
     if "=" not in text:

@@ -7,7 +7,7 @@ Spec: plausible.io/docs/events-api.
 
 from __future__ import annotations
 
-from privproxy.vendors.base import Beacon, Decoded, Doc, Limits, Params, by_name, dumps, loads, open_body
+from privproxy.vendors.base import Beacon, Decoded, Doc, Limits, Params, by_name, dumps, loads, open_body, require
 
 name = "plausible"
 title = "Plausible"
@@ -32,6 +32,7 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     query = Params.parse(beacon.query)
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
+    require(data, ("n", "name"), "a Plausible event")
     if isinstance(data, dict):
         for key in ("p", "props", "m", "meta"):
             if isinstance(data.get(key), str) and data[key].lstrip().startswith("{"):

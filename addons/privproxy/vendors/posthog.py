@@ -9,14 +9,29 @@ Property names: posthog.com/docs/data/events (default properties) and posthog-js
 from __future__ import annotations
 
 from privproxy.vendors.base import (Beacon, CodecError, Decoded, Doc, Limits, Nested, Params, b64decode, by_name,
-                                    dumps, is_click_id, loads, open_body, text_of)
+                                    dumps, is_click_id, loads, open_body, require, text_of)
 
 name = "posthog"
 title = "PostHog"
 paths = ("/e/", "/e", "/i/v0/e/", "/i/v0/e", "/batch/", "/capture/", "/capture", "/engage/", "/track/")
 cookies = ()  # posthog-js keeps ids in a ph_* cookie the collector does not read
 
-_PROPS = {
+# Autocapture's clicked elements: `$elements` (a list of objects, older SDKs) and `$elements_chain` (posthog-js's
+# `tag.class:attr="value"...;...` string). Links, sources and form actions are URLs (the URL rules apply); other
+# attribute values, texts and class names go through the detectors.
+_ELEMENT = {
+    "href": "url", "attr__href": "url", "attr__src": "url", "attr__action": "url", "attr__formaction": "url",
+    "attr__poster": "url", "attr__data-href": "url", "attr__data-url": "url",
+    "nth-child": "plain", "nth-of-type": "plain", "nth_child": "plain", "nth_of_type": "plain", "order": "plain",
+    "tag_name": "plain",
+}
+
+
+def element_classify(path: tuple[str, ...]) -> str:
+    return _ELEMENT.get(path[-1], "keep") if path else "keep"
+
+
+_PROPS: dict[str, str | Nested] = {
     "distinct_id": "client_id", "$device_id": "device_id", "$session_id": "session_id", "$window_id": "session_id",
     "$anon_distinct_id": "client_id", "$user_id": "user_id", "$pageview_id": "plain", "$insert_id": "plain",
     "$current_url": "url", "$referrer": "url", "$initial_referrer": "url", "$initial_current_url": "url",
@@ -26,7 +41,8 @@ _PROPS = {
     "$os_version": "plain", "$device_type": "keep", "$screen_height": "device", "$screen_width": "device",
     "$viewport_height": "device", "$viewport_width": "device", "$browser_language": "keep", "$timezone": "keep",
     "$time": "plain", "$sent_at": "plain", "$groups": "keep", "$set": "props", "$set_once": "props",
-    "$unset": "plain", "$elements_chain": "keep", "$elements": "keep", "$event_type": "keep",
+    "$unset": "plain", "$elements": "keep", "$elements_chain": Nested("attrs", element_classify),
+    "$event_type": "keep",
     "$is_identified": "plain", "$process_person_profile": "plain", "$configured_session_timeout_ms": "plain",
     "$opt_out": "consent", "$cookieless_mode": "consent", "$geoip_disable": "consent",
     # Seen in posthog-js 1.449 recordings (tests/unit/vendors/recordings/browser-sdks.json): SDK internals and
@@ -41,7 +57,7 @@ _PROPS = {
 }
 
 
-def event_classify(path: tuple[str, ...]) -> str | None:
+def event_classify(path: tuple[str, ...]) -> str | Nested | None:
     if path and path[0] == "batch":
         path = path[1:]
     if not path:
@@ -51,6 +67,8 @@ def event_classify(path: tuple[str, ...]) -> str | None:
                 "token": "plain", "distinct_id": "client_id", "$set": "props", "$set_once": "props",
                 "sent_at": "plain", "type": "plain", "offset": "plain", "historical_migration": "plain",
                 "ip": "ip"}.get(path[0])
+    if path[0] == "properties" and len(path) > 2 and path[1] == "$elements":
+        return element_classify(path[2:])
     if path[0] in ("properties", "$set", "$set_once"):
         if is_click_id(path[-1]):
             return "click_id"
@@ -67,9 +85,10 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
         raise CodecError("unsupported_encoding", "lz-string")
     body = open_body(beacon, limits, gzip_hint=compression == "gzip-js")
     text = text_of(body.data)
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    if body.json:
         data = loads(body.data, limits)
+        require(data["batch"] if isinstance(data, dict) and isinstance(data.get("batch"), list) else data,
+                ("event",), "a PostHog event or batch")
         return Decoded([Doc(query, qclass), Doc(data, event_classify)],
                        lambda: (query.encode(), body.wrap(dumps(data))))
     form = Params.parse(text)

@@ -8,7 +8,7 @@ Spec: segment.com/docs/connections/spec/common (userId, anonymousId, context, tr
 from __future__ import annotations
 
 from privproxy.vendors.base import (Beacon, Decoded, Doc, Limits, Params, by_name, dumps, is_click_id, loads,
-                                    open_body)
+                                    open_body, require)
 
 name = "segment"
 title = "Segment"
@@ -18,7 +18,12 @@ cookies = ()  # the collector reads no cookie: ids travel in the body
 
 _MESSAGE = {
     "userId": "user_id", "anonymousId": "client_id", "previousId": "client_id", "groupId": "keep",
-    "type": "plain", "event": "keep", "name": "keep", "category": "keep", "messageId": "plain",
+    "type": "plain", "event": "keep", "name": "keep", "category": "keep",
+    # analytics-next and analytics-node draw message ids and the anonymousId from one pool of random bytes
+    # (@lukeed/uuid, shifted by one byte per id): `ajs-next-<time>-<uuid>` carries 14 of the anonymousId's 16
+    # bytes when both come from one page load (tests/unit/vendors/recordings). A pseudonym keeps it unique
+    # and stable for Segment's deduplication.
+    "messageId": "client_id",
     "timestamp": "plain", "sentAt": "plain", "originalTimestamp": "plain", "receivedAt": "plain",
     "writeKey": "plain", "integrations": "consent", "properties": "props", "traits": "props",
     "version": "plain", "_metadata": "plain", "channel": "plain",
@@ -28,9 +33,13 @@ _CONTEXT = {
     "locale": "keep", "timezone": "keep", "library": "plain", "active": "plain", "instanceId": "client_id",
     "sessionId": "session_id", "sessionStart": "plain", "groupId": "keep", "consent": "consent",
     "protocols": "plain", "app": "keep", "os": "keep", "network": "keep", "screen": "device", "channel": "plain",
+    "externalIds": "keep",
 }
+# context.externalIds: [{"id", "type", "collection", "encoding"}]: the ids the site knows the user by in other
+# systems (an email, a CRM id, a mobile advertising id). segment.com/docs/connections/spec/common#context
 _PAGE = {"url": "url", "referrer": "url", "path": "keep", "search": "url", "title": "keep", "hash": "url",
          "initial_referrer": "url", "initial_referring_domain": "keep", "referring_domain": "keep"}
+_EXTERNAL_ID = {"id": "user_id", "type": "plain", "collection": "plain", "encoding": "plain"}
 _DEVICE = {"id": "device_id", "advertisingId": "device_id", "adTrackingEnabled": "consent", "token": "device_id",
            "manufacturer": "keep", "model": "fingerprint", "name": "fingerprint", "type": "keep"}
 
@@ -53,6 +62,8 @@ def message_classify(path: tuple[str, ...]) -> str | None:
             return _PAGE.get(path[2]) if len(path) == 3 else None
         if sub == "device":
             return _DEVICE.get(path[2]) if len(path) == 3 else None
+        if sub == "externalIds":
+            return _EXTERNAL_ID.get(path[2]) if len(path) == 3 else None
         if sub == "campaign":
             return "click_id" if is_click_id(path[-1]) else "keep"
         if sub == "traits":
@@ -88,5 +99,6 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
     messages = data.get("batch") if isinstance(data, dict) and isinstance(data.get("batch"), list) else [data]
+    require(messages, ("userId", "anonymousId", "type"), "a Segment call or batch")  # every call names a user
     return Decoded([Doc(query, by_name({})), Doc(data, classify)], lambda: (query.encode(), body.wrap(dumps(data))),
                    denied=any(refused(m) for m in messages))

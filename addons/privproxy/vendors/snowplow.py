@@ -8,7 +8,7 @@ Field names: docs.snowplow.io "Snowplow Tracker Protocol".
 from __future__ import annotations
 
 from privproxy.vendors.base import (Beacon, Classifier, Decoded, Doc, Limits, Nested, Params, by_name, dumps, loads,
-                                    open_body, params_decoded)
+                                    open_body, params_decoded, require)
 
 name = "snowplow"
 title = "Snowplow"
@@ -71,6 +71,7 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
         return params_decoded(beacon, EVENT, limits)
     body = open_body(beacon, limits)
     data = loads(body.data, limits)
+    require(data, ("schema",), "a Snowplow payload_data")
     query = Params.parse(beacon.query)
     return Decoded([Doc(query, EVENT), Doc(data, payload_classify)],
                    lambda: (query.encode(), body.wrap(dumps(data))))

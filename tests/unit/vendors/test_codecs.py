@@ -26,7 +26,11 @@ def all_text(value, depth=0) -> str:
         return ""
     if isinstance(value, bytes):
         if value[:2] == b"\x1f\x8b":
-            value = zlib.decompress(value, 16 + zlib.MAX_WBITS)
+            try:
+                value = gzip.decompress(value)  # every member, as receivers inflate them (RFC 1952, Node's zlib)
+            except (OSError, EOFError):  # bytes after a member: what a lenient reader could still see
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                value = d.decompress(value) + d.unused_data
         value = value.decode("utf-8", "replace")
     if isinstance(value, (dict, list)):
         return json.dumps(value) + " " + " ".join(all_text(v, depth + 1) for v in
@@ -203,7 +207,7 @@ def test_consent_mode_denied_is_respected_even_with_consent():
 @pytest.mark.parametrize("prefs,denied", [({"Analytics": True, "Advertising": False}, True),
                                           ({"Analytics": True, "Functional": True}, False), ({}, False)])
 def test_segment_consent_category_preferences_are_respected_even_with_consent(prefs, denied):
-    call = {"userId": "CANARYUID", "event": "Order Completed", "properties": {"plan": "gold_plan"},
+    call = {"type": "track", "userId": "CANARYUID", "event": "Order Completed", "properties": {"plan": "gold_plan"},
             "context": {"consent": {"categoryPreferences": prefs}}}
     b = Beacon("POST", "/v1/batch", "", "application/json", "",
                json.dumps({"batch": [call], "writeKey": "k"}).encode())

@@ -1,0 +1,523 @@
+"""Every mitmproxy internal privproxy relies on, each behind one named function (tests/mitm/test_internals.py
+breaks when a mitmproxy upgrade changes what one of them relies on).
+
+The HTTP layer is guarded here (C2, C3, C15): request heads are limited in size and time, refusals are answered
+and recorded, the proxy's own error answers carry no banner and do carry HSTS, buffered bodies stop at their
+limit, and nothing but a valid WebSocket handshake is ever upgraded (mitmproxy would relay any other 101 as raw
+TCP: every later request on that connection would pass unlogged and unscrubbed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mitmproxy import addonmanager, ctx, flow as mflow, hooks, http
+from mitmproxy.connection import ConnectionState
+from mitmproxy.net.http import http1, status_codes
+from mitmproxy.proxy import commands, events, mode_servers
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.utils import expect
+from mitmproxy.proxy.layers.http._events import (
+    ErrorCode, RequestData, RequestEndOfMessage, RequestHeaders, RequestProtocolError, ResponseData,
+    ResponseEndOfMessage, ResponseHeaders, ResponseProtocolError, ResponseTrailers,
+)
+from mitmproxy.utils import asyncio_utils
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hook dispatch, listeners, connections, tasks (used by dispatch, proxy_protocol, upstream_timeout, drain, cli.run)
+
+
+def addon_hooks(manager: addonmanager.AddonManager, addon: object, event: hooks.Hook) -> list[Callable[..., Any]]:
+    """The callables `addon` and its sub-addons have for `event`, in mitmproxy's own order."""
+    return [func for _, func in manager._iter_hooks(addon, event)]
+
+
+_reverse_handle_stream = mode_servers.ReverseInstance.handle_stream
+type Accept = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]]
+
+
+def accept_reverse_connections(accept: Accept | None) -> None:
+    """Reverse listeners started from now on give each TCP connection to `accept` before mitmproxy sees it:
+    it returns the writer mitmproxy gets (e.g. `with_peer`), or None once it has closed the connection.
+    None restores mitmproxy's own handling. Process-wide, like the listeners."""
+    if accept is None:
+        mode_servers.ReverseInstance.handle_stream = _reverse_handle_stream
+        return
+
+    async def handle_stream(self, reader, writer=None):
+        if not isinstance(writer, asyncio.StreamWriter):
+            return await _reverse_handle_stream(self, reader, writer)
+        accepted = await accept(reader, writer)
+        if accepted is not None:
+            return await _reverse_handle_stream(self, reader, accepted)
+        return None
+
+    mode_servers.ReverseInstance.handle_stream = handle_stream
+
+
+class _PeerWriter:
+    """A connection's writer whose peer is another address: mitmproxy reads a client's address from its writer."""
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: tuple[str, int]) -> None:
+        self._writer = writer
+        self._peer = peer
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "peername":
+            return self._peer
+        return self._writer.get_extra_info(name, default)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+def with_peer(writer: asyncio.StreamWriter, peer: tuple[str, int]) -> Any:
+    return _PeerWriter(writer, peer)
+
+
+def give_up_on_origin(flow: http.HTTPFlow, answer: bytes) -> bool:
+    """Stop waiting for the origin of a live flow: an HTTP/1 origin connection is fed `answer` as if the origin
+    had sent it (it then travels every response hook), any other is closed (mitmproxy answers 502).
+    False when the connection is gone already."""
+    try:
+        handler = ctx.master.addons.get("proxyserver").connections[flow.client_conn.id]
+        reader = handler.transports[flow.server_conn].handler
+    except (AttributeError, KeyError):
+        return False
+    if reader is None:
+        return False
+    if flow.server_conn.alpn in (None, b"", b"http/1.1"):
+        asyncio_utils.create_task(handler.server_event(events.DataReceived(flow.server_conn, answer)),
+                                  name="privproxy answers for the origin", keep_ref=True)
+    else:
+        reader.cancel("privproxy gave up on the origin")
+    return True
+
+
+async def stop_listening(master) -> None:
+    """Close every listening socket; connections already accepted go on."""
+    ps = master.addons.get("proxyserver")
+    for instance in list(ps.servers) if ps else []:
+        await instance.stop()
+
+
+def retire_errorcheck(master) -> None:
+    """Take mitmproxy's startup error check out of the chain (it only watches startup; every hook pays for it)."""
+    ec = master.addons.get("errorcheck")
+    if ec is not None:
+        ec.finish()  # its log handler (idempotent: the Master may have removed it already)
+        master.addons.remove(ec)
+
+
+def eager_tasks_for_uvloop() -> None:
+    """mitmproxy's Master installs asyncio.eager_task_factory, whose signature (Python 3.13) lacks the
+    `eager_start` argument uvloop passes to task factories; wrap it so the same eager tasks run under uvloop."""
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        return asyncio.eager_task_factory(loop, coro, **kwargs)
+
+    @contextlib.contextmanager
+    def set_eager_task_factory():
+        loop = asyncio.get_running_loop()
+        existing = loop.get_task_factory()
+        loop.set_task_factory(factory)
+        try:
+            yield
+        finally:
+            loop.set_task_factory(existing)
+
+    asyncio_utils.set_eager_task_factory = set_eager_task_factory
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The guarded HTTP layer
+
+
+class LayerSettings(Protocol):
+    """What the HTTP layer asks privproxy (mitm.options.LayerSettings)."""
+
+    max_head: int  # bytes of request line and header fields
+    head_timeout: float  # seconds from connection start, or from a head's first byte, to its end; 0: none
+
+    def hsts(self, flow: http.HTTPFlow | None, tls: bool) -> str | None: ...
+
+    def body_limit(self, flow: http.HTTPFlow) -> int | None: ...
+
+
+class _Defaults:
+    max_head = 64 * 1024
+    head_timeout = 30.0
+
+    def hsts(self, flow: http.HTTPFlow | None, tls: bool) -> str | None:
+        return None
+
+    def body_limit(self, flow: http.HTTPFlow) -> int | None:
+        return None
+
+
+_settings: LayerSettings = _Defaults()
+_ANSWER = "privproxy_answer"
+_BODY_LIMIT = "privproxy_body_limit"
+_OUTCOME = "privproxy_outcome"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """What the visitor got when a flow ended in mitmproxy's `error` hook, for its log record."""
+
+    status: int
+    outcome: str  # bad_request | head_too_large | head_timeout | too_large | client_closed | upstream_error
+
+
+def guard_http(settings: LayerSettings) -> None:
+    """mitmproxy's HTTP layer, guarded, for every connection from now on (process-wide; idempotent)."""
+    global _settings
+    _settings = settings
+    http_layer.Http1Server = GuardedHttp1Server  # type: ignore[misc]
+    http_layer.HttpStream = GuardedHttpStream  # type: ignore[misc]
+
+
+def error_answer(flow: http.HTTPFlow) -> ErrorAnswer | None:
+    """The answer behind a flow's `error` hook, when the guarded layer saw what caused it; None otherwise."""
+    return flow.metadata.get(_ANSWER)
+
+
+def limit_body(flow: http.HTTPFlow, max_bytes: int) -> None:
+    """Call in requestheaders: a buffered (non-streamed) request body over `max_bytes` is answered 413 as soon
+    as its Content-Length or its count passes the limit, before the rest is read, and the connection closed."""
+    flow.metadata[_BODY_LIMIT] = max_bytes
+
+
+def own_answer(status: int, hsts: str | None = None, close: bool = True) -> http.Response:
+    """The proxy's own error page: no Server banner, no detail (messages can name the origin), HSTS when the
+    visitor came over HTTPS (RFC 6797 §7.1), and the connection closed after it on HTTP/1."""
+    reason = status_codes.RESPONSES.get(status, "Error")
+    body = f"<!doctype html><title>{status} {reason}</title><h1>{status} {reason}</h1>\n".encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
+    if close:
+        headers.append((b"connection", b"close"))
+    if hsts:
+        headers.append((b"strict-transport-security", hsts.encode()))
+    return http.Response.make(status, body, headers)
+
+
+# RFC 9110 §7.6.1: Connection names the hop-by-hop fields of this hop; these are the ones that start a tunnel.
+_UPGRADE_FIELDS = frozenset({"upgrade", "http2-settings"})
+_WS_KEY_LENGTH = 16  # RFC 6455 §4.1: base64 of a 16-byte nonce
+
+
+def _tokens(values: Iterable[str]) -> list[str]:
+    return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
+
+
+def websocket_handshake(request: http.Request) -> bool:
+    """A client opening handshake as RFC 6455 §4.1/§4.2.1 requires (version 13): the only upgrade passed."""
+    h = request.headers
+    if request.method != "GET" or request.http_version != "HTTP/1.1":
+        return False
+    if _tokens(h.get_all("upgrade")) != ["websocket"] or "upgrade" not in _tokens(h.get_all("connection")):
+        return False
+    if h.get_all("sec-websocket-version") != ["13"]:
+        return False
+    keys = h.get_all("sec-websocket-key")
+    if len(keys) != 1 or len(keys[0].strip()) != 24:
+        return False
+    try:
+        return len(base64.b64decode(keys[0].strip(), validate=True)) == _WS_KEY_LENGTH
+    except (binascii.Error, ValueError):
+        return False
+
+
+def strip_upgrade(request: http.Request) -> None:
+    """No tunnel requests: Upgrade (unless a valid WebSocket handshake) and HTTP2-Settings go, with the Connection
+    tokens that name them, so an origin that speaks h2c or anything else is never asked to switch (RFC 9113 §3.1
+    removed h2c; RFC 9110 §7.8)."""
+    h = request.headers
+    if "upgrade" not in h and "http2-settings" not in h:
+        return
+    strip = {"http2-settings"} if websocket_handshake(request) else set(_UPGRADE_FIELDS)
+    for name in strip:
+        h.pop(name, None)
+    if "connection" in h:
+        kept = [t for t in _tokens(h.get_all("connection")) if t not in strip]
+        if kept:
+            h["connection"] = ", ".join(kept)
+        else:
+            del h["connection"]
+
+
+def _upgrade_allowed(request: http.Request, response: http.Response, websocket_on: bool) -> bool:
+    """A 101 is relayed only for a valid WebSocket handshake that the origin accepted as WebSocket, which
+    mitmproxy then relays frame by frame (never as raw TCP)."""
+    return (websocket_on and websocket_handshake(request)
+            and _tokens(response.headers.get_all("upgrade")) == ["websocket"])
+
+
+def _placeholder_request() -> http.Request:
+    """For a refused head that could not be parsed: method and target unknown."""
+    return http.Request("", 0, b"-", b"", b"", b"-", b"HTTP/1.1", (), None, None, 0.0, None)
+
+
+class GuardedHttp1Server(_http1.Http1Server):
+    """mitmproxy's HTTP/1 server side with limits on the request head (431 past `max_head`, 408 past
+    `head_timeout`), a 400 for request trailers and broken chunked bodies (mitmproxy crashes on trailers and closes
+    silently on the rest), and privproxy's own answers for every refusal, each reported through the `error` hook
+    so the access log has one record per refusal."""
+
+    _head_timer: commands.RequestWakeup | None = None
+
+    @expect(events.Start)
+    def start(self, _) -> Iterator[commands.Command]:
+        self.state = self.read_headers
+        yield from self._arm_head_timer()  # from connection start: a client that never sends is cut off too
+
+    state = start
+
+    def _handle_event(self, event: events.Event):
+        if isinstance(event, events.Wakeup):
+            if event.command is self._head_timer and self.state == self.read_headers:
+                yield from self._head_timeout()
+            return
+        if isinstance(event, events.DataReceived) and self.state == self.done:
+            return  # refused or finished: nothing more is read or kept
+        yield from super()._handle_event(event)
+        if len(self.buf) > _settings.max_head and self.state != self.done:
+            if self.state == self.read_body:  # a chunk-size line or trailer section that never ends
+                yield from self._refuse_body("request body framing too long")
+            elif self.state == self.wait:  # pipelined while the answer is pending: no more is buffered
+                self.state = self.done
+                yield commands.CloseConnection(self.conn)
+                yield ReceiveHttp(RequestProtocolError(self.stream_id, "client sent too much ahead",
+                                                       ErrorCode.CLIENT_DISCONNECTED))
+
+    def _arm_head_timer(self) -> Iterator[commands.Command]:
+        if _settings.head_timeout > 0:
+            self._head_timer = commands.RequestWakeup(_settings.head_timeout)
+            yield self._head_timer
+
+    def read_headers(self, event: events.ConnectionEvent):
+        if not isinstance(event, events.DataReceived):  # closed before a head ended: nothing to answer or log
+            self.state = self.done
+            yield commands.CloseConnection(self.conn)
+            return
+        for _ in range(8):  # RFC 9112 §2.2: empty lines before the request line are ignored (a few of them)
+            head = self.buf.maybe_extract_lines()
+            if head != []:
+                break
+        if head == []:
+            yield from self._refuse_head(400, "bad_request", "empty lines instead of a request")
+            return
+        if head is None:
+            if len(self.buf) > _settings.max_head:
+                yield from self._refuse_head(431, "head_too_large", "request head too large")
+            elif self._head_timer is None:
+                yield from self._arm_head_timer()
+            return
+        self._head_timer = None
+        if sum(len(line) + 2 for line in head) > _settings.max_head:
+            yield from self._refuse_head(431, "head_too_large", "request head too large")
+            return
+        self.request = None
+        try:
+            self.request = http1.read_request_head([bytes(x) for x in head])
+            expected_body_size = http1.expected_http_body_size(self.request)
+        except ValueError as e:
+            yield from self._refuse_head(400, "bad_request", str(e))
+            return
+        yield ReceiveHttp(RequestHeaders(self.stream_id, self.request, expected_body_size == 0))
+        self.body_reader = _http1.make_body_reader(expected_body_size)
+        self.state = self.read_body
+        yield from self.state(event)
+
+    def read_body(self, event: events.Event):
+        # mitmproxy's read_body yields no blocking command, so its commands can be looked at before they go out.
+        out: list[commands.Command] = []
+        try:
+            for command in super().read_body(event):
+                out.append(command)
+        except NotImplementedError:  # request trailers: "HTTP trailers are not implemented yet" (mitmproxy 12)
+            out += [commands.CloseConnection(self.conn),
+                    ReceiveHttp(RequestProtocolError(self.stream_id, "request trailers are not supported",
+                                                     ErrorCode.GENERIC_CLIENT_ERROR))]
+        failed = next((c for c in out if isinstance(c, ReceiveHttp) and isinstance(c.event, RequestProtocolError)),
+                      None)
+        if failed is None:
+            yield from out
+            return
+        yield from (c for c in out[:out.index(failed)] if not isinstance(c, commands.CloseConnection))
+        if isinstance(event, events.ConnectionClosed):  # the client went away mid-body: not a bad request
+            self.state = self.done
+            yield commands.CloseConnection(self.conn)
+            yield ReceiveHttp(RequestProtocolError(self.stream_id, "client disconnected mid-body",
+                                                   ErrorCode.CLIENT_DISCONNECTED))
+        else:
+            assert isinstance(failed, ReceiveHttp)
+            yield from self._refuse_body(failed.event.message)
+
+    def _refuse_body(self, message: str):
+        """A body that cannot be read as framed: 400 unless an answer has started, then the stream errs."""
+        self.state = self.done
+        if self.response is None:
+            yield from self._answer(400)
+        yield commands.CloseConnection(self.conn)
+        yield ReceiveHttp(RequestProtocolError(self.stream_id, message, ErrorCode.GENERIC_CLIENT_ERROR))
+
+    def _answer(self, status: int) -> Iterator[commands.Command]:
+        if self.conn.state & ConnectionState.CAN_WRITE:
+            hsts = _settings.hsts(None, bool(self.conn.tls_established))
+            yield commands.SendData(self.conn, http1.assemble_response(own_answer(status, hsts)))
+
+    def _head_timeout(self):
+        if bytes(self.buf).strip():
+            yield from self._refuse_head(408, "head_timeout", "request head not complete in time")
+        else:  # nothing sent: no request to answer or to log
+            self.state = self.done
+            yield commands.CloseConnection(self.conn)
+
+    def _refuse_head(self, status: int, outcome: str, message: str):
+        """Answer and close; then the `error` hook sees a flow with what is known of the request (or `-`)."""
+        self.state = self.done
+        self._head_timer = None
+        yield from self._answer(status)
+        yield commands.CloseConnection(self.conn)
+        f = http.HTTPFlow(self.context.client, self.context.server)
+        f.request = self.request or _placeholder_request()
+        f.error = mflow.Error(message)
+        f.live = False
+        f.metadata[_ANSWER] = ErrorAnswer(status, outcome)
+        yield http_layer.HttpErrorHook(f)
+
+
+_CLIENT_ERRORS = {ErrorCode.REQUEST_TOO_LARGE: "too_large"}
+_SERVER_EVENTS = (ResponseData, ResponseTrailers, ResponseEndOfMessage, ResponseProtocolError)
+
+
+class GuardedHttpStream(http_layer.HttpStream):
+    """mitmproxy's per-request state machine, with: what caused an error noted for its record, mitmproxy's own
+    error answers replaced by privproxy's, tunnel requests stripped, any 101 but WebSocket's refused with a 502,
+    and buffered bodies held to their limit."""
+
+    _drop_origin = False  # after a refused 101: whatever else the origin sends is not the visitor's
+
+    def handle_event(self, event: events.Event):
+        if isinstance(event, (RequestProtocolError, ResponseProtocolError)):
+            if self._drop_origin and isinstance(event, ResponseProtocolError):
+                return iter(())
+            self._note(event)
+        elif isinstance(event, RequestHeaders):
+            strip_upgrade(event.request)  # before any hook: what the addons see is what is forwarded
+        elif isinstance(event, _SERVER_EVENTS) and self._drop_origin:
+            return iter(())
+        elif isinstance(event, ResponseHeaders) and event.response.status_code == 101 \
+                and not _upgrade_allowed(self.flow.request, event.response, self.context.options.websocket):
+            return self._refuse_upgrade()
+        return self._own_answers(super().handle_event(event))
+
+    def _note(self, event: RequestProtocolError | ResponseProtocolError) -> None:
+        f = getattr(self, "flow", None)
+        if f is None or _ANSWER in f.metadata:
+            return
+        client = isinstance(event, RequestProtocolError)
+        status = event.code.http_status_code()
+        if self._head_sent() and f.response is not None:
+            answer = ErrorAnswer(f.response.status_code, "client_closed" if client else "upstream_error")
+        elif client:
+            answer = ErrorAnswer(status or 499, _CLIENT_ERRORS.get(event.code, "bad_request" if status else
+                                                                   "client_closed"))
+        else:
+            answer = ErrorAnswer(502, "upstream_error")
+        f.metadata[_ANSWER] = answer
+
+    def _head_sent(self) -> bool:
+        return self.server_state == self.state_stream_response_body or self.server_state == self.state_done
+
+    def handle_protocol_error(self, event):
+        self._note(event)  # also reached directly, without an event (the origin could not be connected)
+        return super().handle_protocol_error(event)
+
+    def check_invalid(self, request: bool):
+        # mitmproxy's request/response validation (smuggling) answers 400/502 after an `error` hook of its own.
+        noted = _ANSWER in self.flow.metadata
+        if not noted:
+            self.flow.metadata[_ANSWER] = ErrorAnswer(400, "bad_request") if request else \
+                ErrorAnswer(502, "upstream_error")
+        invalid = yield from super().check_invalid(request)
+        if not invalid and not noted:
+            del self.flow.metadata[_ANSWER]
+        return invalid
+
+    def _own_answers(self, cmds: Iterable[commands.Command]) -> Iterator[commands.Command]:
+        """mitmproxy answers its errors itself (make_error_response: `Server: mitmproxy <version>`, the error text,
+        no HSTS); these go out as privproxy's own answer instead."""
+        for command in cmds:
+            if (isinstance(command, http_layer.SendHttp) and isinstance(command.event, ResponseProtocolError)
+                    and command.connection is self.context.client):
+                status = command.event.code.http_status_code()
+                if status is not None and not self._head_sent():
+                    yield from self._send_own_answer(status)
+                    continue
+            yield command
+
+    def _send_own_answer(self, status: int) -> Iterator[commands.Command]:
+        client = self.context.client
+        http1_client = not (self.flow.request.is_http2 or self.flow.request.is_http3)
+        resp = own_answer(status, _settings.hsts(self.flow, bool(client.tls_established)), close=http1_client)
+        sid = self.stream_id
+        yield http_layer.SendHttp(ResponseHeaders(sid, resp, end_stream=False), client)
+        if self.flow.request.method != "HEAD":
+            yield http_layer.SendHttp(ResponseData(sid, resp.raw_content or b""), client)
+        yield http_layer.SendHttp(ResponseEndOfMessage(sid), client)
+        if http1_client:
+            yield commands.CloseConnection(client)
+
+    def _refuse_upgrade(self) -> Iterator[commands.Command]:
+        """An origin switched protocols for anything but a valid WebSocket handshake: its connection is closed
+        (nothing after the 101 is relayed), the visitor gets a 502, and the record says upgrade_refused."""
+        self._drop_origin = True
+        self.flow.metadata[_OUTCOME] = "upgrade_refused"
+        http1_client = not (self.flow.request.is_http2 or self.flow.request.is_http3)
+        resp = own_answer(502, close=http1_client)  # HSTS is added by the responseheaders hook, as for any answer
+        return itertools.chain(
+            [commands.CloseConnection(self.context.server)],
+            self._own_answers(super().handle_event(ResponseHeaders(self.stream_id, resp, end_stream=True))),
+            self._own_answers(super().handle_event(ResponseEndOfMessage(self.stream_id))),
+        )
+
+    @expect(RequestData, http_layer.RequestTrailers, RequestEndOfMessage)
+    def state_consume_request_body(self, event: events.Event):
+        if isinstance(event, RequestData):
+            limit = self.flow.metadata.get(_BODY_LIMIT)
+            if limit is None:
+                limit = _settings.body_limit(self.flow)
+            if limit is not None and (len(self.request_body_buf) + len(event.data) > limit
+                                      or _declared_length(self.flow.request) > limit):
+                yield from self._refuse_body(limit)
+                return
+            if self.flow.response is not None:
+                return  # answered already (a redirect, a refusal): the body is read and dropped, not kept
+        yield from super().state_consume_request_body(event)
+
+    def _refuse_body(self, limit: int):
+        self.request_body_buf.clear()
+        self.flow.metadata[_ANSWER] = ErrorAnswer(413, "too_large")
+        self.flow.error = mflow.Error(f"request body over {limit} bytes")
+        self.flow.live = False
+        self.client_state = self.state_errored
+        self.server_state = self.state_errored
+        yield http_layer.HttpErrorHook(self.flow)
+        yield from self._send_own_answer(413)
+        yield http_layer.DropStream(self.stream_id)
+
+
+def _declared_length(request: http.Request) -> int:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0

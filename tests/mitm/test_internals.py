@@ -1,0 +1,462 @@
+"""Each mitmproxy internal privproxy relies on (privproxy.mitm.internals), checked against the installed mitmproxy:
+a test here fails when an upgrade changes what one of them relies on. The guarded HTTP layer is driven event by
+event, as mitmproxy's connection handler drives it, without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+from collections.abc import Callable
+
+import pytest
+from mitmproxy import connection, hooks, http, master, options
+from mitmproxy.addons import errorcheck, proxyserver
+from mitmproxy.connection import ConnectionState
+from mitmproxy.proxy import commands, events, mode_servers, mode_specs, server
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.test import taddons, tflow
+from mitmproxy.utils import asyncio_utils
+
+from privproxy.mitm import internals
+
+HSTS = "max-age=63072000; includeSubDomains"
+WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
+
+
+class Settings:
+    max_head = 4096
+    head_timeout = 30.0
+    body: int | None = 1000
+
+    def hsts(self, flow, tls: bool) -> str | None:
+        return HSTS
+
+    def body_limit(self, flow) -> int | None:
+        return self.body
+
+
+@pytest.fixture
+def guarded():
+    settings = Settings()
+    internals.guard_http(settings)
+    yield settings
+
+
+class Driver:
+    """Feeds events to an HttpLayer and plays the connection handler: hooks complete at once (after `on_hook`),
+    origin connections open (or fail with `connect_error`), data sent is collected per connection."""
+
+    def __init__(self, on_hook: Callable[[commands.StartHook], None] = lambda hook: None,
+                 connect_error: str | None = None) -> None:
+        self.tctx = taddons.context(proxyserver.Proxyserver())
+        self.opts = self.tctx.__enter__().options
+        mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:8080")
+        self.client = connection.Client(peername=("127.9.8.7", 5555), sockname=("127.0.0.1", 8443),
+                                        timestamp_start=0, proxy_mode=mode, state=ConnectionState.OPEN)
+        self.client.timestamp_tls_setup = 1  # as after the TLS layer (tls_established)
+        self.context = Context(self.client, self.opts)
+        self.context.server.address = ("127.0.0.1", 8080)
+        self.layer = http_layer.HttpLayer(self.context, http_layer.HTTPMode.transparent)
+        self.on_hook, self.connect_error = on_hook, connect_error
+        self.sent: dict[connection.Connection, bytearray] = {}
+        self.closed: list[connection.Connection] = []
+        self.hooks: list[commands.StartHook] = []
+        self.wakeups: list[commands.RequestWakeup] = []
+        self.server: connection.Server | None = None
+        self.feed(events.Start())
+
+    def close(self) -> None:
+        self.tctx.__exit__(None, None, None)
+
+    def feed(self, event: events.Event) -> None:
+        pending = [event]
+        while pending:
+            for cmd in self.layer.handle_event(pending.pop(0)):
+                if isinstance(cmd, commands.SendData):
+                    self.sent.setdefault(cmd.connection, bytearray()).extend(cmd.data)
+                elif isinstance(cmd, commands.CloseConnection):
+                    self.closed.append(cmd.connection)
+                elif isinstance(cmd, commands.StartHook):
+                    self.hooks.append(cmd)
+                    self.on_hook(cmd)
+                    if cmd.blocking:
+                        pending.append(events.HookCompleted(cmd))
+                elif isinstance(cmd, commands.OpenConnection):
+                    self.server = cmd.connection
+                    if self.connect_error is None:
+                        cmd.connection.state = ConnectionState.OPEN
+                        cmd.connection.timestamp_start = 1
+                    pending.append(events.OpenConnectionCompleted(cmd, self.connect_error))
+                elif isinstance(cmd, commands.RequestWakeup):
+                    self.wakeups.append(cmd)
+
+    def send(self, data: bytes) -> None:
+        self.feed(events.DataReceived(self.client, data))
+
+    def origin_says(self, data: bytes) -> None:
+        assert self.server is not None
+        self.feed(events.DataReceived(self.server, data))
+
+    def to_client(self) -> bytes:
+        return bytes(self.sent.get(self.client, b""))
+
+    def to_origin(self) -> bytes:
+        return bytes(self.sent.get(self.server, b"")) if self.server else b""
+
+    def errors(self) -> list[http.HTTPFlow]:
+        return [h.flow for h in self.hooks if h.name == "error"]
+
+
+@pytest.fixture
+def driver(guarded):
+    made: list[Driver] = []
+
+    def make(**kw) -> Driver:
+        d = Driver(**kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def head_of(data: bytes) -> tuple[str, dict[str, str]]:
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    status, *lines = head.split("\r\n")
+    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+
+
+# -- hook dispatch, listeners, connections, tasks -------------------------------------------------------------
+
+
+def test_addon_hooks_walks_sub_addons_in_order():
+    class Child:
+        def request(self, flow):
+            pass
+
+    class Parent:
+        def __init__(self) -> None:
+            self.addons = [Child()]
+
+        def request(self, flow):
+            pass
+
+    with taddons.context() as tctx:
+        parent = Parent()
+        funcs = internals.addon_hooks(tctx.master.addons, parent, http_layer.HttpRequestHook(tflow.tflow()))
+        assert [f.__self__ for f in funcs] == [parent, parent.addons[0]]
+        assert internals.addon_hooks(tctx.master.addons, parent, hooks.DoneHook()) == []
+
+
+def test_accept_reverse_connections_hands_over_the_writer_mitmproxy_reads_the_peer_from():
+    original = mode_servers.ReverseInstance.handle_stream
+    seen: list[tuple] = []
+
+    async def scenario():
+        async def accept(reader, writer):
+            seen.append(writer.get_extra_info("peername"))
+            return internals.with_peer(writer, ("203.0.113.9", 1234))
+
+        internals.accept_reverse_connections(accept)
+        assert mode_servers.ReverseInstance.handle_stream is not original
+        srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*srv.sockets[0].getsockname()[:2])
+        with taddons.context(proxyserver.Proxyserver()) as tctx:
+            peer_writer = internals.with_peer(writer, ("203.0.113.9", 1234))
+            mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:8080")
+            handler = mode_servers.ProxyConnectionHandler(tctx.master, reader, peer_writer, tctx.options, mode)
+            assert handler.client.peername == ("203.0.113.9", 1234)  # mitmproxy took the announced peer
+        writer.close()
+        srv.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        internals.accept_reverse_connections(None)
+    assert mode_servers.ReverseInstance.handle_stream is original
+
+
+def test_give_up_on_origin_finds_the_connection_where_mitmproxy_keeps_it():
+    # proxyserver.connections[client.id] -> ConnectionHandler; .transports[server].handler; .server_event
+    assert "register_connection(handler.layer.context.client.id" in inspect.getsource(
+        mode_servers.ServerInstance.handle_stream)
+    ps = proxyserver.Proxyserver()
+    assert ps.connections == {}
+    assert {f for f in server.ConnectionIO.__dataclass_fields__} >= {"handler", "reader", "writer"}
+    assert asyncio.iscoroutinefunction(server.ConnectionHandler.server_event)
+    with taddons.context(ps) as tctx:
+        f = tflow.tflow()
+        assert internals.give_up_on_origin(f, b"") is False  # no such connection: nothing waits
+        assert tctx.master.addons.get("proxyserver") is ps
+
+
+def test_stop_listening_and_retire_errorcheck_use_the_proxyserver_and_errorcheck_addons():
+    async def scenario():
+        m = master.Master(options.Options())
+        ec = errorcheck.ErrorCheck()
+        ps = proxyserver.Proxyserver()
+        m.addons.add(ps, ec)
+        assert ec.logger in logging.getLogger().handlers
+        internals.retire_errorcheck(m)
+        assert m.addons.get("errorcheck") is None and ec.logger not in logging.getLogger().handlers
+        internals.retire_errorcheck(m)  # idempotent
+        assert list(ps.servers) == []  # iterable of instances, each with an async stop()
+        assert asyncio.iscoroutinefunction(mode_servers.ServerInstance.stop)
+        await internals.stop_listening(m)
+
+    asyncio.run(scenario())
+
+
+def test_eager_tasks_for_uvloop_replaces_mitmproxys_task_factory(monkeypatch):
+    uvloop = pytest.importorskip("uvloop")
+    assert "asyncio_utils.set_eager_task_factory()" in inspect.getsource(master.Master.run)  # looked up at run
+    monkeypatch.setattr(asyncio_utils, "set_eager_task_factory", asyncio_utils.set_eager_task_factory)
+    internals.eager_tasks_for_uvloop()
+    ran: list[str] = []
+
+    async def main():
+        with asyncio_utils.set_eager_task_factory():
+            async def child():
+                ran.append("eager")
+
+            task = asyncio.get_running_loop().create_task(child())
+            assert ran == ["eager"]  # ran before create_task returned: an eager task
+            await task
+
+    uvloop.run(main())
+    assert ran == ["eager"]
+
+
+# -- the guarded HTTP layer -----------------------------------------------------------------------------------
+
+
+def test_guard_http_replaces_the_classes_mitmproxy_instantiates(guarded):
+    assert http_layer.Http1Server is internals.GuardedHttp1Server
+    assert http_layer.HttpStream is internals.GuardedHttpStream
+    # mitmproxy looks both up by these names when a connection and a request start
+    assert "Http1Server" in http_layer.HttpLayer._handle_event.__code__.co_names
+    assert "HttpStream" in http_layer.HttpLayer.make_stream.__code__.co_names
+
+
+def test_an_ordinary_request_passes_unchanged(driver):
+    d = driver()
+    d.send(b"GET /a HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade, keep-alive\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+    sent = d.to_origin()
+    assert sent.startswith(b"GET /a HTTP/1.1\r\n")
+    status, headers = head_of(sent)
+    assert "upgrade" not in headers and "http2-settings" not in headers and headers["connection"] == "keep-alive"
+    d.origin_says(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert d.to_client().startswith(b"HTTP/1.1 200 OK") and d.to_client().endswith(b"ok")
+    assert [h.name for h in d.hooks] == ["requestheaders", "request", "responseheaders", "response"]
+
+
+def test_a_valid_websocket_handshake_keeps_its_upgrade_and_is_relayed_as_websocket(driver):
+    d = driver()
+    d.send(f"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\nHTTP2-Settings: x\r\n\r\n".encode())
+    _, headers = head_of(d.to_origin())
+    assert headers["upgrade"] == "websocket" and "http2-settings" not in headers
+    d.origin_says(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: x\r\n\r\n")
+    assert d.to_client().startswith(b"HTTP/1.1 101")
+    stream = next(iter(d.layer.streams.values()))
+    assert type(stream.child_layer).__name__ == "WebsocketLayer"
+
+
+@pytest.mark.parametrize("bad", [
+    {"sec-websocket-version": "8"},
+    {"sec-websocket-key": base64.b64encode(b"short").decode()},
+    {"sec-websocket-key": "not base64 at all, 24ch"},
+    {"upgrade": "websocket, h2c"},
+    {"connection": "keep-alive"},
+])
+def test_websocket_handshake_follows_rfc_6455(bad):
+    fields = {"host": "a", "connection": "Upgrade", "upgrade": "websocket", "sec-websocket-key": WS_KEY,
+              "sec-websocket-version": "13"}
+    good = http.Request.make("GET", "http://a/ws", headers=fields)
+    good.http_version = "HTTP/1.1"
+    assert internals.websocket_handshake(good)
+    assert not internals.websocket_handshake(http.Request.make("GET", "http://a/ws", headers={**fields, **bad}))
+    post = http.Request.make("POST", "http://a/ws", headers=fields)
+    assert not internals.websocket_handshake(post)
+
+
+@pytest.mark.parametrize("upgrade, answer", [
+    ("h2c", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"),
+    ("foo", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\nraw bytes"),
+    ("websocket", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"),
+])
+def test_any_other_101_is_a_502_and_ends_both_connections(driver, upgrade, answer):
+    d = driver()
+    d.send(f"GET /up HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n"
+           f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    d.origin_says(answer)
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 502 Bad Gateway" and headers["connection"] == "close"
+    assert "server" not in headers
+    assert d.server in d.closed and d.client in d.closed
+    (response_hook,) = [h for h in d.hooks if h.name == "response"]
+    assert response_hook.flow.response.status_code == 502
+    assert response_hook.flow.metadata["privproxy_outcome"] == "upgrade_refused"
+    d.origin_says(b"GET /smuggled HTTP/1.1\r\n\r\n")  # whatever follows is nobody's
+    d.send(b"GET /second HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+    assert b"/second" not in d.to_origin() and b"smuggled" not in d.to_client()
+
+
+def test_an_unparsable_request_line_is_answered_400_and_reported(driver):
+    d = driver()
+    d.send(b"GET /a?email=x HTTP/1.1 junk\r\nHost: shop.example\r\n\r\n")
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 400 Bad Request" and "server" not in headers
+    assert headers["strict-transport-security"] == HSTS and headers["connection"] == "close"
+    assert b"email" not in d.to_client()
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+    assert f.request.method == "-" and f.request.path == "-" and f.client_conn is d.client
+    assert d.client in d.closed
+
+
+def test_a_head_with_invalid_framing_is_reported_with_what_was_parsed(driver):
+    d = driver()
+    d.send(b"POST /form HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: foo\r\n\r\n")
+    (f,) = d.errors()
+    assert f.request.path == "/form" and internals.error_answer(f).status == 400
+    assert [h.name for h in d.hooks] == ["error"]  # never classified, never forwarded
+    assert d.server is None
+
+
+def test_request_validation_failures_are_bad_requests(driver):
+    d = driver()
+    d.send(b"GET /a HTTP/1.1\r\nHost: shop.example\r\nBad Name: x\r\n\r\n")  # mitmproxy's validate_headers
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 400 Bad Request" and "server" not in headers
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\r\nHost: shop.example\r\nX: " + b"a" * 5000 + b"\r\n\r\n",  # complete, too large
+    b"GET / HTTP/1.1\r\nHost: shop.example\r\nX: " + b"a" * 5000,  # unfinished, too large
+])
+def test_request_heads_over_the_limit_are_431(driver, head):
+    d = driver()
+    d.send(head)
+    assert d.to_client().startswith(b"HTTP/1.1 431 ")
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(431, "head_too_large")
+    d.send(b"a" * 100_000)
+    assert len(d.layer.connections[d.client].buf) < 10_000  # nothing more is kept
+
+
+def test_a_head_not_finished_in_time_is_408_and_a_silent_connection_is_closed(driver):
+    d = driver()
+    (first,) = d.wakeups  # from the connection's start
+    assert first.delay == 30.0
+    d.send(b"GET / HTTP/1.1\r\nHost: sh")
+    d.feed(events.Wakeup(first))
+    assert d.to_client().startswith(b"HTTP/1.1 408 ")
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(408, "head_timeout")
+
+    silent = driver()
+    silent.feed(events.Wakeup(silent.wakeups[0]))
+    assert silent.to_client() == b"" and silent.client in silent.closed and silent.errors() == []
+
+
+def test_a_head_timer_is_per_head(driver):
+    d = driver()
+    d.send(b"GET /1 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+    d.origin_says(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    d.send(b"GET /2 HTTP/1.1\r\nHo")  # the next head starts: a timer of its own
+    assert len(d.wakeups) == 2
+    d.feed(events.Wakeup(d.wakeups[0]))  # the first head's timer is stale
+    assert b"408" not in d.to_client()
+    d.send(b"st: shop.example\r\n\r\n")
+    assert b"GET /2 " in d.to_origin()
+
+
+def test_request_trailers_are_400_not_a_crash(driver):
+    d = driver(on_hook=lambda h: setattr(h.flow.request, "stream", True) if h.name == "requestheaders" else None)
+    d.send(b"POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n")
+    d.send(b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 400 Bad Request" and "server" not in headers
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+    assert d.server in d.closed and b"abc" in d.to_origin()  # cut off at the origin while streaming...
+    assert not d.to_origin().endswith(b"0\r\n\r\n")  # ...never completed
+
+
+def test_a_broken_chunked_body_is_400(driver):
+    d = driver()
+    d.send(b"POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n")
+    assert d.to_client().startswith(b"HTTP/1.1 400 ")
+    assert internals.error_answer(d.errors()[0]).outcome == "bad_request"
+
+
+def test_a_client_leaving_mid_body_is_not_an_upstream_error(driver):
+    d = driver()
+    d.send(b"POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\nabc")
+    d.feed(events.ConnectionClosed(d.client))
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(499, "client_closed")
+    assert d.to_client() == b""
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_buffered_body_over_its_limit_is_413_before_the_rest_is_read(driver, framing):
+    d = driver(on_hook=lambda h: internals.limit_body(h.flow, 100) if h.name == "requestheaders" else None)
+    if framing == "chunked":
+        d.send(b"POST /g/collect HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n")
+        d.send(b"40\r\n" + b"a" * 64 + b"\r\n")
+        assert d.to_client() == b""  # 64 bytes: within the limit
+        d.send(b"40\r\n" + b"a" * 64 + b"\r\n")  # 128: over it
+    else:
+        d.send(b"POST /g/collect HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 100000\r\n\r\n" + b"a" * 10)
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 413 Payload Too Large" and headers["strict-transport-security"] == HSTS
+    assert d.client in d.closed and d.server is None
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(413, "too_large")
+
+
+def test_a_body_of_an_answered_request_is_not_kept(driver):
+    def hook(h):
+        if h.name == "requestheaders":
+            h.flow.response = http.Response.make(308, b"", {"location": "https://shop.example/"})
+
+    d = driver(on_hook=hook, )
+    d.send(b"POST /form HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 500\r\n\r\n" + b"a" * 500)
+    assert d.to_client().startswith(b"HTTP/1.1 308 ")
+    (request_hook,) = [h for h in d.hooks if h.name == "request"]
+    assert request_hook.flow.request.raw_content == b""
+
+
+def test_mitmproxys_own_502_becomes_privproxys_answer(guarded, driver):
+    d = driver(connect_error="Connect call failed ('127.0.0.1', 8080)")
+    d.send(b"GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+    status, headers = head_of(d.to_client())
+    assert status == "HTTP/1.1 502 Bad Gateway"
+    assert "server" not in headers and headers["strict-transport-security"] == HSTS
+    assert b"8080" not in d.to_client() and b"mitmproxy" not in d.to_client()
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(502, "upstream_error")
+
+
+def test_an_origin_failing_mid_stream_keeps_the_status_already_sent(driver):
+    def hook(h):
+        if h.name == "responseheaders":
+            h.flow.response.stream = True
+
+    d = driver(on_hook=hook)
+    d.send(b"GET /big HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+    d.origin_says(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+    d.feed(events.ConnectionClosed(d.server))
+    (f,) = d.errors()
+    assert internals.error_answer(f) == internals.ErrorAnswer(200, "upstream_error")
+    assert d.to_client().count(b"HTTP/1.1") == 1
