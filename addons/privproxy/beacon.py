@@ -65,6 +65,7 @@ class Result:
     status: int = 204
     reason: str = ""  # CodecError reason when not forwarded
     unclassified: int = 0  # fields neither the codec nor a rule knows
+    unclassified_names: list[str] = field(default_factory=list)  # their names (a few), for explain
     denied: bool = False  # the beacon's own consent signal refused identification
     field_errors: list[str] = field(default_factory=list)  # nested fields dropped because they did not decode
 
@@ -89,7 +90,8 @@ def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings
     except Exception:  # a codec bug: the beacon is not forwarded, and the caller counts it
         return Result(codec.name, False, "", b"", reason="internal_error")
     return Result(codec.name, True, query, body, walker.changed, unclassified=walker.unclassified,
-                  denied=decoded.denied, field_errors=walker.field_errors)
+                  unclassified_names=walker.unclassified_names, denied=decoded.denied,
+                  field_errors=walker.field_errors)
 
 
 def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: list[Change] | None) -> str:
@@ -172,6 +174,7 @@ class Walker:
         self.changes = changes if changes is not None else []
         self.changed = False
         self.unclassified = 0
+        self.unclassified_names: list[str] = []
         self.field_errors: list[str] = []
         self.echoes = Echoes()
         self.slots: list[_Slot] = []
@@ -356,15 +359,21 @@ class Walker:
             return self.apply("drop", "[name]", value, "detector:name")
         if isinstance(value, (dict, list)):
             return self.props(classify, path, value)
-        self.unclassified += 1
+        self.unknown_name(name)
         return self.detect(name, value)
 
     def name_leaks(self, name: str) -> bool:
         """Custom names are the sender's choice too: a key that is an email is personal data itself."""
         return detectors.could_contain(name) and bool(detectors.scan(name, self.s.detectors.enabled))
 
-    def unknown(self, name: str, value: Any) -> Any:
+    def unknown_name(self, name: str) -> None:
+        """Counted for the metric; the names (a few, for `explain`: the tuning signal) kept, never values."""
         self.unclassified += 1
+        if len(self.unclassified_names) < 64 and name not in self.unclassified_names:
+            self.unclassified_names.append(name)
+
+    def unknown(self, name: str, value: Any) -> Any:
+        self.unknown_name(name)
         if self.s.unknown == "keep":
             return self._remember(name, value)
         if self.s.unknown == "drop":

@@ -1,27 +1,33 @@
-"""What the rules do to one request, field by field: the engine behind `privproxy explain` (C8, C9, C10).
+"""What the proxy does to one request, field by field: the engine behind `privproxy explain` (C8, C9, C10).
 
-Plain data in (a URL, headers, response cookies), plain data out, so HAR files, mitmproxy flow dumps and a
-bare URL all go through the same code the proxy runs.
+It runs the proxy's own pipeline (begin, own_answer, forward_fields, forward_beacon, log_record) on plain data,
+so what it prints is what the running proxy forwards and logs: HAR files, mitmproxy flow dumps and a bare URL
+all go through the code the proxy runs. tests/mitm/test_explain_matches_proxy.py holds the two equal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote_plus, urlsplit
 
-from privproxy import beacon, generalize, pipeline, vendors
+from privproxy import pipeline
+from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
+from privproxy.pipeline import BeaconForward, FlowState, RequestView
 from privproxy.policy import Policy
-from privproxy.scrub import Change
-from privproxy.vendors.base import Beacon
+from privproxy.scrub import Change, unquote_param
+
+# Stands in for the visitor's address when none is given: the fields that depend on it are then reported as
+# unknown (None), never as this address's.
+PLACEHOLDER_CLIENT = "192.0.2.1"  # TEST-NET-1 (RFC 5737)
+VARYING_HEADERS = frozenset({"x-request-id"})  # a new value on every request
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One request as seen on the wire (and the Set-Cookie headers of its response, when known)."""
+    """One request as a client sends it (and the Set-Cookie headers of its response, when known)."""
 
     method: str
-    url: str
+    url: str  # absolute (https://host/path?query) or a target (/path?query)
     headers: tuple[tuple[str, str], ...] = ()
     set_cookies: tuple[str, ...] = ()
     body: bytes = b""
@@ -30,89 +36,178 @@ class Sample:
         return [v for k, v in self.headers if k.lower() == name]
 
 
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The request as it leaves the proxy for the origin (or a vendor's collector)."""
+
+    target: str
+    headers: tuple[tuple[str, str | None], ...]  # None: a value that differs on every request or visitor
+    body: bytes
+
+
 @dataclass(slots=True)
 class Explanation:
     sample: Sample
-    logged_path: str
-    logged_referrer: str
-    logged_user_agent: str
-    origin_cookie: str | None  # None: no Cookie header was sent
+    state: FlowState
+    forwarded: Forwarded | None  # None: the proxy answers itself
+    answered: pipeline.Answer | None  # the proxy's own answer (redirect, refusal, a beacon it cannot decode)
+    record: LogRecord  # status 0 and bytes None where the origin decides them
     set_cookies_kept: tuple[str, ...]
-    changes: list[Change] = field(default_factory=list)
+    client_known: bool
+    beacon_out: BeaconForward | None = None
     kept: list[tuple[str, str]] = field(default_factory=list)  # (scope, name) of fields that passed unchanged
-    vendor: str = ""  # the analytics vendor, when this is a beacon
-    beacon: str = ""  # what the vendor gets: "scrubbed", "unchanged", or "not forwarded (<reason>)"
-    beacon_unclassified: int = 0
-    consent: consent.Decision = consent.NONE
+    unclassified: list[tuple[str, str]] = field(default_factory=list)  # (scope, name) no rule or codec knows
+
+    @property
+    def changes(self) -> list[Change]:
+        return self.state.changes
+
+    @property
+    def consent(self) -> consent.Decision:
+        return self.state.decision
+
+    @property
+    def logged_path(self) -> str:
+        return self.record.path
+
+    @property
+    def logged_referrer(self) -> str:
+        return self.record.referrer
+
+    @property
+    def logged_user_agent(self) -> str:
+        return self.record.user_agent
+
+    @property
+    def origin_cookie(self) -> str | None:
+        """The Cookie the origin (or vendor) gets; None when none is sent, "" when the proxy answers itself."""
+        if self.forwarded is None:
+            return None
+        cookies = [v for k, v in self.forwarded.headers if k.lower() == "cookie" and v is not None]
+        return "; ".join(cookies) if cookies else ("" if self.sample.header("cookie") else None)
+
+    @property
+    def vendor(self) -> str:
+        return self.state.codec.name if self.state.codec is not None else ""
+
+    @property
+    def beacon(self) -> str:
+        """What the vendor gets: "scrubbed", "unchanged", "as sent (member consent)" or why not forwarded."""
+        if self.beacon_out is None:
+            return ""
+        r = self.beacon_out.result
+        if not r.forward:
+            return f"not forwarded: answered {r.status} ({r.reason})"
+        return "scrubbed" if r.changed else "as sent (member consent)" if self.consent.analytics else "unchanged"
+
+    @property
+    def beacon_unclassified(self) -> int:
+        return self.beacon_out.result.unclassified if self.beacon_out is not None else 0
 
 
-def explain(policy: Policy, sample: Sample, country: str = "") -> Explanation:
-    s = policy.scrubber_for(country)
-    changes: list[Change] = []
-    parts = urlsplit(sample.url)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    logged_path = s.url(target, "path", changes)
-    referrers = sample.header("referer")
-    logged_ref = s.url(referrers[0], "referrer", changes) if referrers else ""
-    uas = sample.header("user-agent")
-    logged_ua = generalize.user_agent(uas[0]) if uas else ""
-    if uas and logged_ua != uas[0]:
-        changes.append(Change("header", "User-Agent", "log:minimum-data", "generalize", uas[0], logged_ua))
-    cookies = sample.header("cookie")
-    # The proxy's own decision; with no client the consent header (trusted proxies only) is not believed.
-    view = pipeline.RequestView("", parts.scheme == "https", sample.method, parts.netloc, target, sample.header)
-    decided = pipeline.decide_consent(view, policy, None)
-    if decided.analytics:
-        origin_cookie = "; ".join(cookies) if cookies else None
-        kept_sc = list(sample.set_cookies)
+def view_of(sample: Sample, client: str = "") -> RequestView:
+    """The RequestView the proxy builds for this request (mitm.flowview.view), as an HTTP/1.1 client sends it:
+    with a Host field (from the URL when the sample has none) and its Content-Length."""
+    scheme, sep, rest = sample.url.partition("://")
+    if sep:  # https://authority/target: the target as the client would send it, byte for byte
+        cut = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+        authority, target = rest[:cut], rest[cut:].partition("#")[0]
+        target = target if target.startswith(("/", "\\")) else "/" + target
+        tls = scheme.lower() == "https"
     else:
-        origin_cookie = s.cookie_header("; ".join(cookies), changes) if cookies else None
-        kept_sc = []
-        for sc in sample.set_cookies:
-            after = s.set_cookie(sc, changes)
-            if after is not None:
-                kept_sc.append(after)
-    out = Explanation(sample, logged_path, logged_ref, logged_ua, origin_cookie, tuple(kept_sc), changes,
-                      consent=decided)
-    site = policy.sites.for_host(parts.netloc or (sample.header("host") or [""])[0])
-    codec = policy.beacons.codec_for(parts.path or "/", site.beacon_paths)
-    if codec is not None:
-        b = Beacon(sample.method, parts.path or "/", parts.query, (sample.header("content-type") or [""])[0],
-                   (sample.header("content-encoding") or [""])[0], sample.body)
-        codec = vendors.sniff(codec, b)
-        result = beacon.process(codec, b, s, policy.beacons, decided.analytics, changes)
-        if result.denied:
-            out.consent = decided.overridden("beacon_opt_out")
-        out.vendor, out.beacon_unclassified = codec.name, result.unclassified
-        out.beacon = ("scrubbed" if result.changed else "as sent (member consent)" if out.consent.analytics
-                      else "unchanged") if result.forward else \
-            f"not forwarded: answered {result.status} ({result.reason})"
-    touched = {(c.scope, c.field.lower()) for c in changes}
-    logged_query = set(logged_path.partition("?")[2].split("&"))
-    for part in parts.query.split("&") if parts.query else ():
-        name = unquote_plus(part.partition("=")[0])
-        # byte for byte in the log (nested values included) and no report-only rule that would act on it
-        if part and part in logged_query and ("query", name.lower()) not in touched:
-            out.kept.append(("query", name))
-    for c in "; ".join(cookies).split(";") if cookies else ():
-        name = c.strip().partition("=")[0]
-        if name and ("cookie", name.lower()) not in touched:
-            out.kept.append(("cookie", name))
+        authority, target, tls = "", sample.url or "/", True
+    fields = [(k, v) for k, v in sample.headers if not k.startswith(":")]
+    pseudo = {k.lower(): v for k, v in sample.headers if k.startswith(":")}
+    authority = pseudo.get(":authority", authority)
+    if not any(k.lower() == "host" for k, _ in fields) and authority:
+        fields.insert(0, ("Host", authority))
+    if sample.body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in fields):
+        fields.append(("Content-Length", str(len(sample.body))))
+    index: dict[str, list[str]] = {}
+    for k, v in fields:
+        index.setdefault(k.lower(), []).append(v)
+    hosts = index.get("host", [])
+    return RequestView(peer=client or PLACEHOLDER_CLIENT, tls=tls, method=sample.method,
+                       host=hosts[0] if hosts else authority, path=pseudo.get(":path", target),
+                       get_all=lambda name: index.get(name, []), fields=tuple(fields))
+
+
+def explain(policy: Policy, sample: Sample, country: str = "", client: str = "") -> Explanation:
+    """Run the proxy's pipeline on one sample. `client` is the visitor's address as the proxy would see it;
+    without one, what depends on it (X-Forwarded-For, the record's client) is reported as unknown."""
+    view = view_of(sample, client)
+    state = pipeline.begin(view, policy, None, country)
+    own = pipeline.own_answer(state)
+    forwarded: Forwarded | None = None
+    beacon_out: BeaconForward | None = None
+    if own is None and state.codec is not None:
+        beacon_out = pipeline.forward_beacon(state, view, sample.body)
+        r = beacon_out.result
+        if r.forward:
+            forwarded = Forwarded(beacon_out.target, _shown(beacon_out.fields, client), beacon_out.body)
+        else:
+            own = pipeline.Answer(r.status, "not_forwarded", (("cache-control", "no-store"),))
+    elif own is None:
+        forwarded = Forwarded(state.forward_target or view.path, _shown(pipeline.forward_fields(state, view.fields),
+                                                                        client), sample.body)
+    kept_sc = tuple(pipeline.scrub_set_cookies(state, list(sample.set_cookies)))
+    record = pipeline.log_record(state, view, own.status if own else 0, None,
+                                 own.outcome if own else "forwarded", state.started,
+                                 user_agent=view.first("user-agent") or "", referrer=view.first("referer") or "")
+    out = Explanation(sample, state, forwarded, own, record, kept_sc, bool(client), beacon_out)
+    _classify(policy, out, view)
     return out
+
+
+def _shown(fields: list[tuple[str, str]], client: str) -> tuple[tuple[str, str | None], ...]:
+    hidden = VARYING_HEADERS if client else VARYING_HEADERS | {"x-forwarded-for"}
+    return tuple((k, None if k.lower() in hidden else v) for k, v in fields)
+
+
+def _classify(policy: Policy, ex: Explanation, view: RequestView) -> None:
+    """Which query parameters and cookies passed untouched, and which no rule names (the tuning signal)."""
+    t = ex.state.target
+    rules = ex.state.scrubber.rules
+    touched = {(c.scope, c.field.lower()) for c in ex.changes}
+    query = t.query if t is not None and t.query else ""
+    logged = set(ex.record.path.partition("?")[2].split("&"))
+    for part in query.split("&") if query else ():
+        name = unquote_param(part.partition("=")[0])
+        if not part:
+            continue
+        if rules.find("query", name) is None and ("query", name) not in ex.unclassified:
+            ex.unclassified.append(("query", name))
+        # byte for byte in the log (nested values included) and no report-only rule that would act on it
+        if part in logged and ("query", name.lower()) not in touched:
+            ex.kept.append(("query", name))
+    for c in "; ".join(view.get_all("cookie")).split(";"):
+        name = c.strip().partition("=")[0]
+        if not name:
+            continue
+        if rules.find("cookie", name) is None and ("cookie", name) not in ex.unclassified:
+            ex.unclassified.append(("cookie", name))
+        if ("cookie", name.lower()) not in touched:
+            ex.kept.append(("cookie", name))
+    if ex.beacon_out is not None:
+        ex.unclassified += [("body", n) for n in ex.beacon_out.result.unclassified_names]
 
 
 def rule_source(policy: Policy, rule_id: str) -> str:
     """`file:line` and the rule's reason, for a change's rule id."""
+    rid = rule_id.removeprefix("echo:")
     for r in policy.rules.rules:
-        if r.id == rule_id:
-            where = f"{policy.path}:{r.line}" if r.line else policy.path
-            return f"{where}" + (f"  ({r.why})" if r.why else "")
+        if r.id == rid:
+            where = f"{policy.path}:{r.line}" if r.line else "the shipped rules (not in your file)"
+            echo = "an echo of a value this rule acted on; " if rule_id.startswith("echo:") else ""
+            return echo + where + (f"  ({r.why})" if r.why else "")
     if rule_id.startswith("detector:"):
         return "detectors (unknown_fields: detect)"
     if rule_id.startswith("sensitive_path:"):
         return "sensitive_paths"
     if rule_id.startswith("role:"):
         return f"beacons.roles.{rule_id[5:]}"
+    if rule_id.startswith("echo:role:"):
+        return f"an echo of a value beacons.roles.{rule_id[10:]} acted on"
+    if rule_id.startswith("limit:"):
+        return "a limit privproxy keeps (fail closed)"
     return ""

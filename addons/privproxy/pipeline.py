@@ -103,15 +103,16 @@ _KEPT_ON_FAILURE = frozenset({"host", "cookie", "content-length", "transfer-enco
                               "upgrade", "cache-control", "if-none-match", "if-modified-since", "range"})
 
 
-def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None) -> FlowState:
+def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None, country: str = "") -> FlowState:
     """Resolve the client, read the request head as the origin will, pick the site, decide about HTTPS,
-    and compute the headers the origin gets."""
+    and compute the headers the origin gets. `country` stands in for a geo lookup (explain --country)."""
     t0 = time.perf_counter()
     state = FlowState(policy, policy.sites.default, None, view.tls, new_request_id(), time.time())
     try:
         state.client = client_ip.resolve(view.peer, view.tls, view.get_all, policy.client_ip)
         read_head(state, view)
         state.site = policy.sites.for_host(state.host)
+        state.country = country
         if state.client is None:
             state.failures.append(("client_ip", "unparsable_peer"))
         else:
@@ -267,6 +268,32 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
         result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")
     state.filter_seconds += time.perf_counter() - t0
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What privproxy answers itself, before any origin is asked."""
+
+    status: int
+    outcome: str  # the record's outcome (metrics.OUTCOMES)
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+
+_PLAIN = (("Content-Type", "text/plain"), ("Cache-Control", "no-store"))
+
+
+def own_answer(state: FlowState) -> Answer | None:
+    """The answer to a request privproxy does not forward: a head no origin reads one way only (400), plain
+    HTTP (the redirect to HTTPS), or plain HTTP whose Host cannot be redirected to safely (400)."""
+    if state.answer is not None:
+        return Answer(state.answer[0], "bad_request", (*_PLAIN, ("Connection", "close")), b"Bad Request\n")
+    if state.redirect:
+        return Answer(state.policy.https.redirect_status, "redirected",
+                      (("Location", state.redirect), ("Content-Length", "0"), ("Cache-Control", "no-store")))
+    if state.refused:
+        return Answer(400, "refused", _PLAIN, b"Bad Request: invalid Host header\n")
+    return None
 
 
 def forward_fields(state: FlowState, fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -41,7 +41,7 @@ def test_ipv6_client(chain):
 
 
 def test_fail_closed_when_the_pipeline_raises(chain, monkeypatch):
-    # mitmproxy fails open: our hook must not. The request still goes, without any address header.
+    # mitmproxy fails open: our hook must not. A request privproxy could not read is answered, not forwarded.
     tctx, addons, rt = chain
 
     def boom(*a, **k):
@@ -51,6 +51,7 @@ def test_fail_closed_when_the_pipeline_raises(chain, monkeypatch):
     f = make_flow("/p", headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")])
     filt = next(a for a in addons if isinstance(a, PrivacyFilter))
     filt.requestheaders(f)
+    assert f.response is not None and f.response.status_code == 500 and f.request.stream is False
     assert "x-forwarded-for" not in f.request.headers and "x-real-ip" not in f.request.headers
     assert rt.metrics.registry.get_sample_value("privproxy_scrub_failures_total",
                                                 {"stage": "requestheaders"}) == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Iterator
 
 from privproxy import explain as core
+from privproxy import truncate
+from privproxy.access_log import formats
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
 
@@ -27,7 +30,11 @@ def add_parser(sub) -> None:
                    "@FILE reads it from a file")
     p.add_argument("--country", default="", metavar="CC",
                    help="the visitor's country for region rules (default: unknown, which gets every rule)")
-    p.add_argument("--json", action="store_true", help="one JSON object per request")
+    p.add_argument("--client", default="", metavar="ADDRESS",
+                   help="the visitor's address as the proxy sees it (default: unknown; X-Forwarded-For and the "
+                        "record's client are then shown as null)")
+    p.add_argument("--json", action="store_true", help="one JSON object per request: what is forwarded (target, "
+                   "headers, body), the access-log record, the changes and the fields no rule classifies")
     p.set_defaults(func=cmd)
 
 
@@ -46,8 +53,10 @@ def cmd(args) -> int:
                     f"{'export the HAR again from the Network tab' if args.har else 'write it with mitmdump -w FILE'}")
     if not samples:
         return fail("no requests found")
+    if args.client and truncate.parse_ip(args.client) is None:
+        return fail(f"--client {args.client!r}: not an IP address (e.g. --client 203.0.113.7)")
     for s in samples:
-        ex = core.explain(policy, s, args.country.upper())
+        ex = core.explain(policy, s, args.country.upper(), args.client)
         if args.json:
             print(json.dumps(_as_json(policy, ex), ensure_ascii=False))
         else:
@@ -86,11 +95,15 @@ def _samples(args) -> Iterator[core.Sample]:
             for flow in io.FlowReader(f).stream():
                 if not isinstance(flow, http.HTTPFlow):
                     continue
-                resp = flow.response
+                resp, req = flow.response, flow.request
+                # What the visitor sent: over TLS or not (the client connection, not the upstream's scheme), to
+                # the Host it named, the target as sent.
+                scheme = "https" if flow.client_conn.tls_established else "http"
                 yield core.Sample(
-                    flow.request.method, flow.request.url, tuple(flow.request.headers.items(multi=True)),
+                    req.method, f"{scheme}://{req.host_header or req.pretty_host}{req.path}",
+                    tuple(req.headers.items(multi=True)),
                     tuple(resp.headers.get_all("set-cookie")) if resp is not None else (),
-                    flow.request.raw_content or b"")
+                    req.raw_content or b"")
 
 
 def _cut(v: str | None) -> str:
@@ -112,6 +125,8 @@ def _print(policy, ex: core.Explanation) -> None:
         out.write(f"      rule:   {c.rule} ({c.action}){mode}{'  ' + src if src else ''}\n")
     if ex.kept:
         out.write("  unchanged: " + ", ".join(f"{scope} {name}" for scope, name in ex.kept) + "\n")
+    if ex.unclassified:
+        out.write("  no rule names: " + ", ".join(f"{scope} {name}" for scope, name in ex.unclassified) + "\n")
     d = ex.consent
     if d.state == "valid":
         out.write(f"  consent:             valid: member {d.member}, scopes {', '.join(sorted(d.scopes))}"
@@ -120,27 +135,55 @@ def _print(policy, ex: core.Explanation) -> None:
         out.write(f"  consent:             {d.state}: treated as anonymous\n")
     if ex.vendor:
         out.write(f"  beacon ({ex.vendor}):  {ex.beacon}; {ex.beacon_unclassified} field(s) no rule classifies\n")
+    if ex.answered is not None:
+        out.write(f"  answered by privproxy: {ex.answered.status} ({ex.answered.outcome}), not forwarded\n")
+    else:
+        assert ex.forwarded is not None
+        out.write(f"  forwarded target:    {_cut(ex.forwarded.target)}\n")
     out.write(f"  access log path:     {ex.logged_path}\n")
     if ex.logged_referrer:
         out.write(f"  access log referrer: {ex.logged_referrer}\n")
     if ex.logged_user_agent:
         out.write(f"  access log agent:    {ex.logged_user_agent}\n")
     if ex.origin_cookie is not None:
-        out.write(f"  origin Cookie:       {ex.origin_cookie or '(none)'}\n")
+        out.write(f"  {'vendor' if ex.vendor else 'origin'} Cookie:       {ex.origin_cookie or '(none)'}\n")
     if ex.sample.set_cookies:
         out.write(f"  Set-Cookie kept:     {len(ex.set_cookies_kept)} of {len(ex.sample.set_cookies)}\n")
     out.write("\n")
 
 
+# Record fields that differ on every request (or with the visitor's address, when it is not given): null.
+_VARYING = ("ts", "request_id", "duration_ms", "instance", "bytes", "tls")
+
+
+def _record(ex: core.Explanation) -> dict:
+    doc = formats.json_doc(ex.record)
+    for key in _VARYING:
+        doc[key] = None
+    if ex.answered is None:
+        doc["status"] = None  # the origin decides
+    if not ex.client_known:
+        doc["client"] = None
+    return doc
+
+
 def _as_json(policy, ex: core.Explanation) -> dict:
+    fw = ex.forwarded
     return {
         "method": ex.sample.method,
         "url": ex.sample.url,
+        "forwarded": None if fw is None else {
+            "target": fw.target,
+            "headers": [[k, v] for k, v in fw.headers],
+            "body_b64": base64.b64encode(fw.body).decode(),
+        },
+        "answered": None if ex.answered is None else {"status": ex.answered.status, "outcome": ex.answered.outcome},
+        "log": _record(ex),
         "changes": [{"scope": c.scope, "field": c.field, "before": c.before, "after": c.after, "rule": c.rule,
                      "action": c.action, "report_only": c.report_only, "source": core.rule_source(policy, c.rule)}
                     for c in ex.changes],
         "unchanged": [{"scope": s, "field": n} for s, n in ex.kept],
-        "log": {"path": ex.logged_path, "referrer": ex.logged_referrer, "user_agent": ex.logged_user_agent},
+        "unclassified": [{"scope": s, "field": n} for s, n in ex.unclassified],
         "origin_cookie": ex.origin_cookie,
         "set_cookie_kept": list(ex.set_cookies_kept),
         "consent": {"state": ex.consent.state, "member": ex.consent.member or None,

@@ -40,8 +40,9 @@ class PrivacyFilter:
                     self.rt.metrics.forwarding_ignored.labels("malformed").inc()
             if flow.response:
                 return
-            if state.answer is not None:
-                self.refuse(flow, state)
+            own = pipeline.own_answer(state)
+            if own is not None:
+                self.answer_here(flow, state, own)
                 return
             if state.codec is None:
                 # Ordinary bodies stream through untouched; only beacons are buffered. A request without a body
@@ -94,15 +95,14 @@ class PrivacyFilter:
         flow.response = http.Response.make(status, b"", {"cache-control": "no-store"})
         flow.request.stream = False
 
-    def refuse(self, flow: http.HTTPFlow, state: pipeline.FlowState) -> None:
-        """A request head no origin reads one way only (RFC 9110/9112/9113, privproxy.wire): 400, never forwarded."""
-        assert state.answer is not None
-        status, reason = state.answer
-        self.rt.metrics.refused.labels(reason).inc()
-        flow.metadata["privproxy_outcome"] = "bad_request"
-        flow.response = http.Response.make(status, b"Bad Request\n", {"content-type": "text/plain",
-                                                                      "cache-control": "no-store",
-                                                                      "connection": "close"})
+    def answer_here(self, flow: http.HTTPFlow, state: pipeline.FlowState, own: pipeline.Answer) -> None:
+        """A request privproxy answers itself (pipeline.own_answer): never forwarded, counted, recorded."""
+        if state.answer is not None:
+            self.rt.metrics.refused.labels(state.answer[1]).inc()
+        elif state.redirect:
+            self.rt.metrics.redirects.labels(state.site.name).inc()
+        flow.metadata["privproxy_outcome"] = own.outcome
+        flow.response = http.Response.make(own.status, own.body, dict(own.headers))
         flow.request.stream = False
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -118,11 +118,16 @@ class PrivacyFilter:
         state.filter_seconds += time.perf_counter() - t0
 
     def fail_closed(self, flow: http.HTTPFlow, stage: str, e: Exception) -> None:
+        """A request privproxy could not read is not forwarded (what it forwards is what it inspected): 500,
+        counted, recorded. Its address headers and cookies are removed all the same, in case anything still
+        forwards it."""
         try:
             flowview.strip_address_headers(flow)
             flow.request.headers.pop("cookie", None)
         finally:
             self.rt.metrics.failures.labels(stage).inc()
-            logger.error("privproxy: %s failed (%s); the request was forwarded without address headers or cookies",
-                         stage, type(e).__name__)
-            flow.metadata.setdefault("privproxy_started", time.time())
+            logger.error("privproxy: %s failed (%s); answered 500, not forwarded", stage, type(e).__name__)
+            flow.metadata["privproxy_outcome"] = "error"
+            flow.response = http.Response.make(500, b"Internal Server Error\n",
+                                               {"content-type": "text/plain", "cache-control": "no-store"})
+            flow.request.stream = False

@@ -1,4 +1,5 @@
-"""EnforceHttps: redirect plain HTTP, send HSTS, mark cookies Secure (C1). TLS 1.2+ is set by Options.harden."""
+"""EnforceHttps: HSTS and Secure cookies on every HTTPS answer (C1). The redirect of plain HTTP is one of the
+proxy's own answers (pipeline.own_answer, sent by PrivacyFilter); TLS 1.2+ is set by Options.harden."""
 
 from __future__ import annotations
 
@@ -26,25 +27,6 @@ def hsts_for(rt: Runtime, flow: http.HTTPFlow | None, tls: bool) -> str | None:
 class EnforceHttps:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        state = flowview.state_of(flow)
-        if state is None or flow.response is not None:
-            return
-        try:
-            if state.redirect:
-                flow.response = http.Response.make(
-                    state.policy.https.redirect_status, b"",
-                    {"Location": state.redirect, "Content-Length": "0", "Cache-Control": "no-store"})
-                flow.request.stream = False
-                self.rt.metrics.redirects.labels(state.site.name).inc()
-            elif state.refused:
-                flow.response = http.Response.make(400, b"Bad Request: invalid Host header\n",
-                                                   {"Content-Type": "text/plain"})
-                flow.request.stream = False
-        except Exception:  # fail closed: no answer is forwarded unredirected
-            self.rt.metrics.failures.labels("https_redirect").inc()
-            flow.response = http.Response.make(400, b"Bad Request\n", {"Content-Type": "text/plain"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = flowview.state_of(flow)
