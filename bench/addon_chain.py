@@ -62,7 +62,7 @@ def run(chain: list[object], fs: list[http.HTTPFlow]) -> float:
     hooks = [[getattr(a, h) for a in chain if hasattr(a, h)] for h in HOOKS]
     answers = [origin_response(f) for f in fs]
     t0 = time.process_time()
-    for f, answer in zip(fs, answers):
+    for f, answer in zip(fs, answers, strict=True):
         for fn in hooks[0]:
             fn(f)
         if f.response is None:

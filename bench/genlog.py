@@ -35,8 +35,9 @@ def line(rng: random.Random, ts: float) -> str:
     if extra:
         path += ("&" if "?" in path else "?") + extra
     when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(ts))
-    return (f'{ip} - - [{when}] "GET {path} HTTP/1.1" {rng.choice([200, 200, 200, 304, 404])} '
-            f'{rng.randrange(100, 90000)} "{rng.choice(REFERRERS).format(**fill)}" "{rng.choice(AGENTS).format(**fill)}"')
+    status, size = rng.choice([200, 200, 200, 304, 404]), rng.randrange(100, 90000)  # the draws' order as before
+    referrer, agent = rng.choice(REFERRERS).format(**fill), rng.choice(AGENTS).format(**fill)
+    return f'{ip} - - [{when}] "GET {path} HTTP/1.1" {status} {size} "{referrer}" "{agent}"'
 
 
 def main() -> None:

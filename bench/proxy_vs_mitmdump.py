@@ -32,6 +32,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from traffic import mixed  # noqa: E402
 
+# The collection paths of the eleven vendors' beacons in the mix: nginx answers them 204, as a collector would.
+BEACONS = (r"^/(g/collect|mp/collect|collect|matomo\.php|com\.snowplowanalytics\.snowplow/tp2|v1/|track|2/httpapi"
+           r"|batch/|tr|b/ss/|api/event)")
 NGINX_CONF = """
 worker_processes 1;
 pid {tmp}/nginx.pid;
@@ -48,7 +51,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {tmp}/www;
-        location ~ ^/(g/collect|mp/collect|collect|matomo\\.php|com\\.snowplowanalytics\\.snowplow/tp2|v1/|track|2/httpapi|batch/|tr|b/ss/|api/event) {{
+        location ~ {beacons} {{
             return 204;
         }}
         location / {{
@@ -86,7 +89,7 @@ def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
     (tmp / "www").mkdir()
     (tmp / "www" / "index.html").write_text("<!doctype html><title>shop</title>" + "<p>product text</p>" * 300)
     port = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port, beacons=BEACONS))
     proc = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
@@ -115,8 +118,9 @@ def lua_script(path: Path) -> None:
 
 
 def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
-                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "--timeout", "5s", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for pct in ("50", "99"):
@@ -184,8 +188,9 @@ def measure(kind: str, tmp: Path, upstream: int, script: Path, args) -> dict[str
         cpu1, m1 = cpu_seconds(p.proc.pid), p.metrics()
         r["cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / max(1, r["requests"])
         if m1:
-            n = metric(m1, "privproxy_filter_duration_seconds_count") - metric(m0, "privproxy_filter_duration_seconds_count")
-            s = metric(m1, "privproxy_filter_duration_seconds_sum") - metric(m0, "privproxy_filter_duration_seconds_sum")
+            count, total = "privproxy_filter_duration_seconds_count", "privproxy_filter_duration_seconds_sum"
+            n = metric(m1, count) - metric(m0, count)
+            s = metric(m1, total) - metric(m0, total)
             r["filter_ms_per_request"] = s * 1000 / max(1, n)
         return r
     finally:
@@ -202,7 +207,8 @@ def main() -> int:
     args = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
-            print(f"bench: {tool} is missing: sudo apt-get install {tool} (scripts/bench-proxy does it)", file=sys.stderr)
+            print(f"bench: {tool} is missing: sudo apt-get install {tool} (scripts/bench-proxy does it)",
+                  file=sys.stderr)
             return 2
     with tempfile.TemporaryDirectory(prefix="privproxy-bench-") as d:
         tmp = Path(d)

@@ -5,13 +5,13 @@ import os
 import pytest
 from hypothesis import settings
 
+from privproxy import policy
+
 # CI replays the same examples on every run (a red build always means a change broke something);
 # local runs search anew each time, and PRIVPROXY_*_EXAMPLES make the searches longer.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("PRIVPROXY_HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["PRIVPROXY_HYPOTHESIS_PROFILE"])
-
-from privproxy import policy
 
 
 @pytest.fixture

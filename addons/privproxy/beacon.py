@@ -23,7 +23,7 @@ from privproxy.fields import (ECHO_ACTIONS, ECHO_MIN, ECHO_ROLES, MIN_NORMALIZED
                               normalize)
 from privproxy.scrub import Change, Scrubber
 from privproxy.vendors.base import (CONFIGURABLE_ROLES, CONTACT_NAMES, Beacon, Classifier, CodecError, Codec,
-                                    Decoded, Limits, Nested, Params, b64decode, b64encode, dumps, loads)
+                                    Limits, Nested, Params, b64decode, b64encode, dumps, loads)
 
 
 # Why a beacon (or a field inside it) was not forwarded: the decoder's reasons, a body over the size limit,
@@ -87,7 +87,7 @@ def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings
         query, body = decoded.encode()
     except CodecError as e:
         return Result(codec.name, False, "", b"", reason=e.reason)
-    except Exception:  # a codec bug: the beacon is not forwarded, and the caller counts it
+    except Exception:  # noqa: BLE001 - a codec bug: the beacon is not forwarded, and the caller counts it
         return Result(codec.name, False, "", b"", reason="internal_error")
     return Result(codec.name, True, query, body, walker.changed, unclassified=walker.unclassified,
                   unclassified_names=walker.unclassified_names, denied=decoded.denied,

@@ -115,7 +115,7 @@ def _run(action: str, log_dir: Path, member: str, now: float | None, timeout: fl
                     _one(action, path, member, report, deadline)
                 except _Refused as e:
                     report.failed.append((path.name, str(e)))
-                except Exception as e:  # a bug must not cost the other files or the audit line
+                except Exception as e:  # noqa: BLE001 - a bug must not cost the other files or the audit line
                     report.failed.append((path.name, f"unexpected {type(e).__name__} ({e}) — please report it"))
     except lock.Locked as e:
         _audit(log_dir, action, member, report, now, error=str(e))

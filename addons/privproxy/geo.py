@@ -154,7 +154,7 @@ class Locator:
             return Located(Place(), "disabled")
         try:
             place = self.db.lookup(ip)  # type: ignore[arg-type]
-        except Exception:  # a damaged region of the file, an odd address: no place, never a failed request
+        except Exception:  # noqa: BLE001 - a damaged region of the file, an odd address: no place, never a failed request
             return Located(Place(), "error")
         if place is None:
             return Located(Place(), "not_found")

@@ -14,7 +14,8 @@ TLS_VERSIONS = ("TLS1_2", "TLS1_3")
 
 # RFC 3986 reg-name / IPv4 / [IPv6], optional port. Anything else in Host is refused rather than
 # echoed into a Location header.
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,7 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None,
         state.strip_headers = frozenset(
             name.lower() for name, value in view.fields if name.lower() not in _NOT_ADDRESSES
             and (client_ip.is_address_header(name) or client_ip.holds_address(value, truncation)))
-    except Exception as e:  # fail closed: headers below are safe whatever went wrong above
+    except Exception as e:  # noqa: BLE001 - fail closed: headers below are safe whatever went wrong above
         state.failures.append(("classify", type(e).__name__))
         state.decision = consent.NONE
         state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
@@ -231,7 +231,7 @@ def scrub_cookies(state: FlowState, view: RequestView) -> None:
         after = state.scrubber.to("origin").cookie_header(joined, state.changes)
         if after != joined:
             state.cookie = after
-    except Exception as e:  # fail closed: no cookie rather than an unscrubbed one
+    except Exception as e:  # noqa: BLE001 - fail closed: no cookie rather than an unscrubbed one
         state.failures.append(("cookie", type(e).__name__))
         state.cookie = ""
 
@@ -263,7 +263,7 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
             state.decision = state.decision.overridden("beacon_opt_out")
             state.cookie = None
             scrub_cookies(state, view)
-    except Exception as e:  # a bug in a codec must not let the identifiers through
+    except Exception as e:  # noqa: BLE001 - a bug in a codec must not let the identifiers through
         state.failures.append(("beacon", type(e).__name__))
         result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")
     state.filter_seconds += time.perf_counter() - t0
@@ -364,7 +364,7 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[s
     if ref:
         try:
             after = scrubber.url(ref, "referrer", state.changes)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - fail closed: no Referer rather than an unscrubbed one
             state.failures.append(("beacon", type(e).__name__))
             after = None
         if after != ref:
@@ -383,7 +383,7 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
             if after is not None:
                 kept.append(after)
         return kept
-    except Exception as e:  # fail closed: a page without cookies still renders
+    except Exception as e:  # noqa: BLE001 - fail closed: a page without cookies still renders
         state.failures.append(("set_cookie", type(e).__name__))
         return []
 
@@ -403,12 +403,12 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
             path = scrubber.url(state.beacon_path, "path", state.changes)
         else:
             path = scrubber.url(t.raw, "path", state.changes)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - fail closed: no path rather than an unscrubbed one
         state.failures.append(("log_path", type(e).__name__))
         path = "[redacted]"
     try:
         ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - fail closed: no referrer rather than an unscrubbed one
         state.failures.append(("log_referrer", type(e).__name__))
         ref = ""
     host = "-"

@@ -81,9 +81,11 @@ def load(path: str | Path) -> Policy:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", path=str(p), hint="pass --config with the path of your filters.yaml") from None
+        raise ConfigError("file not found", path=str(p),
+                          hint="pass --config with the path of your filters.yaml") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the file: {e}", path=str(p), hint="check permissions and that it is UTF-8") from None
+        raise ConfigError(f"cannot read the file: {e}", path=str(p),
+                          hint="check permissions and that it is UTF-8") from None
     return from_text(text, str(p))
 
 
@@ -272,7 +274,8 @@ def _https(node: Node | None) -> https.Settings:
     if "redirect_status" in m:
         status = m["redirect_status"].integer(308)
         if status not in https.REDIRECT_CODES:
-            m["redirect_status"].error(f"{status} is not a redirect status", "use 301, 302, 307 or 308 (308 keeps the method)")
+            m["redirect_status"].error(f"{status} is not a redirect status",
+                                       "use 301, 302, 307 or 308 (308 keeps the method)")
             status = 308
     port = None
     if "https_port" in m and m["https_port"].value is not None:

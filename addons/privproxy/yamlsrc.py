@@ -25,7 +25,7 @@ def load_text(text: str, path: str) -> Any:
             f"invalid YAML: {e.problem or e.context}", path=path, line=line, col=col,
             hint="check indentation and quoting on this line",
         ) from None
-    except Exception as e:  # ruamel raises plain errors for a few inputs (e.g. duplicate keys in some modes)
+    except Exception as e:  # noqa: BLE001 - ruamel raises plain errors for a few inputs (e.g. duplicate keys in some modes)
         raise ConfigError(f"invalid YAML: {e}", path=path, hint="check the file's syntax") from None
 
 

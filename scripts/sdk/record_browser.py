@@ -176,8 +176,8 @@ def main() -> int:
                 # A headless user agent is dropped as a bot by some SDKs: present as the desktop browser it is.
                 page = browser.new_context(user_agent=UA).new_page()
                 page.route("https://edge.example/**", edge)
-                page.on("console", lambda m: print(f"  {name} console: {m.text[:200]}", file=sys.stderr))
-                page.on("pageerror", lambda e: print(f"  {name} error: {e}", file=sys.stderr))
+                page.on("console", lambda m, name=name: print(f"  {name} console: {m.text[:200]}", file=sys.stderr))
+                page.on("pageerror", lambda e, name=name: print(f"  {name} error: {e}", file=sys.stderr))
                 page.goto(f"{base}/__sdk/{quote(name, safe='')}{LANDING}", timeout=20000)
                 time.sleep(3)  # SDKs batch and send on timers
                 page.close()  # and flush on unload

@@ -55,7 +55,7 @@ class HAProxy:
                 data += chunk
         lines = data.decode().splitlines()
         cols = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(cols, line.split(","))) for line in lines[1:] if line]
+        rows = [dict(zip(cols, line.split(","), strict=False)) for line in lines[1:] if line]
         return {r["svname"]: r for r in rows if r["pxname"] == "privproxy" and r["svname"] not in ("BACKEND",)}
 
     def wait_status(self, want: dict[str, str], timeout: float = 15) -> dict[str, dict[str, str]]:

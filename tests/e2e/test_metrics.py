@@ -5,12 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 

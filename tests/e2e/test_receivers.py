@@ -127,7 +127,8 @@ names = st.lists(_name_chars, min_size=1, max_size=8).map("".join)
 
 def php_parse(query: str) -> dict:
     php = require("php", "php-cli")
-    out = subprocess.run([php, "-r", 'parse_str(stream_get_contents(STDIN), $o); echo json_encode($o, JSON_FORCE_OBJECT);'],
+    script = 'parse_str(stream_get_contents(STDIN), $o); echo json_encode($o, JSON_FORCE_OBJECT);'
+    out = subprocess.run([php, "-r", script],
                          input=query.encode(), capture_output=True, timeout=30, check=True)
     return json.loads(out.stdout or b"[]") or {}
 

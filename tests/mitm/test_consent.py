@@ -54,8 +54,10 @@ def finish(addons, flow, set_cookies=()):
 def logged(rt, log_dir):
     for sink in rt.all_sinks():
         sink.flush()
-    read = lambda name: [orjson.loads(x) for x in (log_dir / name).read_bytes().splitlines()] \
-        if (log_dir / name).exists() else []
+    def read(name: str) -> list:
+        path = log_dir / name
+        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
     return read("access.jsonl"), read("linked.jsonl")
 
 

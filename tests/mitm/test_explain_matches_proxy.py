@@ -56,7 +56,8 @@ def through_proxy(composite, method, path, headers, body, peer, tls):
         composite.request(f)
     answered = f.response.status_code if f.response is not None else None
     forwarded = None if f.response is not None else (
-        f.request.path, [(k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in f.request.headers.fields],
+        f.request.path,
+        [(k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in f.request.headers.fields],
         f.request.raw_content or b"")
     if f.response is None:
         f.response = tutils.tresp(status_code=200, content=b"")

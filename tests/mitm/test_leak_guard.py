@@ -256,7 +256,7 @@ def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch
                 forwarded_beacons += 1
                 text = forwarded_text(f)
                 leaked = [s for s in secrets if s in text]
-                assert not leaked, (path, leaked, [text[max(0, text.index(s) - 300):text.index(s) + 40] for s in leaked][:1])
+                assert not leaked, (path, leaked, text[max(0, text.index(leaked[0]) - 300):][:400] if leaked else "")
             if f.response is None:
                 f.response = tutils.tresp(status_code=204 if is_beacon else 200, content=b"")
             composite.responseheaders(f)

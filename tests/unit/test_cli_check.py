@@ -28,12 +28,14 @@ def test_check_refuses_with_position_and_fix(tmp_path, capsys, text, error):
 
 
 def test_check_summary_names_the_baseline_and_what_is_switched_off(tmp_path, capsys):
-    (tmp_path / "f.yaml").write_text("version: 1\ndisable: [click-ids, hsts, vendor:adobe]\nhttps:\n  hsts: {max_age: 0}\n"
+    (tmp_path / "f.yaml").write_text("version: 1\ndisable: [click-ids, hsts, vendor:adobe]\n"
+                                     "https:\n  hsts: {max_age: 0}\n"
                                      "beacons:\n  vendors: [ga4, universal_analytics, matomo, snowplow, segment, "
                                      "mixpanel, amplitude, posthog, meta_pixel, plausible]\n"
-                                     "rules:\n  - {id: visitor-ids, action: drop, scopes: [query], names: [uid, user_id,"
-                                     " userid, customer_id, customerid, member_id, memberid, visitor_id, client_id, "
-                                     "cid, device_id, deviceid, anonymous_id, anonymousid, distinct_id]}\n")
+                                     "rules:\n  - {id: visitor-ids, action: drop, scopes: [query], "
+                                     "names: [uid, user_id, userid, customer_id, customerid, member_id, memberid, "
+                                     "visitor_id, client_id, cid, device_id, deviceid, anonymous_id, anonymousid, "
+                                     "distinct_id]}\n")
     assert main(["check", "f.yaml"]) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()

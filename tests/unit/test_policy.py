@@ -109,7 +109,8 @@ def test_region_codes_are_validated(policy_from_yaml):
 @pytest.mark.parametrize("code, guess", [("UK", "GB"), ("EL", "GR"), ("de", "DE"), ("DEU", "DE"), ("Germany", "DE"),
                                          ("Europe", "EU"), ("eea", "EEA")])
 def test_region_codes_are_iso_3166_with_a_did_you_mean(code, guess):
-    errs = errors_of(f"version: 1\nrules:\n  - {{id: a, action: drop, scopes: [query], names: [x], regions: [{code}]}}\n")
+    errs = errors_of("version: 1\nrules:\n"
+                     f"  - {{id: a, action: drop, scopes: [query], names: [x], regions: [{code}]}}\n")
     assert errs == [f"f.yaml:3:{errs[0].split(':')[2]}: rules[0].regions[0]: `{code}` is not a region — "
                     f"did you mean `{guess}`?"]
 

@@ -104,7 +104,8 @@ def test_global_report_only(policy_from_yaml):
 
 
 def test_generalize_and_truncate_actions(s):
-    ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Version/17.1 Mobile/15E148 Safari/604.1"
+    ua = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Version/17.1 Mobile/15E148 "
+          "Safari/604.1")
     from urllib.parse import quote
     out = s.url(f"/c?ua={quote(ua)}&sr=1536x864&page_url=%2Forders%2F12345%3Fx%3D1&ts=1700000123&addr=198.51.100.7"
                 "&what=lunch", "path", [])

@@ -116,7 +116,7 @@ def test_retention_deletes_only_expired_rotated_files(tmp_path):
         "access-2025-11-01.jsonl", "access-2025-11-21.jsonl", "access-notes.txt", "other-2025-01-01.jsonl"]
 
 
-def test_locked_sink_keeps_its_lines_while_another_process_holds_the_lock(tmp_path):
+def test_locked_sink_keeps_its_lines_while_the_lock_is_held_in_this_process(tmp_path):
     from privproxy.access_log import lock
 
     errors = []

@@ -1,4 +1,6 @@
-"""The canonical request target every matcher uses (privproxy.target); nginx is the oracle in tests/e2e/test_receivers.py."""
+"""The canonical request target every matcher uses (privproxy.target).
+
+nginx is the oracle in tests/e2e/test_receivers.py."""
 
 from __future__ import annotations
 

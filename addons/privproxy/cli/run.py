@@ -34,7 +34,8 @@ def add_run_arguments(p, upstream_required: bool) -> None:
                    help=f"address to serve TLS and plain HTTP on (repeatable; default {DEFAULT_LISTEN})")
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml when present)")
     p.add_argument("--cert", action="append", default=[], metavar="[DOMAIN=]PEM",
-                   help="serve this certificate (PEM with chain and key); default: certificates from the CA in --confdir")
+                   help="serve this certificate (PEM with chain and key); default: certificates from the CA in "
+                        "--confdir")
     p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
     p.add_argument("--geoip-db", metavar="MMDB",
                    help="MaxMind DB for coarse geography (GeoLite2/GeoIP2 City or Country, DB-IP lite)")

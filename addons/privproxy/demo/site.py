@@ -24,7 +24,8 @@ PAGE = """<!doctype html>
 <style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 code,pre{{background:#f3f3f3;padding:.1rem .3rem}} pre{{padding:.6rem;overflow:auto}}</style></head>
 <body><h1>{title}</h1>{body}
-<hr><nav><a href="/">Home</a> · <a href="/products?q=watch&amp;page=2&amp;gclid=EAIaIQobChMI-demo">Products (with a click id)</a>
+<hr><nav><a href="/">Home</a>
+· <a href="/products?q=watch&amp;page=2&amp;gclid=EAIaIQobChMI-demo">Products (with a click id)</a>
 · <a href="/newsletter?email=jane.doe%40example.com&amp;tel=090-1234-5678">Newsletter (email in URL)</a>
 · <a href="/health/consultation">Health consultation (sensitive page)</a>
 · <a href="/analytics?gclid=EAIaIQobChMI-demo">Analytics beacons</a>

@@ -64,7 +64,7 @@ class Privproxy:
             for fn in fns:
                 try:
                     fn(*args)
-                except Exception as e:  # one component's failure must not skip the next (e.g. the log record)
+                except Exception as e:  # noqa: BLE001 - one component's failure must not skip the next (e.g. the log record)
                     logger.error("privproxy: %s hook of %s failed (%s)", hook, type(fn.__self__).__name__,
                                  type(e).__name__)
         return guarded

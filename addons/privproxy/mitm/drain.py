@@ -36,7 +36,7 @@ class Drain:
         """Close the listening sockets, wait until nothing is in flight (at most `timeout` s), then shut down."""
         try:
             await internals.stop_listening(master)
-        except Exception as e:  # stopping to listen must never prevent the shutdown itself
+        except Exception as e:  # noqa: BLE001 - stopping to listen must never prevent the shutdown itself
             logger.error("privproxy: could not stop listening (%s)", type(e).__name__)
         deadline = time.monotonic() + timeout
         while self.inflight > 0 and time.monotonic() < deadline:

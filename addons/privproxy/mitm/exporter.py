@@ -119,7 +119,7 @@ class MetricsExporter:
             for stage, _reason in state.failures:
                 m.failures.labels(stage).inc()
             m.filter_duration.observe(state.filter_seconds)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - metrics must never cost a request its answer
             logger.error("privproxy: metrics observation failed (%s)", type(e).__name__)
 
     def done(self) -> None:

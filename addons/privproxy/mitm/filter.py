@@ -55,7 +55,7 @@ class PrivacyFilter:
             limit = policy.beacons.limits.max_body
             if length.strip().isdigit() and int(length) > limit:
                 self.answer(flow, state, 413, "too_large")
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - fail closed: answered 500, never forwarded unread
             self.fail_closed(flow, "requestheaders", e)
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -82,7 +82,7 @@ class PrivacyFilter:
                 self.answer(flow, state, result.status, result.reason)
                 return
             flowview.apply_beacon(flow, out)  # what goes out is what was inspected, in the vendor's spelling
-        except Exception as e:  # fail closed: the vendor gets nothing rather than the identifiers
+        except Exception as e:  # noqa: BLE001 - fail closed: the vendor gets nothing rather than the identifiers
             self.rt.metrics.failures.labels("beacon").inc()
             logger.error("privproxy: beacon filter failed (%s); answered 204 without forwarding", type(e).__name__)
             self.answer(flow, state, 204, "internal_error")

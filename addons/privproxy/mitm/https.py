@@ -35,7 +35,7 @@ class EnforceHttps:
         try:
             if state.https:
                 self.secure(flow.response, state.policy.https)
-        except Exception:  # counted; the answer goes out with the origin's headers
+        except Exception:  # noqa: BLE001 - counted; the answer goes out with the origin's headers
             self.rt.metrics.failures.labels("https_headers").inc()
 
     def response(self, flow: http.HTTPFlow) -> None:

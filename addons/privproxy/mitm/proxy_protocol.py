@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def _close(writer) -> None:
     try:
         writer.close()
-    except Exception:  # the peer may be gone already
+    except Exception:  # noqa: BLE001 - the peer may be gone already
         pass
 
 
@@ -57,7 +57,7 @@ def install(rt: Runtime) -> None:
             return writer
         try:
             return await accept(rt, reader, writer)
-        except Exception as e:  # fail closed: no header, no connection
+        except Exception as e:  # noqa: BLE001 - fail closed: no header, no connection
             rt.metrics.proxy_protocol.labels("malformed").inc()
             logger.error("privproxy: PROXY protocol handling failed (%s)", type(e).__name__)
             _close(writer)

@@ -22,7 +22,7 @@ class RedactAddresses(logging.Filter):
             record.client = None
         try:
             message = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a malformed log call still gets its addresses masked
             message = str(record.msg)
         masked = truncate.mask_ips(message, self.t)
         if masked != message or record.args:

@@ -47,7 +47,7 @@ class PolicyReloader:
             await asyncio.sleep(POLL_SECONDS)
             try:
                 self.check()
-            except Exception as e:  # the watcher must outlive any surprise
+            except Exception as e:  # noqa: BLE001 - the watcher must outlive any surprise
                 logger.error("privproxy: config watcher error (%s)", type(e).__name__)
 
     def check(self) -> bool | None:

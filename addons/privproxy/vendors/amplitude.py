@@ -77,7 +77,8 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
     # (a PostHog batch on `/batch`), whose fields this codec would not know.
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise CodecError("bad_structure", "no `events` list")
-    return Decoded([Doc(query, by_name({})), Doc(data, event_classify)], lambda: (query.encode(), body.wrap(dumps(data))))
+    return Decoded([Doc(query, by_name({})), Doc(data, event_classify)],
+                   lambda: (query.encode(), body.wrap(dumps(data))))
 
 
 def _fix_checksum(form: Params) -> None:

@@ -105,4 +105,5 @@ def _decode_mp(beacon: Beacon, limits: Limits) -> Decoded:
     is_denied = isinstance(consent, dict) and "DENIED" in {str(v).upper() for v in consent.values()}
     if isinstance(data, dict) and data.get("non_personalized_ads") is True:
         is_denied = True
-    return Decoded([Doc(query, _MP_QUERY), Doc(data, mp_classify)], lambda: (query.encode(), body.wrap(dumps(data))), denied=is_denied)
+    return Decoded([Doc(query, _MP_QUERY), Doc(data, mp_classify)], lambda: (query.encode(), body.wrap(dumps(data))),
+                   denied=is_denied)

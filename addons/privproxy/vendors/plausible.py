@@ -37,7 +37,8 @@ def decode(beacon: Beacon, limits: Limits) -> Decoded:
         for key in ("p", "props", "m", "meta"):
             if isinstance(data.get(key), str) and data[key].lstrip().startswith("{"):
                 data[key] = _Reencode(loads(data[key], limits))
-    return Decoded([Doc(query, by_name({})), Doc(data, classify)], lambda: (query.encode(), body.wrap(dumps(_plain(data)))))  # type: ignore[arg-type]
+    return Decoded([Doc(query, by_name({})), Doc(data, classify)],  # type: ignore[arg-type]
+                   lambda: (query.encode(), body.wrap(dumps(_plain(data)))))
 
 
 class _Reencode(dict):  # props that arrived as a JSON string go back as a JSON string

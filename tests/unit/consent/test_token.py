@@ -82,7 +82,8 @@ def _signed(payload: bytes, kid="k1", key=KEY) -> str:
     import hashlib
     import hmac
     signed = f"v1.{kid}." + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
-    return signed + "." + base64.urlsafe_b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    mac = hmac.new(key, signed.encode(), hashlib.sha256).digest()
+    return signed + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 @pytest.mark.parametrize("payload", [

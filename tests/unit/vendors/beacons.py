@@ -48,7 +48,7 @@ def get(vendor, name, path, pairs, keep=KEEP) -> Case:
 
 
 def post(vendor, name, path, body, ctype="application/json", query="", encoding="", keep=KEEP) -> Case:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+    data = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else json.dumps(body).encode()
     return Case(vendor, name, Beacon("POST", path, query, ctype, encoding, data), keep)
 
 
@@ -57,11 +57,13 @@ GA4_HIT = [("v", "2"), ("tid", "G-TEST123"), ("gtm", "45je"), ("_p", "1700000000
            ("uaa", "x86"), ("uafvl", "CanaryBrand;120.0.6099.109"), ("uam", "CANARYDID-model"),
            ("_s", "1"), ("sid", "CANARYSID"), ("sct", "3"), ("seg", "1"), ("uid", "CANARYUID"),
            ("dl", PAGE), ("dr", REF), ("dt", "Watches"), ("en", "page_view"), ("_uip", IP), ("_ua", UA),
-           ("ep.plan", "gold_plan"), ("ep.contact_email", EMAIL), ("up.phone", PHONE), ("em", "tv.1~em.CANARYHASHEDEMAIL"),
+           ("ep.plan", "gold_plan"), ("ep.contact_email", EMAIL), ("up.phone", PHONE),
+           ("em", "tv.1~em.CANARYHASHEDEMAIL"),
            ("gclid", "CANARYGCLID"), ("ep.step", "checkout_step"), ("_et", "1234")]
 GA4_MP = {
     "client_id": "CANARYCID.1700000000", "user_id": "CANARYUID", "timestamp_micros": 1700000000000000,
-    "user_properties": {"email": {"value": EMAIL}, "plan": {"value": "gold_plan"}, "full_name": {"value": "CANARYNAME"}},
+    "user_properties": {"email": {"value": EMAIL}, "plan": {"value": "gold_plan"},
+                        "full_name": {"value": "CANARYNAME"}},
     "user_data": {"sha256_email_address": "CANARYHASHEDEMAIL", "sha256_phone_number": "CANARYPHONEHASH",
                   "address": [{"sha256_first_name": "CANARYNAME"}]},
     "ip_override": IP, "user_agent": UA, "consent": {"ad_user_data": "GRANTED", "ad_personalization": "GRANTED"},
@@ -103,7 +105,8 @@ for _e in SP_PAYLOAD["data"]:
         del _e[_k]
 
 SEG_CONTEXT = {"ip": IP, "userAgent": UA, "locale": "ja-JP",
-               "page": {"url": PAGE, "referrer": REF, "path": "/item", "title": "page_view", "search": "?gclid=CANARYGCLID"},
+               "page": {"url": PAGE, "referrer": REF, "path": "/item", "title": "page_view",
+                        "search": "?gclid=CANARYGCLID"},
                "campaign": {"name": "summer", "gclid": "CANARYGCLID"}, "traits": {"email": EMAIL, "name": "CANARYNAME"},
                "device": {"id": "CANARYDID", "advertisingId": "CANARYDID-ad"},
                "library": {"name": "analytics.js", "version": "next-1.70.0"}}
@@ -150,7 +153,8 @@ META_HIT = [("id", "123456789"), ("ev", "page_view"), ("dl", PAGE), ("rl", REF),
             ("ud[external_id]", "CANARYUID"), ("external_id", "CANARYUID"), ("cd[plan]", "gold_plan"),
             ("cd[email]", EMAIL), ("cd[step]", "checkout_step"), ("it", "1700000000000"), ("coo", "false")]
 
-ADOBE_HIT = [("AQB", "1"), ("ndh", "1"), ("pf", "1"), ("t", "22/10/2026 10:0:0 0 -540"), ("mid", "12345678901234567890123456789012345678"),
+ADOBE_HIT = [("AQB", "1"), ("ndh", "1"), ("pf", "1"), ("t", "22/10/2026 10:0:0 0 -540"),
+             ("mid", "12345678901234567890123456789012345678"),
              ("vid", "CANARYCID"), ("aid", "CANARYCID-aid"), ("pageName", "page_view"), ("g", PAGE), ("r", REF),
              ("cc", "JPY"), ("events", "event1"), ("c1", "gold_plan"), ("v1", EMAIL), ("v2", f"member {EMAIL}"),
              ("v3", "checkout_step"), ("s", "1920x1080"), ("c", "24"), ("j", "1.6"), ("bw", "1200"), ("bh", "800"),

@@ -305,7 +305,8 @@ def test_amplitude_remote_ip_directive_passes_and_real_addresses_do_not():
     # proxy's); a "[redacted]" there would make the HTTP API refuse the event.
     events = [{"event_type": "purchase", "user_id": "CANARYUID", "ip": "$remote"},
               {"event_type": "purchase", "user_id": "CANARYUID", "ip": "203.0.113.77"}]
-    b = Beacon("POST", "/2/httpapi", "", "application/json", "", json.dumps({"api_key": "k", "events": events}).encode())
+    body = json.dumps({"api_key": "k", "events": events}).encode()
+    b = Beacon("POST", "/2/httpapi", "", "application/json", "", body)
     result, _ = run(Case("amplitude", "remote", b))
     out = json.loads(result.body)["events"]
     assert out[0]["ip"] == "$remote" and out[1].get("ip") in (None, "203.0.113.0")

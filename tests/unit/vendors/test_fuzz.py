@@ -21,7 +21,7 @@ PATHS = sorted({p.replace("*", "/x") if p.startswith("*") else p.replace("*", "x
                 for c in vendors.VENDORS.values() for p in c.paths})
 NAMES = sorted({"cid", "uid", "dl", "data", "e", "cx", "ue_px", "properties", "traits", "events", "batch",
                 "requests", "context", "user_properties", "$set", "ud[em]", "xdm", "identityMap", "p", "u",
-                "compression", "params", "ep.x", "_cvar", "client", "zz", "email", "url", "data"})
+                "compression", "params", "ep.x", "_cvar", "client", "zz", "email", "url"})
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
