@@ -9,19 +9,16 @@ forwarded with its identifiers: the caller answers it itself (fail closed).
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import itertools
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import detectors, truncate, vendors
+from privproxy import detectors, vendors
 from privproxy.fields import (ECHO_ACTIONS, ECHO_MIN, ECHO_ROLES, MIN_NORMALIZED, REDACTED, Echoes, TooMuchWork,
                               normalize)
-from privproxy.scrub import Change, Scrubber
+from privproxy.scrub import DEVICE_PREFIX, Change, Scrubber
 from privproxy.vendors.base import (CONFIGURABLE_ROLES, CONTACT_NAMES, Beacon, Classifier, CodecError, Codec,
                                     Limits, Nested, Params, b64decode, b64encode, dumps, loads)
 
@@ -411,24 +408,9 @@ class Walker:
         if role == "ip" and value in IP_DIRECTIVES:  # "use the address the upload came from": the proxy's own
             return value
         ro = self.s.report_only or report_only
-        if action == "drop":
-            after: Any = _DROP
-        elif action == "hash":
-            after = pseudonym_like(self.s, value, role or name)
-        elif action == "generalize" and isinstance(value, str) and value.isdigit() and len(value) <= 6:
-            after = str(int(value) - int(value) % 100)  # a screen or viewport size sent as text
-        elif action == "truncate" and role == "ip" and isinstance(value, str):
-            # A field that holds an address: every spelling a collector could read as one (3405803853,
-            # 0xcb00714d, 203.0.113.077), not only the dotted quad; anything else in it is no address to keep.
-            after = truncate.truncate_text(value, self.s.truncation, numeric=True) or REDACTED
-        elif isinstance(value, str):
-            after = self.s.act(action, value, name)
-            if after is None:
-                after = _DROP
-        elif action == "generalize" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            after = int(value) - int(value) % 100  # a screen or viewport size, to a 100-pixel bucket
-        else:
-            after = REDACTED if action == "redact" else _DROP  # nothing left to keep of a truncated number
+        after: Any = self.s.act(action, value, name, role, shaped=True)
+        if after is None:
+            after = _DROP
         if after is not value and after != value:
             before = value if isinstance(value, str) else dumps(value).decode()
             shown = None if after is _DROP else after if isinstance(after, str) else str(after)
@@ -625,7 +607,6 @@ class _Drop:
 
 
 _DROP: Any = _Drop()
-DEVICE_PREFIX = "$device:"  # mixpanel-browser's anonymous distinct id: `$device:<device id>`
 
 # `name="value"` attribute lists, as posthog-js writes `$elements_chain` (elementsToString: `tag.class:` then
 # the attributes sorted by name, each value with its quotes escaped as `\"`, elements joined by `;`).
@@ -654,38 +635,5 @@ def attrs_encode(p: Params) -> str:
         elif value is not None:
             out.append(f'{key}="{value.replace(chr(34), chr(92) + chr(34))}"' if key else value)
     return "".join(out)
-# GA client ids `<random>.<first-visit timestamp>`, and the cookies that wrap them: `GA1.1.<id>`, `fb.1.<id>`
-_NUMERIC_ID = re.compile(r"^([A-Za-z]{2,3}\d?\.\d\.)?(\d+)\.(\d+)$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
 _B64ISH = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
-_HEX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-def pseudonym_like(s: Scrubber, value: Any, role: str) -> Any:
-    """A keyed pseudonym shaped like the original, so vendors that validate id formats still accept it:
-    numbers stay numbers, `123.456` GA ids keep their shape, UUIDs stay UUIDs, hex stays hex."""
-    text = value if isinstance(value, str) else str(value)
-    if text.startswith(DEVICE_PREFIX) and len(text) > len(DEVICE_PREFIX):
-        # `$device:<device id>` stays that, with the pseudonym the device id gets in `$device_id`: mixpanel
-        # derives the anonymous distinct id from the device id, and its identity merge needs the two to agree.
-        return DEVICE_PREFIX + str(pseudonym_like(s, text[len(DEVICE_PREFIX):], "device_id"))
-    mac = hmac.new(s.pseudonymizer.key(), f"beacon/{role}\x00{text}".encode(), hashlib.sha256).digest()
-    n = int.from_bytes(mac[:8], "big")
-    if isinstance(value, int) and not isinstance(value, bool):
-        digits = max(1, len(str(abs(value))))
-        return n % (10 ** min(digits, 18)) or 1
-    if isinstance(value, float):
-        return float(n % 10**12)
-    m = _NUMERIC_ID.match(text)
-    if m:
-        head, a, b = m.groups()
-        return (f"{head or ''}{n % 10 ** min(len(a), 19):0{min(len(a), 19)}d}."
-                f"{int.from_bytes(mac[8:16], 'big') % 10 ** min(len(b), 19):0{min(len(b), 19)}d}")
-    if text.isdigit() and text.isascii():  # ECIDs, numeric member ids
-        return f"{int.from_bytes(mac[:16], 'big') % 10 ** min(len(text), 38):0{min(len(text), 38)}d}"
-    if _UUID.match(text):
-        u = str(uuid.UUID(bytes=mac[:16], version=4))
-        return u.upper() if text.isupper() else u
-    if _HEX.match(text):
-        return mac.hex()[: len(text)]
-    return s.pseudonymizer.pseudonym(text, f"beacon/{role}")

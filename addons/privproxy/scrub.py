@@ -7,9 +7,13 @@ count it, `explain` shows it and report-only mode can forward the original while
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
 from privproxy import detectors, generalize, target, truncate
@@ -22,6 +26,11 @@ UNKNOWN_CHOICES = ("detect", "drop", "keep")
 DETECTOR_ACTIONS = ("redact", "hash", "drop", "truncate")
 SAFE = "-._~:/[]!$'()*,;@"
 _URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
+DEVICE_PREFIX = "$device:"  # mixpanel-browser's anonymous distinct id: `$device:<device id>`
+# GA client ids `<random>.<first-visit timestamp>`, and the cookies that wrap them: `GA1.1.<id>`, `fb.1.<id>`
+_NUMERIC_ID = re.compile(r"^([A-Za-z]{2,3}\d?\.\d\.)?(\d+)\.(\d+)$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
 # `;`, or a comma before `name=` (RFC 7230 token characters): Scrubber.split_cookies
 _COOKIE_SEPARATOR = re.compile(r";|,(?=[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=)")
 
@@ -112,24 +121,69 @@ class Scrubber:
         return got
 
     # --- single values ----------------------------------------------------------------------------------
-    def act(self, action: str, value: str, name: str) -> str | None:
-        """The value after `action`; None means the field disappears."""
+    def act(self, action: str, value: Any, name: str, role: str = "", shaped: bool = False) -> Any:
+        """The value after `action`; None means the field disappears. The one action engine: URLs, cookies and
+        headers (text), and beacon fields (`shaped`: any JSON value, ids pseudonymized in their own shape,
+        privproxy.beacon.Walker)."""
         if action == "keep":
             return value
         if action == "drop":
             return None
         if action == "hash":
+            if shaped:
+                return self.shaped(value, role or name)
             return self.pseudonymizer.pseudonym(value, name) if value else value
         if action == "truncate":
+            if not isinstance(value, str):
+                return None  # nothing left to keep of a truncated number
+            if role == "ip":
+                # A field that holds an address: every spelling a collector could read as one (3405803853,
+                # 0xcb00714d, 203.0.113.077), not only the dotted quad; anything else in it is no address to keep.
+                return truncate.truncate_text(value, self.truncation, numeric=True) or REDACTED
             masked = truncate.truncate_text(value, self.truncation)
             if masked is None:
                 masked = generalize.timestamp(value)
             return masked if masked is not None else REDACTED  # cannot tell what it is: fail closed
         if action == "generalize":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return int(value) - int(value) % 100  # a screen or viewport size, to a 100-pixel bucket
+            if not isinstance(value, str):
+                return None
+            if shaped and value.isdigit() and len(value) <= 6:
+                return str(int(value) - int(value) % 100)  # a screen or viewport size sent as text
             if _URLISH.match(value):
                 return generalize.path_template(value)
             return generalize.screen(value) or generalize.user_agent(value)
         return REDACTED
+
+    def shaped(self, value: Any, role: str) -> Any:
+        """A keyed pseudonym shaped like the original, so vendors that validate id formats still accept it:
+        numbers stay numbers, `123.456` GA ids keep their shape, UUIDs stay UUIDs, hex stays hex."""
+        text = value if isinstance(value, str) else str(value)
+        if text.startswith(DEVICE_PREFIX) and len(text) > len(DEVICE_PREFIX):
+            # `$device:<device id>` stays that, with the pseudonym the device id gets in `$device_id`: mixpanel
+            # derives the anonymous distinct id from the device id, and its identity merge needs the two to agree.
+            return DEVICE_PREFIX + str(self.shaped(text[len(DEVICE_PREFIX):], "device_id"))
+        mac = hmac.new(self.pseudonymizer.key(), f"beacon/{role}\x00{text}".encode(), hashlib.sha256).digest()
+        n = int.from_bytes(mac[:8], "big")
+        if isinstance(value, int) and not isinstance(value, bool):
+            digits = max(1, len(str(abs(value))))
+            return n % (10 ** min(digits, 18)) or 1
+        if isinstance(value, float):
+            return float(n % 10**12)
+        m = _NUMERIC_ID.match(text)
+        if m:
+            head, a, b = m.groups()
+            return (f"{head or ''}{n % 10 ** min(len(a), 19):0{min(len(a), 19)}d}."
+                    f"{int.from_bytes(mac[8:16], 'big') % 10 ** min(len(b), 19):0{min(len(b), 19)}d}")
+        if text.isdigit() and text.isascii():  # ECIDs, numeric member ids
+            return f"{int.from_bytes(mac[:16], 'big') % 10 ** min(len(text), 38):0{min(len(text), 38)}d}"
+        if _UUID.match(text):
+            u = str(uuid.UUID(bytes=mac[:16], version=4))
+            return u.upper() if text.isupper() else u
+        if _HEX.match(text):
+            return mac.hex()[: len(text)]
+        return self.pseudonymizer.pseudonym(text, f"beacon/{role}")
 
     def _record(self, changes: list[Change] | None, change: Change) -> None:
         if changes is not None:

@@ -18,7 +18,7 @@ cookies = ()  # mixpanel-js keeps its ids in a first-party mp_* cookie the colle
 _PROPS = {
     "distinct_id": "client_id", "$distinct_id": "client_id", "$device_id": "device_id", "$user_id": "user_id",
     "$anon_id": "client_id", "$identified_id": "user_id", "$distinct_id_before_identity": "client_id",
-    # mixpanel-browser's $identify: the anonymous id it merges, `$device:<device id>` (beacon.pseudonym_like
+    # mixpanel-browser's $identify: the anonymous id it merges, `$device:<device id>` (Scrubber.shaped
     # keeps that form, with the pseudonym `$device_id` gets); `$user_id` on every event after identify.
     "$anon_distinct_id": "client_id",
     "token": "plain", "$token": "plain", "time": "plain", "$time": "plain", "$insert_id": "plain",
