@@ -65,6 +65,7 @@ class Result:
     unclassified_names: list[str] = field(default_factory=list)  # their names (a few), for explain
     denied: bool = False  # the beacon's own consent signal refused identification
     field_errors: list[str] = field(default_factory=list)  # nested fields dropped because they did not decode
+    echoes: Echoes | None = None  # the identifiers it carried and what each became, for its headers (Referer)
 
 
 def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings, consent: bool,
@@ -88,7 +89,7 @@ def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings
         return Result(codec.name, False, "", b"", reason="internal_error")
     return Result(codec.name, True, query, body, walker.changed, unclassified=walker.unclassified,
                   unclassified_names=walker.unclassified_names, denied=decoded.denied,
-                  field_errors=walker.field_errors)
+                  field_errors=walker.field_errors, echoes=walker.echoes if walker.echoes else None)
 
 
 def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: list[Change] | None) -> str:

@@ -17,6 +17,7 @@ from privproxy import beacon, client_ip, generalize, geo, https, target, truncat
 from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
+from privproxy.fields import Echoes, TooMuchWork
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
@@ -331,7 +332,7 @@ def forward_beacon(state: FlowState, view: RequestView, body: bytes) -> BeaconFo
     assert state.target is not None
     out = BeaconForward(result, f"{state.beacon_path}?{result.query}" if result.query else state.beacon_path,
                         body=result.body)
-    changes = beacon_headers(state, view.first)
+    changes = beacon_headers(state, view.first, result.echoes)
     framing = result.body != body
     done: set[str] = set()
     for k, v in forward_fields(state, view.fields):  # after scrubbing: a beacon's opt-out changes the Cookie
@@ -348,8 +349,10 @@ def forward_beacon(state: FlowState, view: RequestView, body: bytes) -> BeaconFo
     return out
 
 
-def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[str, str | None]:
-    """Header changes toward the vendor: the user agent by the header rules, the referrer by the URL rules."""
+def beacon_headers(state: FlowState, get: Callable[[str], str | None],
+                   echoes: Echoes | None = None) -> dict[str, str | None]:
+    """Header changes toward the vendor: the user agent by the header rules, the referrer by the URL rules, and
+    in both any copy of an identifier the beacon itself carried (`echoes`: its uid in the page's URL...)."""
     if state.consent:
         return {}
     out: dict[str, str | None] = {name: None for name in HIGH_ENTROPY_HINTS if get(name) is not None}
@@ -358,6 +361,7 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[s
     if ua:
         after = scrubber.named("header", "user-agent", ua, state.changes) \
             if scrubber.rules.find("header", "user-agent") else ua
+        after = _echoed(after, echoes, state, "user-agent")
         if after != ua:
             out["user-agent"] = after
     ref = get("referer")
@@ -367,9 +371,24 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None]) -> dict[s
         except Exception as e:  # noqa: BLE001 - fail closed: no Referer rather than an unscrubbed one
             state.failures.append(("beacon", type(e).__name__))
             after = None
+        after = _echoed(after, echoes, state, "referer")
         if after != ref:
             out["referer"] = after
     return out
+
+
+def _echoed(value: str | None, echoes: Echoes | None, state: FlowState, name: str) -> str | None:
+    if not value or echoes is None:
+        return value
+    try:
+        found = echoes.find(value)
+    except TooMuchWork:  # a header built to make the search expensive: not sent
+        return None
+    if found is None:
+        return value
+    after, hits = found
+    state.changes.extend(Change("header", name, e.rule, e.action, value, after, e.report_only) for e in hits)
+    return after
 
 
 def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:

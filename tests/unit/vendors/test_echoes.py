@@ -411,3 +411,25 @@ def test_a_server_batch_of_many_users_is_searched_and_forwarded():
                                  json.dumps({"batch": batch}).encode()))
     assert result.forward and took < 5
     assert "user-000" not in result.body.decode() and "anon-000" not in result.body.decode()
+
+
+def test_a_beacons_identifiers_are_also_taken_out_of_its_referer():
+    """The page URL in the Referer carries the member id the beacon sends as `uid`: the vendor gets neither."""
+    from privproxy import pipeline
+    from privproxy.policy import default
+    from privproxy.pipeline import RequestView
+
+    fields = (("Host", "shop.example"), ("Referer", "https://shop.example/members/member-4711-x/orders?tab=1"),
+              ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0"))
+    index: dict[str, list[str]] = {}
+    for k, v in fields:
+        index.setdefault(k.lower(), []).append(v)
+    view = RequestView("192.0.2.10", True, "GET", "shop.example",
+                       "/g/collect?v=2&tid=G-1&cid=1.2&uid=member-4711-x&en=page_view", lambda n: index.get(n, []),
+                       fields=fields)
+    state = pipeline.begin(view, default())
+    out = pipeline.forward_beacon(state, view, b"")
+    assert out.result.forward
+    sent = dict(out.fields)
+    assert "member-4711-x" not in sent["Referer"] and "member-4711-x" not in out.target
+    assert any(c.rule.startswith("echo:") and c.field == "referer" for c in state.changes)
