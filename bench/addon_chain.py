@@ -27,7 +27,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
 import privproxy.mitm  # noqa: E402
-from privproxy.mitm.runtime import Runtime  # noqa: E402
+from privproxy.mitm.shared import SharedState  # noqa: E402
 
 HOOKS = ("requestheaders", "request", "responseheaders", "response")
 PAGE = b"<!doctype html><title>shop</title>" + b"<p>product text</p>" * 300
@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("PRIVPROXY_SECRET", "bench-secret-0123456789abcdef0123456789")
-    rt = Runtime()
+    rt = SharedState()
     chain = privproxy.mitm.addons(rt)
     with tempfile.TemporaryDirectory() as d, taddons.context(*chain) as tctx:
         tctx.configure(chain[0], privproxy_config=str(HERE.parent / "filters.yaml"), privproxy_log_dir=d)

@@ -1,4 +1,4 @@
-"""A reproducible Combined Log with the identifiers real sites see: python bench/genlog.py N > access.log"""
+"""A reproducible Combined Log with the identifiers real sites see: python bench/genlog.py N [--spellings] > log"""
 
 from __future__ import annotations
 
@@ -40,13 +40,31 @@ def line(rng: random.Random, ts: float) -> str:
     return f'{ip} - - [{when}] "GET {path} HTTP/1.1" {status} {size} "{referrer}" "{agent}"'
 
 
+# --spellings: one line in eight as issue 17 found them: identifier names in other spelling styles with the
+# value copied into another parameter (an echo), paths nginx reads as another path, session ids as ;params.
+SPELLED = ["/p?userId={r}&e_n=$device:{r}", "/search?q={w}&user[id]=m{r}&label=m{r}", "//products/watch-{n}",
+           "/./news/{n}?UID={r}&ref=x-{r}", "/cart;jsessionid={r}ABCDEF", "/products?user_id={r}&next=%2Fp%3Fr%3D{r}"]
+
+
+def spelled(rng: random.Random, base: str) -> str:
+    fill = {"n": rng.randrange(5000), "w": rng.choice(WORDS), "r": rng.randrange(10**8, 10**9)}
+    fields = base.split('"')
+    fields[1] = f"GET {rng.choice(SPELLED).format(**fill)} HTTP/1.1"
+    return '"'.join(fields)
+
+
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    args = [a for a in sys.argv[1:] if a != "--spellings"]
+    count = int(args[0]) if args else 200_000
     rng = random.Random(20261122)
+    other = random.Random(17) if "--spellings" in sys.argv[1:] else None  # the default log stays as it was
     ts = 1795000000.0
     out = sys.stdout
     for i in range(count):
-        out.write(line(rng, ts + i * 0.05) + "\n")
+        text = line(rng, ts + i * 0.05)
+        if other is not None and other.random() < 0.125:
+            text = spelled(other, text)
+        out.write(text + "\n")
 
 
 if __name__ == "__main__":

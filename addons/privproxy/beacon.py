@@ -15,41 +15,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import detectors, vendors
+from privproxy import detectors
+from privproxy.beacons import Settings
 from privproxy.fields import (ECHO_ACTIONS, ECHO_MIN, ECHO_ROLES, MIN_NORMALIZED, REDACTED, Echoes, TooMuchWork,
                               normalize)
 from privproxy.scrub import DEVICE_PREFIX, Change, Scrubber
-from privproxy.vendors.base import (CONFIGURABLE_ROLES, CONTACT_NAMES, Beacon, Classifier, CodecError, Codec,
-                                    Limits, Nested, Params, b64decode, b64encode, dumps, loads)
+from privproxy.vendors.base import (CONTACT_NAMES, Beacon, Classifier, CodecError, Codec, Limits, Nested, Params,
+                                    b64decode, b64encode, dumps, loads)
 
 
 # Why a beacon (or a field inside it) was not forwarded: the decoder's reasons, a body over the size limit,
 # and a bug in privproxy itself (never forwarded either).
 FAILURE_REASONS = CodecError.REASONS + ("internal_error",)
 
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The `beacons:` section of filters.yaml."""
-
-    roles: dict[str, str] = field(default_factory=lambda: dict(CONFIGURABLE_ROLES))
-    limits: Limits = Limits()
-    enabled: frozenset[str] = frozenset(vendors.VENDORS)
-    paths: tuple[tuple[str, str], ...] = ()  # extra (path pattern, vendor), checked before the defaults
-
-    def match(self, path: str, site_paths: tuple[tuple[str, str], ...] = ()) -> tuple[Codec, str] | None:
-        """The vendor whose collection path the canonical `path` is (privproxy.target), and the spelling the
-        beacon is forwarded in."""
-        for pattern, name in site_paths + self.paths:
-            spelling = vendors.path_matches(pattern, path)
-            if spelling is not None:
-                return vendors.VENDORS[name], spelling
-        got = vendors.codec_for_path(path)
-        return got if got is not None and got[0].name in self.enabled else None
-
-    def codec_for(self, path: str, site_paths: tuple[tuple[str, str], ...] = ()) -> Codec | None:
-        got = self.match(path, site_paths)
-        return got[0] if got is not None else None
+# The bound on one beacon's cost (issue 17). Linear is not enough at the limits: scrubbing runs on the proxy's
+# one event loop, and 2 MiB of tiny values or hit lines took 4-17 s, during which no other request was answered.
+# So the Walker counts its work on the beacon's identifier-echo meter (fields.Echoes.spend): FIELD_WORK per value
+# it visits (once more for a name new to the request: its lookups miss every memo), a few units per character the
+# detectors, the URL rules or a nested decoder read, and the echo search's own units. A beacon that needs more
+# than MAX_WORK is not forwarded (too_large, counted), as one whose echo search alone went over. Measured with
+# bench/pathological.py on the 2-core test machine: a unit costs 0.03-0.12 us whatever the shape, so a beacon
+# stops within some 0.7 s; ordinary SDK batches of 480 KB (Segment, PostHog, Amplitude, recorded) need 3.6-4M.
+FIELD_WORK = 160
+SLOT_WORK = 32
+MAX_WORK = 6_000_000
 
 
 @dataclass(slots=True)
@@ -80,6 +69,7 @@ def process(codec: Codec, beacon: Beacon, scrubber: Scrubber, settings: Settings
             if not isinstance(doc.data, (Params, dict, list)):
                 raise CodecError("bad_structure", "a JSON beacon must be an object or a list")
             walker.doc(doc.data, doc.classify)
+        walker.settle()  # once, over every document: each hit line searching all earlier ones would be quadratic
         # What goes out is the encoding of what was inspected, never the bytes as sent: a duplicate JSON key, a
         # second spelling of a name or an odd escape would otherwise reach the vendor unread.
         query, body = decoded.encode()
@@ -116,12 +106,20 @@ def cookie_header(header: str, scrubber: Scrubber, settings: Settings, changes: 
 _CONTACT_NORMALIZED = frozenset(n for n in map(normalize, CONTACT_NAMES) if len(n) >= MIN_NORMALIZED)
 
 
-@functools.lru_cache(maxsize=4096)  # property names repeat in every event of a batch
 def is_contact_name(name: str) -> bool:
+    # Property names repeat in every event of a batch: cached, but only short ones, so a megabyte of names
+    # cannot fill the cache's memory.
+    return _is_contact_name(name) if len(name) <= 256 else _contact_name(name)
+
+
+def _contact_name(name: str) -> bool:
     if name in CONTACT_NAMES:
         return True
     norm = normalize(name)
     return len(norm) >= MIN_NORMALIZED and norm in _CONTACT_NORMALIZED
+
+
+_is_contact_name = functools.lru_cache(maxsize=4096)(_contact_name)
 
 
 # Values of IP-override fields that name no address but tell the collector to take the address of the upload
@@ -174,7 +172,8 @@ class Walker:
         self.unclassified = 0
         self.unclassified_names: list[str] = []
         self.field_errors: list[str] = []
-        self.echoes = Echoes()
+        self.echoes = Echoes(limit=MAX_WORK)  # the beacon's one work meter (MAX_WORK), echo search included
+        self.names: set[str] = set()  # field names seen: a new one costs more (FIELD_WORK)
         self.slots: list[_Slot] = []
         self.inners: list[_Inner] = []  # innermost first: encoded again in this order
         self.at: tuple[Any, Any] | None = None  # where the value being scrubbed stands
@@ -183,9 +182,16 @@ class Walker:
         self.settled_slots = 0  # values remembered by then
 
     def doc(self, data: Any, classify: Classifier, path: tuple[str, ...] = ()) -> None:
-        """One document of the beacon, then the copies of every identifier learned so far."""
-        self._doc(data, classify, path)
-        self.settle()
+        """One document of the beacon; `settle` then replaces the copies of the identifiers of all of them."""
+        try:
+            self.work(FIELD_WORK)
+            self._doc(data, classify, path)
+        except TooMuchWork:
+            raise CodecError("too_large", "more work than one beacon may cost (MAX_WORK)") from None
+
+    def work(self, units: int) -> None:
+        """Counts toward MAX_WORK; raises TooMuchWork past it."""
+        self.echoes.spend(units)
 
     def _doc(self, data: Any, classify: Classifier, path: tuple[str, ...] = ()) -> None:
         if isinstance(data, Params):
@@ -194,6 +200,7 @@ class Walker:
             self.mapping(data, classify, path)
         elif isinstance(data, list):
             for i, item in enumerate(data):
+                self.work(FIELD_WORK)
                 if isinstance(item, (dict, list)):
                     self._doc(item, classify, path)
                     continue
@@ -208,7 +215,11 @@ class Walker:
 
     def params(self, p: Params, classify: Classifier, path: tuple[str, ...]) -> None:
         for i, pair in enumerate(p.pairs):
+            self.work(FIELD_WORK)
             name, value = pair[1], pair[2]
+            if name not in self.names:
+                self.names.add(name)
+                self.work(FIELD_WORK + len(name))
             if value is None:
                 continue
             self.at = (p, i)
@@ -224,6 +235,10 @@ class Walker:
         """Every key of an object through `each` (the codec's fields by default, custom properties in props)."""
         each = each or self.field
         for key in list(d):
+            self.work(FIELD_WORK + len(key))
+            if key not in self.names:  # a name's first lookups miss every memo: rules, contact names, spellings
+                self.names.add(key)
+                self.work(FIELD_WORK)
             value = d[key]
             self.at = (d, key)
             after = each(classify, path + (str(key),), str(key), value)
@@ -284,6 +299,7 @@ class Walker:
         """`value` with `fn` applied to every number and string inside it, edited in place."""
         if isinstance(value, (dict, list)):
             for k in list(value) if isinstance(value, dict) else range(len(value)):
+                self.work(FIELD_WORK)
                 v = value[k]
                 self.at = (value, k)
                 after = self._every(v, fn)
@@ -305,6 +321,7 @@ class Walker:
         if role == "url":
             if not isinstance(value, str) or not value:
                 return value
+            self.work(FIELD_WORK + 6 * len(value))  # parsed, each parameter scrubbed, and built again
             mark = len(self.changes)
             after = self.s.url(value, "body", self.changes)
             self._learn_changes(mark)
@@ -322,6 +339,7 @@ class Walker:
             return value
         if isinstance(value, list):
             for i, v in enumerate(value):
+                self.work(FIELD_WORK)
                 self.at = (value, i)
                 after = self.props(classify, path, v) if isinstance(v, (dict, list)) else self.detect("", v)
                 if after is _DROP or after is None:
@@ -362,6 +380,7 @@ class Walker:
 
     def name_leaks(self, name: str) -> bool:
         """Custom names are the sender's choice too: a key that is an email is personal data itself."""
+        self.work(2 * len(name))
         return detectors.could_contain(name) and bool(detectors.scan(name, self.s.detectors.enabled))
 
     def unknown_name(self, name: str) -> None:
@@ -381,6 +400,7 @@ class Walker:
     def detect(self, name: str, value: Any, echo: bool = True) -> Any:
         if not isinstance(value, str) or not value:
             return self._remember(name, value) if echo else value
+        self.work(6 * len(value))  # the detectors (and the URL rules when it is one), the echo search's forms
         mark = len(self.changes)
         after = self.s.free("body", name, value, self.changes)
         if len(self.changes) > mark:
@@ -477,6 +497,10 @@ class Walker:
     def _search(self, slots: Iterable[_Slot], since: int) -> None:
         search = self.echoes.searcher(since)
         for slot in slots:
+            # Each document searches every value remembered before it again, for the identifiers it brought:
+            # a batch of D hits costs D * D / 2 of these, so each is counted (some microseconds, the echo
+            # search's own units count only the text).
+            self.work(SLOT_WORK)
             number = not isinstance(slot.value, str)
             text = str(slot.value) if number else slot.value
             if slot.forms is None:
@@ -525,12 +549,22 @@ class Walker:
         and encoded the same way; a field that does not decode is dropped (it could hold anything)."""
         if isinstance(value, list):
             items = []
+            mark = len(self.inners)
             for i, v in enumerate(value):
+                self.work(FIELD_WORK)
                 self.at = (value, i)
                 items.append(self.nested(nested, path, name, v))
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 value[:] = [v for v in items if v is not _DROP]  # in place: places remembered inside stay valid
                 self.changed = True
+                if len(value) < len(items):
+                    # The documents after a dropped one moved up: their places are corrected here, once. Found
+                    # again by a scan of the list in _put, each one cost a pass over the list: a list of 10 000
+                    # contexts after an undecodable one was quadratic (issue 17).
+                    moved = list(itertools.accumulate(v is not _DROP for v in items))
+                    for inner in self.inners[mark:]:
+                        if inner.at is not None and inner.at.box is value:
+                            inner.at.key = moved[inner.at.key] - 1
             return value
         if not isinstance(value, str):
             if isinstance(value, dict):
@@ -538,6 +572,7 @@ class Walker:
             return value
         if not value:
             return value
+        self.work(FIELD_WORK + 2 * len(value))  # decoded, walked (each value counted there), encoded again
         try:
             data: Any
             encode: Callable[[Any], str]
@@ -611,7 +646,11 @@ _DROP: Any = _Drop()
 
 # `name="value"` attribute lists, as posthog-js writes `$elements_chain` (elementsToString: `tag.class:` then
 # the attributes sorted by name, each value with its quotes escaped as `\"`, elements joined by `;`).
-_ATTR = re.compile(r'([A-Za-z0-9_-]+)="((?:[^"\\]|\\.)*)"', re.S)
+# A name starts only where no name character precedes it, and the value is matched possessively: tried at every
+# position of a run of name characters (or of an unclosed value), the pattern reread the rest of the run from each,
+# and 64 KB of `a` took seconds, 512 KB hours (issue 17). A match can only start at a run's start or end at the
+# first unescaped quote anyway, so the spans are the same (tests/unit/test_linear_time.py checks both).
+_ATTR = re.compile(r'(?<![A-Za-z0-9_-])([A-Za-z0-9_-]+)="((?:[^"\\]++|\\.)*+)"', re.S)
 
 
 def attrs_parse(text: str) -> Params:

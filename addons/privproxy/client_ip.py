@@ -21,9 +21,14 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from privproxy import truncate
+from privproxy.schema_types import arr, obj, string
 from privproxy.truncate import IPAddress, Truncation
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -87,6 +92,32 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
 
 def parse_networks_one(value: str) -> Network:
     return parse_networks([value])[0]
+
+
+SCHEMA = obj("Which peers are believed about the client address (C15).", {
+    "trusted_proxies": arr("Addresses or CIDRs of your load balancers.", string("An address or CIDR.")),
+    "headers": arr("Forwarding headers read from trusted proxies, the first one present wins: x-forwarded-for "
+                   "and forwarded are walked right to left; a CDN's single-address header (cf-connecting-ip, "
+                   "true-client-ip, cloudfront-viewer-address, fastly-client-ip, x-real-ip, fly-client-ip) "
+                   "only when every request reaching the trusted proxies passed that CDN.",
+                   string("A header.", enum=HEADER_CHOICES), default=list(Settings().headers)),
+})
+
+
+def parse(node: Node | None, truncation: Truncation) -> Settings:
+    """The `client_ip:` section; addresses are truncated as `ip_truncation:` says."""
+    if node is None:
+        return Settings(truncation=truncation)
+    m = node.mapping(SCHEMA.props)
+    nets: list[Network] = []
+    for n in m["trusted_proxies"].seq() if "trusted_proxies" in m else []:
+        got = n.parsed(parse_networks_one, "CIDR", "write an address or network such as 10.0.0.0/8")
+        if got is not None:
+            nets.append(got)
+    headers = Settings().headers
+    if "headers" in m:
+        headers = tuple(n.choice(HEADER_CHOICES, headers[0]) for n in m["headers"].seq())
+    return Settings(trusted_proxies=tuple(nets), headers=headers, truncation=truncation)
 
 
 def is_address_header(name: str) -> bool:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import mul
+from typing import TYPE_CHECKING
 
 from privproxy import truncate
+from privproxy.schema_types import arr, obj, string, table
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 type Finder = Callable[[str], Iterator[tuple[int, int]]]
 
@@ -239,3 +244,43 @@ _MAYBE = re.compile(r"@|eyJ|\+\d|[0-9A-Fa-fxX]\.[0-9][0-9A-Fa-fxX]*\.[0-9]|:[0-9
 def could_contain(text: str) -> bool:
     """Cheap pre-check, one C regex search: False means no finder can match (a product code, a page number)."""
     return _MAYBE.search(text) is not None
+
+
+# --- filters.yaml `detectors:` -----------------------------------------------------------------------------------
+ACTIONS = ("redact", "hash", "drop", "truncate")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The `detectors:` section: the detectors in use, and what each does to what it finds."""
+
+    enabled: tuple[str, ...] = tuple(FINDERS)
+    actions: dict[str, str] = field(default_factory=lambda: {"ip": "truncate"})
+    default_action: str = "redact"
+
+    def action(self, name: str) -> str:
+        return self.actions.get(name, self.default_action)
+
+
+DEFAULT = Settings()
+SCHEMA = obj("Personal data found in any value whatever its name (C8).", {
+    "enabled": arr("Detectors in use.", string("A detector.", enum=tuple(FINDERS)), default=list(DEFAULT.enabled)),
+    "actions": table("Action per detector.", string("Action.", enum=ACTIONS)),
+})
+
+
+def parse(node: Node | None) -> Settings:
+    if node is None:
+        return Settings()  # its own dicts: a policy never shares mutable state with another
+    m = node.mapping(SCHEMA.props)
+    enabled = DEFAULT.enabled
+    if "enabled" in m:
+        enabled = tuple(x.choice(tuple(FINDERS), "email") for x in m["enabled"].seq())
+    actions = dict(DEFAULT.actions)
+    if "actions" in m:
+        for name, an in m["actions"].items():
+            if name not in FINDERS:
+                an.error(f"unknown detector `{name}`", f"detectors: {', '.join(FINDERS)}")
+                continue
+            actions[name] = an.choice(ACTIONS, DEFAULT.default_action)
+    return Settings(enabled=enabled, actions=actions)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from privproxy import pipeline
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
+from privproxy.outcome import Outcome
 from privproxy.pipeline import BeaconForward, FlowState, RequestView
 from privproxy.policy import Policy
 from privproxy.scrub import Change, unquote_param
@@ -146,13 +147,13 @@ def explain(policy: Policy, sample: Sample, country: str = "", client: str = "")
         if r.forward:
             forwarded = Forwarded(beacon_out.target, _shown(beacon_out.fields, client), beacon_out.body)
         else:
-            own = pipeline.Answer(r.status, "not_forwarded", (("cache-control", "no-store"),))
+            own = pipeline.Answer(r.status, Outcome.NOT_FORWARDED, (("cache-control", "no-store"),))
     elif own is None:
         forwarded = Forwarded(state.forward_target or view.path, _shown(pipeline.forward_fields(state, view.fields),
                                                                         client), sample.body)
     kept_sc = tuple(pipeline.scrub_set_cookies(state, list(sample.set_cookies)))
     record = pipeline.log_record(state, view, own.status if own else 0, None,
-                                 own.outcome if own else "forwarded", state.started,
+                                 own.outcome if own else Outcome.FORWARDED, state.started,
                                  user_agent=view.first("user-agent") or "", referrer=view.first("referer") or "")
     out = Explanation(sample, state, forwarded, own, record, kept_sc, bool(client), beacon_out)
     _classify(policy, out, view)

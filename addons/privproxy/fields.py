@@ -13,12 +13,21 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-ACTIONS = ("drop", "redact", "hash", "truncate", "generalize", "keep")
+from privproxy import geo
+from privproxy.outcome import Action
+from privproxy.schema_types import CONTROL, CONTROLS, arr, boolean, default_of, obj, string
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
+
+ACTIONS = tuple(Action)
 SCOPES = ("query", "path", "cookie", "set_cookie", "header", "referrer", "body")
 REDACTED = "[redacted]"
 MEMO_SIZE = 4096
+MEMO_NAME = 256  # longer names are looked up every time: the memo holds at most MEMO_SIZE * MEMO_NAME characters
 
 # Scopes whose names are spelled by page scripts, SDKs and form builders: `userId`, `user_id`, `user-id`,
 # `User.Id`, PHP/Rails `user[id]` and list forms `uid[]`, `uid[0]` all name one field there. Cookie, Set-Cookie
@@ -99,6 +108,8 @@ class RuleSet:
         found = self._exact_or_glob(scope, key)
         if found is None and scope in NORMALIZED_SCOPES:
             found = self._normalized(scope, key)
+        if len(name) > MEMO_NAME:  # a name as long as a body: kept by the memo, a few thousand would hold GBs
+            return found
         if len(self.memo) >= MEMO_SIZE:  # names come from traffic: bound what a flood of new names can cost
             self.memo.clear()
         self.memo[(scope, name)] = found
@@ -125,11 +136,75 @@ class RuleSet:
         return self.normalized.get((scope, norm)) if len(norm) >= MIN_NORMALIZED else None
 
 
+# --- filters.yaml `rules:` ---------------------------------------------------------------------------------------
+REGIONS = arr("Apply only to visitors from these countries (ISO 3166-1 alpha-2: GB, not UK) or groups (EU, EEA), "
+              "e.g. stricter handling for EU visitors (C14). A visitor whose country is unknown gets the rule.",
+              string("A country code or group.", pattern=r"^(?:[A-Z]{2}|EU|EEA)$"))
+RULE = obj("A field rule: what happens to fields with these names in these scopes.", {
+    "id": string("Short name; metrics, logs of decisions and `privproxy explain` cite it."),
+    "action": string("What happens to a matching value.", enum=ACTIONS),
+    "scopes": arr("Where the names are looked up.", string("A scope.", enum=SCOPES)),
+    "names": arr("Field names, case-insensitive; `*` and `?` are wildcards.", string("A name or glob.")),
+    "controls": CONTROLS,
+    "why": string("The policy clause this rule implements (shown by explain and the disclosure report)."),
+    "report_only": boolean("Count what the rule would change, change nothing.", default_of(Rule, "report_only")),
+    "regions": REGIONS,
+}, required=("id", "action", "scopes", "names"))
+SCHEMA = arr("Field rules, first match wins.", RULE)
+
+
+def parse_rules(node: Node | None) -> tuple[Rule, ...]:
+    if node is None:
+        return ()
+    rules, seen = [], set()
+    for n in node.seq():
+        m = n.mapping(RULE.props)
+        rid = m["id"].string() if "id" in m else ""
+        if not rid:
+            n.error("a rule needs an `id`", "add `id: a-short-name`; metrics and explain name rules by it")
+        elif rid in seen:
+            m["id"].error(f"duplicate rule id `{rid}`", "give each rule its own id")
+        seen.add(rid)
+        if "action" not in m:
+            n.error("a rule needs an `action`", f"one of: {', '.join(ACTIONS)}")
+        action = m["action"].choice(ACTIONS, "drop") if "action" in m else "drop"
+        scopes = frozenset(x.choice(SCOPES, "query") for x in m["scopes"].seq()) if "scopes" in m else frozenset()
+        if not scopes:
+            n.error("a rule needs `scopes`", f"a list from: {', '.join(SCOPES)}")
+        names = m["names"].strings() if "names" in m else ()
+        if not names:
+            n.error("a rule needs `names`", "a list of field names; `*` and `?` are wildcards")
+        controls = m["controls"].strings() if "controls" in m else ()
+        for c, cn in zip(controls, m["controls"].seq() if "controls" in m else [], strict=False):
+            if not CONTROL.match(c):
+                cn.error(f"`{c}` is not a control", "controls are C1 to C15 (see the policies' CONTROLS.md)")
+        rules.append(Rule(
+            id=rid, action=action, scopes=scopes, names=names, controls=controls,
+            report_only=RULE.read(m, "report_only"),
+            why=m["why"].string() if "why" in m else "", line=n.line,
+            regions=parse_regions(m["regions"]) if "regions" in m else frozenset(),
+        ))
+    return tuple(rules)
+
+
+def parse_regions(node: Node) -> frozenset[str]:
+    """`regions:` of a rule: country codes and groups, as the set of countries they name."""
+    codes = []
+    for n in node.seq():
+        code = n.string()
+        if not geo.is_region(code):
+            close = geo.region_guess(code)
+            n.error(f"`{code}` is not a region", f"did you mean `{close}`?" if close else
+                    "use ISO 3166-1 alpha-2 country codes (DE, JP, GB) or the groups EU, EEA")
+        codes.append(code)
+    return geo.expand(tuple(codes))
+
+
 # --- identifier echoes -----------------------------------------------------------------------------------------
 # A value a rule or a role treated as an identifier is the same identifier wherever else the request carries it:
 # mixpanel-browser sends the device id again as `$anon_distinct_id: "$device:<id>"`, a Matomo event named
 # itself after the member id sent in `uid`, a page URL repeats a visitor id under a name no rule knows.
-ECHO_ACTIONS = frozenset({"hash", "drop", "redact"})
+ECHO_ACTIONS = frozenset({Action.HASH, Action.DROP, Action.REDACT})
 ECHO_ROLES = frozenset({"client_id", "session_id", "user_id", "device_id", "contact", "click_id"})
 # Why these lengths: an identifier is a random, account- or click-unique string, so another field holding
 # exactly that value of 4 characters or more (a 4-digit member number) is a copy of it, while `1`, `en`, `yes`
@@ -144,7 +219,9 @@ _FEW = 64  # up to this many identifiers, `in` per identifier (fast, in C); beyo
 # The search is counted, about one unit per character, identifier or value looked at, so that a request built to
 # make it slow (thousands of identifiers over as many documents, identifiers sharing a prefix in many lengths)
 # stops at about half a second instead of stalling the proxy: TooMuchWork, and the caller fails closed. A browser
-# beacon needs a few thousand units, a 350 KB Segment batch of 1000 users some 400 000.
+# beacon needs a few thousand units, a 350 KB Segment batch of 1000 users some 400 000. The default limit; a
+# URL's search gets one in proportion to its length (Scrubber.query), a beacon's the meter of all its work
+# (privproxy.beacon.MAX_WORK).
 MAX_ECHO_WORK = 3_000_000
 
 
@@ -161,20 +238,6 @@ class Echo:
     report_only: bool
     n: int  # learned n-th in the request
     low: str = ""  # lower case: a copy inside another value is found in any case (`$device:EB77946E-...`)
-    compiled: re.Pattern[str] | None = None
-
-    def pattern(self) -> re.Pattern[str]:
-        """The value in any case, each character as itself or percent-encoded (UTF-8), a space also as `+`: a
-        copy inside a URL or a form value, however its sender encoded it."""
-        if self.compiled is None:
-            alternatives = []
-            for c in self.value:
-                forms = [re.escape(c), "".join(f"%{b:02x}" for b in c.encode("utf-8"))]
-                if c == " ":
-                    forms.append(r"\+")
-                alternatives.append("(?:" + "|".join(forms) + ")")
-            self.compiled = re.compile("".join(alternatives), re.I)
-        return self.compiled
 
 
 @dataclass(slots=True)
@@ -262,17 +325,18 @@ class Echoes:
         return search
 
     def _replace(self, text: str, hits: list[Echo]) -> tuple[str, list[Echo]]:
-        self.spend(16 * len(hits) * (1 + len(text) // 512))  # a pattern each, and the text searched again
+        self.spend(len(hits) * (256 + len(text) // 8))  # each identifier: the text folded and searched again
         hits.sort(key=lambda e: len(e.value), reverse=True)  # an identifier inside a longer one: the longer first
         out = text
         active = [e for e in hits if not e.report_only]
         for e in active:  # as sent, mostly
             out = out.replace(e.value, e.replacement)
-        if active and _still_in(out, active):  # in another case, or percent-encoded
-            for e in active:
-                out = e.pattern().sub(lambda _, r=e.replacement: r, out)
-            if _still_in(out, active):  # encoded twice: not replaceable where it stands
-                out = REDACTED
+        if active and _still_in(out, active):  # in another case
+            out = _replace_folded(out, active, decode=False)
+            if _still_in(out, active):  # percent-encoded, or with `+` for a space
+                out = _replace_folded(out, active, decode=True)
+                if _still_in(out, active):  # encoded twice, or in a mix no single reading gives
+                    out = REDACTED
         return out, hits
 
     def _scan(self, low: str, since: int) -> list[Echo]:
@@ -302,6 +366,63 @@ def _decodings(text: str, levels: int = 3) -> list[str]:
         out.append(decoded)
         text, levels = decoded, levels - 1
     return out
+
+
+# Why no regex: the copies used to be replaced with one pattern per identifier (each character as itself or
+# %-encoded, any case). A pattern tried at every position of the text rereads as much of it as matches the
+# identifier's beginning: `uid=aaaa...ab` (16 KB) and a value of 48 KB of `A` took 9 s, quadratic (issue 17).
+# Folding the text once (lower case, optionally %-decoded) and finding the identifier with str.find is linear;
+# a copy no folding reveals is still found by _still_in, and the value becomes the redaction mark (fail closed).
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _fold(text: str, decode: bool) -> tuple[str, list[int] | None] | None:
+    """`text` in lower case, %-decoded with `+` as a space when `decode`, and where each of its characters
+    starts in `text` (None: where it stands); None when lower case would move the characters."""
+    if not decode:
+        low = text.lower()
+        return (low, None) if len(low) == len(text) else None
+    chars: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for m in _ESCAPES.finditer(text):
+        chars.append(text[pos:m.start()].replace("+", " "))
+        starts.extend(range(pos, m.start()))
+        decoded = bytes.fromhex(m.group().replace("%", "")).decode("utf-8", "surrogateescape")
+        chars.append(decoded)
+        if decoded.isascii():
+            starts.extend(range(m.start(), m.end(), 3))
+        else:
+            at = m.start()
+            for ch in decoded:  # 3 characters of the text per byte of the character
+                starts.append(at)
+                at += 3 * len(ch.encode("utf-8", "surrogateescape"))
+        pos = m.end()
+    chars.append(text[pos:].replace("+", " "))
+    starts.extend(range(pos, len(text) + 1))
+    low = "".join(chars).lower()
+    return (low, starts) if len(low) == len(starts) - 1 else None
+
+
+def _replace_folded(text: str, echoes: list[Echo], decode: bool) -> str:
+    """Each copy of `echoes` that `_fold` reveals, replaced where it stands in `text`, in its spelling as sent."""
+    for e in echoes:
+        folded = _fold(text, decode)
+        if folded is None:
+            return text
+        low, starts = folded
+        i = low.find(e.low)
+        if i < 0:
+            continue
+        out, pos, n = [], 0, len(e.low)
+        while i >= 0:
+            start, end = (i, i + n) if starts is None else (starts[i], starts[i + n])
+            out += (text[pos:start], e.replacement)
+            pos = end
+            i = low.find(e.low, i + n)
+        out.append(text[pos:])
+        text = "".join(out)
+    return text
 
 
 def _still_in(text: str, echoes: list[Echo]) -> bool:

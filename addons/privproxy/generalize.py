@@ -28,9 +28,15 @@ _OS = (
 )
 
 
-@lru_cache(maxsize=2048)  # a site sees a few hundred distinct agents; the regex scan is the costly part
 def user_agent(ua: str) -> str:
     """'Chrome 120 (Windows)': enough for browser statistics, far too little to fingerprint."""
+    # Real agents are a few hundred characters; a 60 KB one is scanned each time instead of being kept: a cache
+    # entry holds its key, and 2048 of them from a request head's 64 KiB would hold 128 MiB (issue 17).
+    return _user_agent(ua) if len(ua) <= 1024 else _user_agent.__wrapped__(ua)
+
+
+@lru_cache(maxsize=2048)  # a site sees a few hundred distinct agents; the regex scan is the costly part
+def _user_agent(ua: str) -> str:
     if not ua:
         return ""
     browser = "Other"

@@ -7,15 +7,22 @@ reported one level coarser (subdivision -> country -> nothing).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from privproxy import truncate
 from privproxy.errors import ConfigError
+from privproxy.schema_types import integer, obj, string
+from privproxy.yamlsrc import beside
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 GRANULARITIES = ("country", "subdivision", "city")
 EU = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split())
@@ -28,6 +35,40 @@ def expand(regions: tuple[str, ...]) -> frozenset[str]:
     for r in regions:
         out |= GROUPS.get(r, {r})
     return frozenset(out)
+
+
+# Codes people write that ISO 3166-1 does not assign: UK is only "exceptionally reserved" (the country is GB),
+# EL is the EU's own code for Greece (GR). XK (Kosovo) is user-assigned but GeoIP databases report it.
+REGION_ALIASES = {"UK": "GB", "EL": "GR", "EUROPE": "EU", "EUROPEAN UNION": "EU"}
+USER_ASSIGNED = frozenset({"XK"})
+
+
+@functools.cache
+def iso_countries() -> frozenset[str]:
+    import pycountry  # noqa: PLC0415 - its database is loaded only by files that name regions
+
+    return frozenset(c.alpha_2 for c in pycountry.countries) | USER_ASSIGNED
+
+
+def is_region(code: str) -> bool:
+    """An ISO 3166-1 alpha-2 country code or a group (EU, EEA)."""
+    return code in GROUPS or code in iso_countries()
+
+
+def region_guess(code: str) -> str:
+    """The code meant by `UK`, `de`, `DEU`, `276` or `Germany`, or ""."""
+    import pycountry  # noqa: PLC0415
+
+    key = code.strip().upper()
+    if key in REGION_ALIASES:
+        return REGION_ALIASES[key]
+    if is_region(key):
+        return key
+    try:
+        return str(pycountry.countries.lookup(code.strip()).alpha_2)
+    except LookupError:
+        return ""
+
 _ISO = re.compile(r"^[A-Z]{2}$")
 
 
@@ -54,6 +95,35 @@ class Settings:
     granularity: str = "subdivision"
     small_cell_k: int = 5
     window_seconds: int = 3600
+
+
+DEFAULT = Settings()
+SMALL_CELL = obj("Rare regions are logged one level coarser so they cannot single out a visitor.", {
+    "k": integer("A region seen fewer than k times in the window is logged coarser; 1 turns it off.",
+                 1, default=DEFAULT.small_cell_k),
+    "window_seconds": integer("Length of the counting window.", 1, default=DEFAULT.window_seconds),
+})
+SCHEMA = obj("Coarse geography from a MaxMind DB, looked up before the address is truncated (C9, C14).", {
+    "database": string("Path of a GeoLite2/GeoIP2 City or Country, or DB-IP lite .mmdb file; "
+                       "`--geoip-db` overrides it."),
+    "granularity": string("The finest level logged.", enum=GRANULARITIES, default=DEFAULT.granularity),
+    "small_cell": SMALL_CELL,
+})
+
+
+def parse(node: Node | None, path: str) -> Settings:
+    """The `geo:` section of the filters.yaml at `path` (the database is named relative to it)."""
+    if node is None:
+        return DEFAULT
+    m = node.mapping(SCHEMA.props)
+    db = beside(path, m["database"].string()) if "database" in m else None
+    sc = m["small_cell"].mapping(SMALL_CELL.props) if "small_cell" in m else {}
+    return Settings(
+        database=db or None,
+        granularity=SCHEMA.read(m, "granularity"),
+        small_cell_k=SMALL_CELL.read(sc, "k"),
+        window_seconds=SMALL_CELL.read(sc, "window_seconds"),
+    )
 
 
 class GeoDB:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from privproxy.schema_types import arr, boolean, integer, obj, string
 from privproxy.target import Target
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
 _ACME_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -51,6 +56,56 @@ class Settings:
             if prefix != ACME_PREFIX or (target.query is None and _ACME_TOKEN.fullmatch(target.path[len(prefix):])):
                 return True
         return False
+
+
+DEFAULT = Settings()
+HSTS = obj("Strict-Transport-Security on every HTTPS response.", {
+    "max_age": integer("Seconds.", 0, default=DEFAULT.hsts_max_age),
+    "include_subdomains": boolean("includeSubDomains.", DEFAULT.hsts_include_subdomains),
+    "preload": boolean("preload (only once every subdomain serves HTTPS).", DEFAULT.hsts_preload),
+})
+SCHEMA = obj("HTTPS enforcement (C1).", {
+    "redirect": boolean("Redirect plain HTTP to HTTPS.", DEFAULT.redirect),
+    "redirect_status": integer("Redirect status; 308 keeps method and body.", default=DEFAULT.redirect_status,
+                               enum=REDIRECT_CODES),
+    "https_port": integer("Port in redirect targets when HTTPS is not on 443.", 1, 65535),
+    "exempt_paths": arr("Path prefixes served over plain HTTP (ACME challenges, health checks).",
+                        string("A path prefix.", pattern="^/"), default=list(DEFAULT.exempt_paths)),
+    "hsts": HSTS,
+    "secure_cookies": boolean("Add `Secure` to every Set-Cookie on HTTPS.", DEFAULT.secure_cookies),
+    "min_tls": string("Lowest TLS version accepted from clients.", enum=TLS_VERSIONS, default=DEFAULT.min_tls),
+})
+
+
+def parse(node: Node | None) -> Settings:
+    if node is None:
+        return DEFAULT
+    m = node.mapping(SCHEMA.props)
+    hsts = m["hsts"].mapping(HSTS.props) if "hsts" in m else {}
+    status = DEFAULT.redirect_status
+    if "redirect_status" in m:
+        status = m["redirect_status"].integer(DEFAULT.redirect_status)
+        if status not in REDIRECT_CODES:
+            m["redirect_status"].error(f"{status} is not a redirect status",
+                                       "use 301, 302, 307 or 308 (308 keeps the method)")
+            status = DEFAULT.redirect_status
+    exempt = DEFAULT.exempt_paths
+    if "exempt_paths" in m:
+        exempt = m["exempt_paths"].strings()
+        for n, p in zip(m["exempt_paths"].seq(), exempt, strict=False):
+            if not p.startswith("/"):
+                n.error(f"`{p}` is not a path", "paths start with /, e.g. /healthz")
+    return Settings(
+        redirect=SCHEMA.read(m, "redirect"),
+        redirect_status=status,
+        https_port=SCHEMA.read(m, "https_port"),  # null: keep the port the client used
+        exempt_paths=exempt,
+        hsts_max_age=HSTS.read(hsts, "max_age"),
+        hsts_include_subdomains=HSTS.read(hsts, "include_subdomains"),
+        hsts_preload=HSTS.read(hsts, "preload"),
+        secure_cookies=SCHEMA.read(m, "secure_cookies"),
+        min_tls=SCHEMA.read(m, "min_tls"),
+    )
 
 
 def redirect_location(host: str, path: str, settings: Settings) -> str | None:

@@ -1,24 +1,32 @@
-"""Every privproxy_* metric, on an injected registry. Label values come from the config or fixed sets only:
-never an address, id, URL or anything else a request carries (C15).
+"""Every privproxy_* metric, on an injected registry, and the one door the adapters count through (Metrics.observe
+and the methods beside it). Label values come from the enums of privproxy.outcome, the stages' fixed reason sets
+or the configuration only: never an address, id, URL or anything else a request carries (C15).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from privproxy import __version__
+from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Stage
 
-# How a request ended (the access-log record's `outcome`): forwarded to the origin; answered by privproxy itself
-# (redirected to HTTPS, refused for its Host, bad_request for a head no origin reads one way only, not_forwarded
-# for a beacon that cannot be decoded, head_too_large, head_timeout, too_large for a body over the limit,
-# upgrade_refused for a 101 that is no WebSocket); client_closed before its answer; or an origin failure.
-OUTCOMES = ("forwarded", "redirected", "refused", "bad_request", "not_forwarded", "head_too_large", "head_timeout",
-            "too_large", "upgrade_refused", "client_closed", "upstream_error", "upstream_timeout", "error")
-# Where a filter can fail; each failure is handled fail-closed and counted under its stage.
-FAILURE_STAGES = ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect",
-                  "https_headers", "access_log", "log_path", "log_referrer", "beacon")
-CONSENT_STATES = ("none", "given")
-LOG_STREAMS = ("access", "linked")
+if TYPE_CHECKING:
+    from privproxy.access_log.record import LogRecord
+    from privproxy.beacon import Result as BeaconResult
+    from privproxy.client_ip import Client
+    from privproxy.pipeline import FlowState
+    from privproxy.policy import Policy
+
+# Label values of privproxy's own (the rest are enums of privproxy.outcome or reason tuples of the stages).
+FAMILIES = ("ipv4", "ipv6")
+SCHEMES = ("http", "https")
+# Forwarding headers, or a PROXY header, not believed (privproxy.proxy_protocol.REASONS spells them alike).
+UNTRUSTED, MALFORMED = "untrusted_peer", "malformed"
+ACCEPTED, LOCAL = "accepted", "local"  # PROXY-protocol connections let through
+NO_VENDOR = "none"  # privproxy_fields_scrubbed_total{vendor} outside analytics beacons
+UNKNOWN = "unknown"
 # *_created series double the exposition and carry no information a dashboard uses.
 disable_created_metrics()
 
@@ -109,7 +117,7 @@ class Metrics:
             ["result"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
-        self.refused = Counter("privproxy_requests_refused",
+        self.refusals = Counter("privproxy_requests_refused",
                                "Requests answered 400 and never forwarded because no origin reads their head one "
                                "way only (malformed target, header or Host), by reason.", ["reason"], registry=r)
         self.protection_disabled = Gauge(
@@ -121,6 +129,85 @@ class Metrics:
             if isinstance(value, (Counter, Histogram)) and getattr(value, "_labelnames", ()):
                 setattr(self, name, Labelled(value))
 
+    # --- The observe door: adapters report what happened here, never through .labels() themselves. ---------------
+
+    def observe(self, state: FlowState, record: LogRecord | None) -> None:
+        """One finished flow: its record (outcome, duration, country), then what the pipeline decided and did."""
+        site = state.site.name
+        if record is not None:
+            self.requests.labels(site, record.scheme, record.outcome).inc()
+            self.duration.labels(site).observe(record.duration_ms / 1000)
+            self.countries.labels(state.place.country or UNKNOWN).inc()
+        self.geo_lookups.labels(state.geo_result).inc()
+        self.consent.labels(state.decision.state).inc()
+        vendor = state.codec.name if state.codec is not None else NO_VENDOR
+        counts: dict[tuple[str, str, str, str, str], int] = {}
+        for c in state.changes:  # one increment per series, not per field: a beacon changes dozens
+            key = (c.scope, c.action, c.rule, _mode(c.report_only), vendor)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            self.scrubbed.labels(*key).inc(n)
+        for stage, _reason in state.failures:
+            self.failures.labels(stage).inc()
+        self.filter_duration.observe(state.filter_seconds)
+
+    def client(self, client: Client) -> None:
+        """A resolved client: its address truncated, and forwarding headers not believed."""
+        self.truncations.labels(client.family).inc()
+        if client.ignored_headers:
+            self.forwarding_ignored.labels(UNTRUSTED).inc()
+        if client.malformed:
+            self.forwarding_ignored.labels(MALFORMED).inc()
+
+    def redirected(self, site: str) -> None:
+        self.redirects.labels(site).inc()
+
+    def refused(self, reason: str) -> None:
+        """A request answered 400 for its head (a privproxy.wire.REASONS value)."""
+        self.refusals.labels(reason).inc()
+
+    def beacon(self, result: BeaconResult, consent: bool) -> None:
+        """A beacon decoded: by vendor and consent, its unclassified fields, nested fields that did not decode."""
+        self.beacons.labels(result.vendor, BeaconConsent.GIVEN if consent else BeaconConsent.NONE).inc()
+        if result.unclassified:
+            self.unclassified.labels(result.vendor).inc(result.unclassified)
+        for reason in result.field_errors:
+            self.beacon_failures.labels(result.vendor, reason).inc()
+
+    def beacon_refused(self, vendor: str, reason: str) -> None:
+        """A beacon answered here, not forwarded (a privproxy.beacon.FAILURE_REASONS value)."""
+        self.beacon_failures.labels(vendor, reason or UNKNOWN).inc()
+
+    def failure(self, stage: Stage) -> None:
+        """A filter failed outside the pipeline's own record of failures (FlowState.failures)."""
+        self.failures.labels(stage).inc()
+
+    def log_written(self, stream: LogStream) -> None:
+        self.log_records.labels(stream).inc()
+
+    def log_error(self, stream: str, reason: str) -> None:
+        """A log write failed (stream a LogStream value, reason a privproxy.access_log.sink.ERROR_REASONS one)."""
+        self.log_errors.labels(stream, reason).inc()
+
+    def reload(self, result: Result) -> None:
+        self.reloads.labels(result).inc()
+
+    def geo_load(self, result: Result) -> None:
+        self.geo_loads.labels(result).inc()
+
+    def proxy_connection(self, result: str) -> None:
+        """A connection on a PROXY-protocol listener: ACCEPTED, LOCAL or a privproxy.proxy_protocol.REASONS value."""
+        self.proxy_protocol.labels(result).inc()
+
+    def policy_loaded(self, policy: Policy, when: float) -> None:
+        """A Policy swapped in: its series zeroed, its switched-off protections and its hash shown."""
+        self.preinit(policy.sites.names, policy.rules.rules)
+        self.protections(policy.disabled)
+        self.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
+        self.reload_success.set(when)
+
+    # --- Set-up ---------------------------------------------------------------------------------------------------
+
     def protections(self, disabled: tuple[str, ...]) -> None:
         """Set on every policy swap: label values only from the fixed id set, never from the file."""
         from privproxy.protections import IDS
@@ -131,53 +218,49 @@ class Metrics:
     def preinit(self, sites: tuple[str, ...], rules=()) -> None:
         """Zero series for every known label value, so rate() and alerts work before the first event."""
         from privproxy.access_log.sink import ERROR_REASONS
+        from privproxy.beacon import FAILURE_REASONS
+        from privproxy.geo import RESULTS
+        from privproxy.proxy_protocol import REASONS
+        from privproxy.vendors import VENDORS
+        from privproxy.wire import REASONS as REFUSALS
 
         for site in sites:
             self.redirects.labels(site)
-            for scheme in ("http", "https"):
-                for outcome in OUTCOMES:
+            for scheme in SCHEMES:
+                for outcome in Outcome:
                     self.requests.labels(site, scheme, outcome)
-        for fam in ("ipv4", "ipv6"):
+        for fam in FAMILIES:
             self.truncations.labels(fam)
-        for reason in ("untrusted_peer", "malformed"):
+        for reason in (UNTRUSTED, MALFORMED):
             self.forwarding_ignored.labels(reason)
-        for result in ("success", "failure"):
+        for result in Result:
             self.reloads.labels(result)
-        from privproxy.geo import RESULTS
-
+            self.geo_loads.labels(result)
         for result in RESULTS:
             self.geo_lookups.labels(result)
-        for result in ("success", "failure"):
-            self.geo_loads.labels(result)
-        self.countries.labels("unknown")
-        from privproxy.wire import REASONS as REFUSALS
-
+        self.countries.labels(UNKNOWN)
         for reason in REFUSALS:
-            self.refused.labels(reason)
-        from privproxy.beacon import FAILURE_REASONS
-        from privproxy.vendors import VENDORS
-
+            self.refusals.labels(reason)
         for vendor in VENDORS:
             self.unclassified.labels(vendor)
-            for consent in CONSENT_STATES:
+            for consent in BeaconConsent:
                 self.beacons.labels(vendor, consent)
             for reason in FAILURE_REASONS:
                 self.beacon_failures.labels(vendor, reason)
-        for stage in FAILURE_STAGES:
+        for stage in Stage:
             self.failures.labels(stage)
-        from privproxy.consent.decision import STATES
-
-        for state in STATES:
+        for state in ConsentState:
             self.consent.labels(state)
-        from privproxy.proxy_protocol import REASONS
-
-        for result in ("accepted", "local", *REASONS):
+        for result in (ACCEPTED, LOCAL, *REASONS):
             self.proxy_protocol.labels(result)
-        for stream in LOG_STREAMS:
+        for stream in LogStream:
             self.log_records.labels(stream)
             for reason in ERROR_REASONS:
                 self.log_errors.labels(stream, reason)
         for rule in rules:
             for scope in rule.scopes:
-                self.scrubbed.labels(scope, rule.action, rule.id, "report_only" if rule.report_only else "enforce",
-                                     "none")
+                self.scrubbed.labels(scope, rule.action, rule.id, _mode(rule.report_only), NO_VENDOR)
+
+
+def _mode(report_only: bool) -> str:
+    return "report_only" if report_only else "enforce"

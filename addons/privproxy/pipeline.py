@@ -17,6 +17,7 @@ from privproxy import beacon, client_ip, generalize, geo, https, target, truncat
 from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
+from privproxy.outcome import ConsentState, Outcome, Stage
 from privproxy.fields import Echoes, TooMuchWork
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
@@ -76,7 +77,7 @@ class FlowState:
     decision: consent.Decision = consent.NONE  # member-linkage consent: one per request, only ever made stricter
     drop_headers: tuple[str, ...] = ()  # hop-only headers the origin must not get (the trusted consent header)
     codec: Codec | None = None  # the analytics vendor whose collection path this request is for
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason) for metrics
+    failures: list[tuple[Stage, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
 
     @property
@@ -115,7 +116,7 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None,
         state.site = policy.sites.for_host(state.host)
         state.country = country
         if state.client is None:
-            state.failures.append(("client_ip", "unparsable_peer"))
+            state.failures.append((Stage.CLIENT_IP, "unparsable_peer"))
         else:
             state.https = state.client.https
             if locator is not None:
@@ -147,7 +148,7 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None,
             name.lower() for name, value in view.fields if name.lower() not in _NOT_ADDRESSES
             and (client_ip.is_address_header(name) or client_ip.holds_address(value, truncation)))
     except Exception as e:  # noqa: BLE001 - fail closed: headers below are safe whatever went wrong above
-        state.failures.append(("classify", type(e).__name__))
+        state.failures.append((Stage.CLASSIFY, type(e).__name__))
         state.decision = consent.NONE
         state.set_headers = {"x-forwarded-proto": "https" if view.tls else "http", "x-request-id": state.request_id}
         state.strip_headers = frozenset(name.lower() for name, _ in view.fields
@@ -233,7 +234,7 @@ def scrub_cookies(state: FlowState, view: RequestView) -> None:
         if after != joined:
             state.cookie = after
     except Exception as e:  # noqa: BLE001 - fail closed: no cookie rather than an unscrubbed one
-        state.failures.append(("cookie", type(e).__name__))
+        state.failures.append((Stage.COOKIE, type(e).__name__))
         state.cookie = ""
 
 
@@ -259,13 +260,13 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
         state.codec = codec
         result = beacon.process(codec, b, state.scrubber.to(codec.name), state.policy.beacons, state.consent,
                                 state.changes)
-        if result.denied and state.decision.state == "valid":
+        if result.denied and state.decision.state == ConsentState.VALID:
             # The beacon's own consent flags refuse: stricter wins, for the cookies and the logs too.
-            state.decision = state.decision.overridden("beacon_opt_out")
+            state.decision = state.decision.overridden(ConsentState.BEACON_OPT_OUT)
             state.cookie = None
             scrub_cookies(state, view)
     except Exception as e:  # noqa: BLE001 - a bug in a codec must not let the identifiers through
-        state.failures.append(("beacon", type(e).__name__))
+        state.failures.append((Stage.BEACON, type(e).__name__))
         result = beacon.Result(state.codec.name, False, "", b"", reason="internal_error")
     state.filter_seconds += time.perf_counter() - t0
     return result
@@ -276,7 +277,7 @@ class Answer:
     """What privproxy answers itself, before any origin is asked."""
 
     status: int
-    outcome: str  # the record's outcome (metrics.OUTCOMES)
+    outcome: Outcome  # the record's outcome
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
 
@@ -288,12 +289,12 @@ def own_answer(state: FlowState) -> Answer | None:
     """The answer to a request privproxy does not forward: a head no origin reads one way only (400), plain
     HTTP (the redirect to HTTPS), or plain HTTP whose Host cannot be redirected to safely (400)."""
     if state.answer is not None:
-        return Answer(state.answer[0], "bad_request", (*_PLAIN, ("Connection", "close")), b"Bad Request\n")
+        return Answer(state.answer[0], Outcome.BAD_REQUEST, (*_PLAIN, ("Connection", "close")), b"Bad Request\n")
     if state.redirect:
-        return Answer(state.policy.https.redirect_status, "redirected",
+        return Answer(state.policy.https.redirect_status, Outcome.REDIRECTED,
                       (("Location", state.redirect), ("Content-Length", "0"), ("Cache-Control", "no-store")))
     if state.refused:
-        return Answer(400, "refused", _PLAIN, b"Bad Request: invalid Host header\n")
+        return Answer(400, Outcome.REFUSED, _PLAIN, b"Bad Request: invalid Host header\n")
     return None
 
 
@@ -369,7 +370,7 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None],
         try:
             after = scrubber.url(ref, "referrer", state.changes)
         except Exception as e:  # noqa: BLE001 - fail closed: no Referer rather than an unscrubbed one
-            state.failures.append(("beacon", type(e).__name__))
+            state.failures.append((Stage.BEACON, type(e).__name__))
             after = None
         after = _echoed(after, echoes, state, "referer")
         if after != ref:
@@ -403,11 +404,11 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
                 kept.append(after)
         return kept
     except Exception as e:  # noqa: BLE001 - fail closed: a page without cookies still renders
-        state.failures.append(("set_cookie", type(e).__name__))
+        state.failures.append((Stage.SET_COOKIE, type(e).__name__))
         return []
 
 
-def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: str,
+def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: Outcome,
                ended: float, user_agent: str = "", referrer: str = "", instance: str = "") -> LogRecord:
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
@@ -423,12 +424,12 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         else:
             path = scrubber.url(t.raw, "path", state.changes)
     except Exception as e:  # noqa: BLE001 - fail closed: no path rather than an unscrubbed one
-        state.failures.append(("log_path", type(e).__name__))
+        state.failures.append((Stage.LOG_PATH, type(e).__name__))
         path = "[redacted]"
     try:
         ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
     except Exception as e:  # noqa: BLE001 - fail closed: no referrer rather than an unscrubbed one
-        state.failures.append(("log_referrer", type(e).__name__))
+        state.failures.append((Stage.LOG_REFERRER, type(e).__name__))
         ref = ""
     host = "-"
     if state.host and https.redirect_location(state.host, "/", state.policy.https):

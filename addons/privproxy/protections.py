@@ -16,11 +16,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from privproxy import detectors, vendors
 from privproxy.fields import Rule, RuleSet
+from privproxy.schema_types import arr, string
 from privproxy.scrub import SensitivePath
 from privproxy.vendors.base import CONFIGURABLE_ROLES
 
 if TYPE_CHECKING:
     from privproxy.policy import Policy
+    from privproxy.yamlsrc import Node
 
 # The shipped rules and sensitive paths by id; tests/unit/test_protections.py checks these against the file.
 RULES = {
@@ -58,6 +60,24 @@ SIGNALS = {
     "signal:withdrawal": "the withdrawal cookie overrides a consent token (`consent.withdrawal_cookie`)",
 }
 IDS: dict[str, str] = {**RULES, **PATHS, **SETTINGS, **DETECTORS, **VENDORS, **ROLES, **SIGNALS}
+SCHEMA = arr("Shipped protections this file switches off on purpose. Without the baseline's protection listed here, "
+             "a setting weaker than the shipped one is refused; `privproxy check`, `privproxy report` and "
+             "privproxy_protection_disabled show the list.",
+             string("A protection id: a shipped rule or sensitive path id, https-redirect, hsts, secure-cookies, "
+                    "ip-truncation, unknown-fields, report-only, detector:NAME, vendor:NAME, role:NAME, "
+                    "signal:gpc|dnt|tcf|withdrawal.", enum=tuple(IDS)))
+
+
+def parse(node: Node | None) -> dict[str, Node]:
+    """`disable: [ids]`: the shipped protections a file switches off, by id, with where each is named."""
+    out: dict[str, Node] = {}
+    for n in node.seq() if node is not None else []:
+        pid = n.string()
+        if pid in IDS:
+            out.setdefault(pid, n)
+        else:
+            n.choice(tuple(IDS), "")  # the error, with a did-you-mean
+    return out
 # Actions that take the value away: as strong as any shipped action.
 REMOVING = ("drop", "redact")
 UNKNOWN_STRENGTH = {"keep": 0, "detect": 1, "drop": 2}

@@ -14,6 +14,7 @@ HMAC-SHA256(key(n), "privproxy/destination/v1/" + name), so two destinations can
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import datetime
@@ -29,8 +30,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from privproxy.errors import ConfigError
+from privproxy.schema_types import ENV_NAME, ENV_NAME_PATTERN, obj, string
+from privproxy.yamlsrc import beside
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,38 @@ class Settings:
     key_file: str = ""  # when set, the key file is the only source of keys (secret_env is not read)
     prefix: str = "pp_"
     length: int = 16  # base32 characters kept: 80 bits
+
+
+DEFAULT = Settings()
+SCHEMA = obj("Keyed pseudonyms for the `hash` action (C2, C11).", {
+    "key_file": string("Shared key file (relative to this file) holding the current period's key, advanced "
+                       "one way by `privproxy keys rotate`: past keys are forgotten. Recommended; when set, "
+                       "secret_env is not used."),
+    "secret_env": string("Environment variable holding a fixed secret (never the YAML itself); whoever holds "
+                         "it can recompute past pseudonyms. Used when key_file is not set.",
+                         default=DEFAULT.secret_env, pattern=ENV_NAME_PATTERN),
+    "rotation": string("Key period. With key_file (or neither) past keys are forgotten; with secret_env they "
+                       "can be recomputed from the secret.", enum=tuple(ROTATIONS), default=DEFAULT.rotation),
+})
+
+
+def parse(node: Node | None, path: str) -> Settings:
+    """The `pseudonymization:` section of the filters.yaml at `path` (a key file is named relative to it)."""
+    if node is None:
+        return DEFAULT
+    m = node.mapping(SCHEMA.props)
+    env = SCHEMA.read(m, "secret_env")
+    if not ENV_NAME.fullmatch(env):
+        m["secret_env"].error(f"`{env}` is not an environment variable name", "e.g. PRIVPROXY_SECRET")
+    key_file = DEFAULT.key_file
+    if "key_file" in m:
+        key_file = beside(path, m["key_file"].string().strip())
+        if not key_file:
+            m["key_file"].error("no file named", "e.g. key_file: keys/pseudonym.json (relative to this file), "
+                                                 "or remove the line to use secret_env")
+    # The key file itself is read by the Pseudonymizer: a missing or broken one is a warning (each process then
+    # uses its own random key) and a missing secret for --require-secrets, as an unset secret_env variable is.
+    return Settings(secret_env=env, rotation=SCHEMA.read(m, "rotation"), key_file=key_file)
 
 
 def period_id(now: float, rotation: str) -> str:
@@ -207,7 +246,7 @@ def b32_prefix(data: bytes, length: int) -> str:
     return "".join([p[(n >> (10 * (pairs - 1 - i))) & 1023] for i in range(pairs)])[:length]
 
 
-class KeyedPseudonyms:
+class KeyedPseudonyms(abc.ABC):
     """What Pseudonymizer and its destinations share: pseudonym(value, field), key(), period(), settings,
     ephemeral. One key at a time, with HMAC's padded-key states hashed once per key and a memo."""
 
@@ -215,21 +254,24 @@ class KeyedPseudonyms:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._key = b""
         self._since = self._until = 0.0
-        self._inner = self._outer = hashlib.sha256()
-        self._memo: dict[int, str] = {}
+        # (key, HMAC inner state, outer state, memo), replaced in one assignment: large beacons are scrubbed on
+        # worker threads, and a pseudonym computed while the key rotates must never mix two keys.
+        self._state: tuple[bytes, Any, Any, dict[int, str]] = (b"", hashlib.sha256(), hashlib.sha256(), {})
 
+    @property
+    def _key(self) -> bytes:
+        return self._state[0]
+
+    @abc.abstractmethod
     def _fresh(self) -> None:
-        raise NotImplementedError
+        """Move to the key of the current period when the clock has left the one in use."""
 
     def _use(self, key: bytes) -> None:
-        self._key = key  # the previous key is dropped: no reference to it remains
-        self._memo.clear()
-        # HMAC's two padded-key blocks, hashed once per key instead of on every call (2.5x faster).
+        # HMAC's two padded-key blocks, hashed once per key instead of on every call (2.5x faster). The previous
+        # key, its states and its memo are dropped with the old tuple: no reference to them remains.
         block = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(block.translate(_IPAD))
-        self._outer = hashlib.sha256(block.translate(_OPAD))
+        self._state = (key, hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD)), {})
 
     def key(self) -> bytes:
         self._fresh()
@@ -243,18 +285,19 @@ class KeyedPseudonyms:
         # only (forgotten with its key at rotation). The memo is keyed by Python's per-process keyed hash
         # (SipHash) of the pair, so it holds no identifier in the clear; a collision, about 2^-64 per pair,
         # would only give two values one pseudonym.
+        _, inner_state, outer_state, memo = self._state
         key = hash((field, value))
-        found = self._memo.get(key)
+        found = memo.get(key)
         if found is not None:
             return found
-        inner = self._inner.copy()
+        inner = inner_state.copy()
         inner.update(f"{field}\x00{value}".encode())
-        outer = self._outer.copy()
+        outer = outer_state.copy()
         outer.update(inner.digest())
         found = self.settings.prefix + b32_prefix(outer.digest(), self.settings.length)
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = found
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = found
         return found
 
 

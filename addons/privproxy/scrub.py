@@ -13,17 +13,21 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, unquote_plus
 
 from privproxy import detectors, generalize, target, truncate
+from privproxy.detectors import Settings as Detectors
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED, Echo, Echoes, Rule, RuleSet, TooMuchWork
 from privproxy.pseudonyms import Pseudonymizer
+from privproxy.schema_types import CONTROLS, arr, boolean, default_of, obj, string
 from privproxy.truncate import Truncation
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 MAX_DEPTH = 8  # URLs nested in parameters deeper than this are redacted whole (fail closed)
 UNKNOWN_CHOICES = ("detect", "drop", "keep")
-DETECTOR_ACTIONS = ("redact", "hash", "drop", "truncate")
 SAFE = "-._~:/[]!$'()*,;@"
 _URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
 DEVICE_PREFIX = "$device:"  # mixpanel-browser's anonymous distinct id: `$device:<device id>`
@@ -33,16 +37,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 # `;`, or a comma before `name=` (RFC 7230 token characters): Scrubber.split_cookies
 _COOKIE_SEPARATOR = re.compile(r";|,(?=[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=)")
-
-
-@dataclass(frozen=True, slots=True)
-class Detectors:
-    enabled: tuple[str, ...] = tuple(detectors.FINDERS)
-    actions: dict[str, str] = field(default_factory=lambda: {"ip": "truncate"})
-    default_action: str = "redact"
-
-    def action(self, name: str) -> str:
-        return self.actions.get(name, self.default_action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +307,9 @@ class Scrubber:
         if depth > MAX_DEPTH:
             self._record(changes, Change(scope, "", "limit:depth", "redact", url, REDACTED, False))
             return REDACTED
-        prefix, rest = _split_origin(url)
+        # A request target (scope "path", not nested) is origin-form, where `//health/x` is the path the origin
+        # routes as /health/x (RFC 9112 3.2.1), not a reference to a host `health`.
+        prefix, rest = ("", url) if depth == 0 and scope == "path" and url.startswith("/") else _split_origin(url)
         path, sep_q, query = rest.partition("?")
         query, sep_f, fragment = query.partition("#") if sep_q else ("", "", "")
         if not sep_q:
@@ -473,3 +469,33 @@ def _split_origin(url: str) -> tuple[str, str]:
         scheme, _, hostpart = origin.partition("//")
         origin = f"{scheme}//{hostpart.rsplit('@', 1)[1]}"
     return origin, rest
+
+
+# --- filters.yaml: `sensitive_paths:`, `unknown_fields:`, `report_only:` ---------------------------------------
+SENSITIVE_PATH = obj("A page whose visit alone reveals sensitive information (C10).", {
+    "id": string("Short name for metrics and explain."),
+    "pattern": string("Path pattern: `*` one segment, `**` any rest.", pattern="^/"),
+    "replace": string("What the path becomes in logs and beacons (default: the pattern with ** as *)."),
+    "controls": CONTROLS,
+}, required=("pattern",))
+SENSITIVE_PATHS = arr("Pages generalized in every logged or beaconed URL (C10).", SENSITIVE_PATH)
+UNKNOWN_FIELDS = string("Fields no rule names: scan with the detectors, drop, or keep.", enum=UNKNOWN_CHOICES,
+                        default=default_of(Scrubber, "unknown"))
+REPORT_ONLY = boolean("Count what all rules would change, change nothing.", default_of(Scrubber, "report_only"))
+
+
+def parse_sensitive_paths(node: Node | None) -> tuple[SensitivePath, ...]:
+    if node is None:
+        return ()
+    out = []
+    for n in node.seq():
+        m = n.mapping(SENSITIVE_PATH.props)
+        pattern = m["pattern"].string() if "pattern" in m else ""
+        if not pattern.startswith("/"):
+            n.error("a sensitive path needs a `pattern` starting with /", "e.g. pattern: /health/**")
+            continue
+        sid = m["id"].string() if "id" in m else pattern
+        replace = m["replace"].string() if "replace" in m else pattern.replace("**", "*")
+        controls = m["controls"].strings() if "controls" in m else default_of(SensitivePath, "controls")
+        out.append(SensitivePath(sid, pattern, sensitive_regex(pattern), replace, controls))
+    return tuple(out)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from privproxy import vendors
+from privproxy.schema_types import arr, obj, string, table
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +78,46 @@ class Sites:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.sites) + (self.default.name,)
+
+
+VENDOR = string("An analytics vendor.", enum=tuple(vendors.VENDORS))
+BEACON_PATHS = table("This site's own first-party collection paths, each mapped to the vendor whose format it "
+                     "receives, e.g. `/metrics/g/collect: ga4`.", VENDOR)
+SITE = obj("A website behind the proxy.", {
+    "hosts": arr("Host names (the visitor's Host header) that belong to this site.", string("A host name.")),
+    "upstream": string("The origin server, e.g. http://10.0.0.5:8080."),
+    "beacon_paths": BEACON_PATHS,
+})
+SCHEMA = table("Sites by name: Host names and their origin. `default` may set the upstream of `--upstream`.", SITE)
+
+
+def parse(node: Node | None) -> Sites:
+    if node is None:
+        return Sites()
+    out = []
+    default = Sites().default
+    for name, n in node.items():
+        m = n.mapping(SITE.props)
+        upstream = m["upstream"].parsed(parse_upstream, "upstream URL", "e.g. http://10.0.0.5:8080") \
+            if "upstream" in m else None
+        hosts = tuple(h.lower() for h in m["hosts"].strings()) if "hosts" in m else ()
+        paths = parse_beacon_paths(m["beacon_paths"]) if "beacon_paths" in m else ()
+        if name == "default":
+            default = Site("default", upstream, hosts, paths)
+            continue
+        if "upstream" not in m:
+            n.error("a site needs an `upstream`", "add `upstream: http://host:port`")
+        if not hosts:
+            n.error("a site needs `hosts`", "add `hosts: [www.example.com]`")
+        out.append(Site(name, upstream, hosts, paths))
+    return Sites(tuple(out), default)
+
+
+def parse_beacon_paths(node: Node) -> tuple[tuple[str, str], ...]:
+    """Collection paths (`sites.*.beacon_paths`, `beacons.paths`): path pattern -> vendor."""
+    out = []
+    for path, n in node.items():
+        if not path.startswith(("/", "*")):
+            n.error(f"`{path}` is not a path", "collection paths start with / (or * to match any prefix)")
+        out.append((path, n.choice(tuple(vendors.VENDORS), "ga4")))
+    return tuple(out)

@@ -78,7 +78,7 @@ def parse(raw: str) -> Target:
     """The canonical Target of a request target (origin-form, absolute-form or `*`); raises TargetError.
     An absolute-form target keeps its authority, which the caller checks against the Host."""
     if raw.startswith("/"):
-        return _parse(raw, "")
+        return _read(raw, "")
     if raw == "*":
         return Target("*", "*", None)
     m = _ABSOLUTE.match(raw)
@@ -89,10 +89,16 @@ def parse(raw: str) -> Target:
         rest = "/" + rest
     if not rest.startswith("/") or not authority:
         raise TargetError("bad_form")
-    return _parse(rest, authority)
+    return _read(rest, authority)
 
 
-@lru_cache(maxsize=16384)  # page targets repeat; a cached Target is immutable
+CACHED = 2048  # characters: longer targets are read each time, so the cache's memory stays bounded
+
+
+def _read(raw: str, authority: str) -> Target:
+    return _cached(raw, authority) if len(raw) <= CACHED else _parse(raw, authority)
+
+
 def _parse(raw: str, authority: str) -> Target:
     if _BAD_CHAR.search(raw):
         raise TargetError("bad_character")
@@ -102,6 +108,9 @@ def _parse(raw: str, authority: str) -> Target:
     segments, params, trailing = _segments(_decode(path))
     canonical = "/" + "/".join(segments) + ("/" if trailing and segments else "")
     return Target(raw, canonical, query if sep else None, tuple(params), authority)
+
+
+_cached = lru_cache(maxsize=16384)(_parse)  # page targets repeat; a cached Target is immutable
 
 
 def _decode(path: str) -> str:

@@ -14,6 +14,12 @@ import re
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from privproxy.schema_types import integer, obj
+
+if TYPE_CHECKING:
+    from privproxy.yamlsrc import Node
 
 type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -27,12 +33,29 @@ class Truncation:
 
 
 DEFAULT = Truncation()
+SCHEMA = obj("How client addresses are truncated everywhere (C2, C8).", {
+    "ipv4_prefix": integer("Bits of an IPv4 address kept.", 0, 32, DEFAULT.ipv4_prefix),
+    "ipv6_prefix": integer("Bits of an IPv6 address kept.", 0, 128, DEFAULT.ipv6_prefix),
+})
 
 
-@lru_cache(maxsize=8192)  # every request parses its peer (and forwarding hops): the same few, over and over
+def parse(node: Node | None) -> Truncation:
+    if node is None:
+        return DEFAULT
+    m = node.mapping(SCHEMA.props)
+    return Truncation(ipv4_prefix=SCHEMA.read(m, "ipv4_prefix"), ipv6_prefix=SCHEMA.read(m, "ipv6_prefix"))
+
+
 def parse_ip(text: str) -> IPAddress | None:
     """An address from a bare IP string ('[v6]' accepted), in `ipaddress`'s strict syntax; None when it is not one.
     For values that may be spelled otherwise (octal, hex, leading zeros, ports) use `parse_address`."""
+    # A forwarding hop is the client's text, as long as a request head: parsed but not kept, since 8192 such keys
+    # would hold 512 MiB (issue 17). Any address, bracketed and with a zone index, fits in 64 characters.
+    return _parse_ip(text) if len(text) <= 64 else _parse_ip.__wrapped__(text)
+
+
+@lru_cache(maxsize=8192)  # every request parses its peer (and forwarding hops): the same few, over and over
+def _parse_ip(text: str) -> IPAddress | None:
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]

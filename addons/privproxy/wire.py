@@ -38,10 +38,14 @@ def check_head(method: str, fields: Iterable[tuple[str, str]], hosts: int) -> st
     return None
 
 
-@lru_cache(maxsize=4096)
 def canonical_host(value: str) -> str | None:
     """`Shop.Example.COM.:8443` -> `shop.example.com:8443`; None for what no virtual host can be (spaces,
     `host:1:2`, a port above 65535, an empty label)."""
+    return _canonical_host(value) if len(value) <= 300 else None  # a DNS name has at most 253 characters
+
+
+@lru_cache(maxsize=4096)
+def _canonical_host(value: str) -> str | None:
     m = _HOST.fullmatch(value.strip())
     if m is None:
         return None

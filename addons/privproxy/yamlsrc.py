@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -165,6 +166,16 @@ def root(data: Any, path: str) -> Node:
     return Node(data, "", 1, 1, Errors(path))
 
 
+BUILTIN = "<built-in filters.yaml>"
+
+
+def beside(path: str, value: str) -> str:
+    """A file named in filters.yaml: relative to filters.yaml (`path`), not to wherever the proxy started."""
+    if value and path not in ("<string>", BUILTIN) and not value.startswith("/"):
+        return str(Path(path).resolve().parent / value)
+    return value
+
+
 def _key_pos(m: Any, key: Any, line: int, col: int) -> tuple[int, int]:
     if isinstance(m, CommentedMap):
         try:
@@ -195,4 +206,4 @@ def _kind(v: Any) -> str:
     return f"{type(v).__name__} {v!r}"
 
 
-__all__ = ["ConfigErrors", "Node", "load_text", "root"]
+__all__ = ["BUILTIN", "ConfigErrors", "Node", "beside", "load_text", "root"]

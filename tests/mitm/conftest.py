@@ -6,7 +6,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 import privproxy.mitm
 from privproxy.metrics import Metrics
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 
 
@@ -23,8 +23,8 @@ def make_flow(path: str = "/", *, peer: str = "127.9.8.7", tls: bool = True, hea
 def chain(tmp_path, monkeypatch):
     """privproxy's addons under taddons with the shipped filters.yaml and a log dir."""
     monkeypatch.setenv("PRIVPROXY_SECRET", "mitm-test-secret")
-    rt = Runtime(Metrics())
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState(Metrics())
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(REPO / "filters.yaml"), privproxy_log_dir=str(tmp_path))
-        yield tctx, addons, rt
+        yield tctx, addons, shared

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from mitmproxy import flow as mflow, http
 
-from privproxy.mitm import flowview, internals
+from privproxy.mitm import flowview
+from privproxy.outcome import Outcome
 from tests.mitm.conftest import make_flow
 
 
@@ -15,18 +16,18 @@ def components(addons):
 
 
 def test_a_head_refused_by_the_http_layer_is_recorded_with_its_status(chain):
-    tctx, addons, rt = chain
+    tctx, addons, shared = chain
     _, log, exporter = components(addons)
     f = make_flow("/x")
     f.request = http.Request("", 0, b"-", b"", b"", b"-", b"HTTP/1.1", (), None, None, 0.0, None)
     f.error = mflow.Error("request head too large")
-    f.metadata["privproxy_answer"] = internals.ErrorAnswer(431, "head_too_large")
+    flowview.context(f).answer = flowview.ErrorAnswer(431, "head_too_large")
     log.error(f)
     exporter.error(f)
-    record = f.metadata["privproxy_record"]
+    record = flowview.context(f).record
     assert (record.status, record.outcome, record.method, record.path) == (431, "head_too_large", "-", "-")
     assert record.client == "127.9.8.0"
-    assert rt.metrics.registry.get_sample_value(
+    assert shared.metrics.registry.get_sample_value(
         "privproxy_requests_total", {"site": "default", "scheme": "https", "outcome": "head_too_large"}) == 1
 
 
@@ -36,9 +37,9 @@ def test_a_classified_flow_keeps_its_record_fields_and_gets_the_error_answer(cha
     f = make_flow("/account?email=jane%40example.com")
     pf.requestheaders(f)
     f.error = mflow.Error("Client disconnected.")
-    f.metadata["privproxy_answer"] = internals.ErrorAnswer(499, "client_closed")
+    flowview.context(f).answer = flowview.ErrorAnswer(499, "client_closed")
     log.error(f)
-    record = f.metadata["privproxy_record"]
+    record = flowview.context(f).record
     assert (record.status, record.outcome) == (499, "client_closed") and "jane" not in record.path
     log.error(f)  # one record per flow, whatever calls follow
 
@@ -48,13 +49,13 @@ def test_an_origin_error_keeps_the_timeout_outcome_and_an_unknown_cause_is_a_502
     pf, log, _ = components(addons)
     f = make_flow("/slow")
     pf.requestheaders(f)
-    f.metadata["privproxy_outcome"] = "upstream_timeout"
-    f.metadata["privproxy_answer"] = internals.ErrorAnswer(502, "upstream_error")
+    flowview.set_outcome(f, Outcome.UPSTREAM_TIMEOUT)
+    flowview.context(f).answer = flowview.ErrorAnswer(502, "upstream_error")
     log.error(f)
-    assert f.metadata["privproxy_record"].outcome == "upstream_timeout"
+    assert flowview.context(f).record.outcome == "upstream_timeout"
     g = make_flow("/other")
     pf.requestheaders(g)
     g.error = mflow.Error("killed")
     log.error(g)
-    assert (g.metadata["privproxy_record"].status, g.metadata["privproxy_record"].outcome) == (502, "upstream_error")
+    assert (flowview.context(g).record.status, flowview.context(g).record.outcome) == (502, "upstream_error")
     assert flowview.state_of(g) is not None

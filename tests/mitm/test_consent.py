@@ -13,7 +13,7 @@ from mitmproxy.test import taddons, tutils
 import privproxy.mitm
 from privproxy.consent import token
 from privproxy.metrics import Metrics
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 from tests.mitm.conftest import make_flow
 from tests.mitm.test_filter import run_request, run_requestheaders
@@ -31,11 +31,11 @@ def chain(tmp_path, monkeypatch):
     cfg.write_text((REPO / "filters.yaml").read_text().replace(
         "  # header: X-Privproxy-Consent", "  header: X-Privproxy-Consent").replace(
         "  trusted_proxies: []", "  trusted_proxies: [127.0.0.2]", 1))
-    rt = Runtime(Metrics())
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState(Metrics())
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(cfg), privproxy_log_dir=str(tmp_path / "logs"))
-        yield tctx, addons, rt, tmp_path / "logs"
+        yield tctx, addons, shared, tmp_path / "logs"
 
 
 def consent_cookie(member="member-4711", scopes=("analytics", "logs"), iat=None, ttl=3600, key=KEY):
@@ -51,8 +51,8 @@ def finish(addons, flow, set_cookies=()):
                 getattr(a, hook)(flow)
 
 
-def logged(rt, log_dir):
-    for sink in rt.all_sinks():
+def logged(shared, log_dir):
+    for sink in shared.all_sinks():
         sink.flush()
     def read(name: str) -> list:
         path = log_dir / name
@@ -61,12 +61,12 @@ def logged(rt, log_dir):
     return read("access.jsonl"), read("linked.jsonl")
 
 
-def consent_count(rt, state):
-    return rt.metrics.registry.get_sample_value("privproxy_consent_decisions_total", {"state": state})
+def consent_count(shared, state):
+    return shared.metrics.registry.get_sample_value("privproxy_consent_decisions_total", {"state": state})
 
 
 def test_with_consent_the_beacon_passes_byte_for_byte_and_the_member_is_linked(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     cookies = f"_ga=GA1.1.1234567890.1700000000; {consent_cookie()}; session=s"
     f = make_flow(GA4, headers=[("cookie", cookies)])
     run_request(addons, f)
@@ -74,27 +74,27 @@ def test_with_consent_the_beacon_passes_byte_for_byte_and_the_member_is_linked(c
     assert f.request.headers["cookie"] == "_ga=GA1.1.1234567890.1700000000"  # only the vendor's, as sent
     finish(addons, f, ["_ga=GA1.1.5.6; Path=/", "session=abc; HttpOnly"])
     assert [c.split("=")[0] for c in f.response.headers.get_all("set-cookie")] == ["_ga", "session"]
-    access, linked = logged(rt, log_dir)
+    access, linked = logged(shared, log_dir)
     assert len(access) == 1 and "member" not in access[0] and "member-4711" not in orjson.dumps(access).decode()
     assert "1234567890" not in access[0]["path"] and "visitor" not in access[0]["path"]
     assert len(linked) == 1 and linked[0]["member"] == "member-4711" and linked[0]["consent_key"] == "k1"
     assert linked[0]["request_id"] == access[0]["request_id"] and linked[0]["client"] == access[0]["client"]
-    assert consent_count(rt, "valid") == 1
-    assert rt.metrics.registry.get_sample_value("privproxy_beacons_total",
+    assert consent_count(shared, "valid") == 1
+    assert shared.metrics.registry.get_sample_value("privproxy_beacons_total",
                                                 {"vendor": "ga4", "consent": "given"}) == 1
 
 
 def test_without_consent_the_same_beacon_is_scrubbed_and_nothing_is_linked(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     f = make_flow(GA4, headers=[("cookie", "_ga=GA1.1.1234567890.1700000000")])
     run_request(addons, f)
     assert "1234567890" not in f.request.path and "member-4711" not in f.request.path
     assert "1234567890" not in f.request.headers["cookie"]
     finish(addons, f, ["_ga=GA1.1.5.6; Path=/"])
     assert f.response.headers.get_all("set-cookie") == []
-    access, linked = logged(rt, log_dir)
+    access, linked = logged(shared, log_dir)
     assert len(access) == 1 and linked == []
-    assert consent_count(rt, "none") == 1
+    assert consent_count(shared, "none") == 1
 
 
 @pytest.mark.parametrize("extra_headers, cookie_suffix, state", [
@@ -104,13 +104,13 @@ def test_without_consent_the_same_beacon_is_scrubbed_and_nothing_is_linked(chain
     ([], "; euconsent-v2=CPxxxx", "tcf"),
 ])
 def test_overrides_win_over_a_valid_token(chain, extra_headers, cookie_suffix, state):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     f = make_flow(GA4, headers=[("cookie", consent_cookie() + cookie_suffix), *extra_headers])
     run_request(addons, f)
     assert "member-4711" not in f.request.path and "1234567890" not in f.request.path
     finish(addons, f)
-    assert logged(rt, log_dir)[1] == []
-    assert consent_count(rt, state) == 1
+    assert logged(shared, log_dir)[1] == []
+    assert consent_count(shared, state) == 1
 
 
 @pytest.mark.parametrize("make, state", [
@@ -120,16 +120,16 @@ def test_overrides_win_over_a_valid_token(chain, extra_headers, cookie_suffix, s
     (lambda: "privproxy_consent=v1.k1.%%%.x", "malformed"),
 ])
 def test_bad_tokens_count_as_no_consent(chain, make, state):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     f = make_flow(GA4, headers=[("cookie", make())])
     run_request(addons, f)
     assert "member-4711" not in f.request.path
     finish(addons, f)
-    assert logged(rt, log_dir)[1] == [] and consent_count(rt, state) == 1
+    assert logged(shared, log_dir)[1] == [] and consent_count(shared, state) == 1
 
 
 def test_the_beacons_own_denial_makes_the_decision_stricter(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     path = GA4 + "&gcs=G100"
     f = make_flow(path, headers=[("cookie", "_ga=GA1.1.1234567890.1700000000; " + consent_cookie())])
     run_request(addons, f)
@@ -137,11 +137,11 @@ def test_the_beacons_own_denial_makes_the_decision_stricter(chain):
     assert "1234567890" not in f.request.headers["cookie"]  # the cookie decision followed
     finish(addons, f, ["_ga=GA1.1.5.6; Path=/"])
     assert f.response.headers.get_all("set-cookie") == []
-    assert logged(rt, log_dir)[1] == [] and consent_count(rt, "beacon_opt_out") == 1
+    assert logged(shared, log_dir)[1] == [] and consent_count(shared, "beacon_opt_out") == 1
 
 
 def test_analytics_scope_alone_links_nothing_logs_scope_alone_scrubs_beacons(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     a = make_flow(GA4, headers=[("cookie", consent_cookie(scopes=("analytics",)))])
     run_request(addons, a)
     assert a.request.path == GA4
@@ -150,12 +150,12 @@ def test_analytics_scope_alone_links_nothing_logs_scope_alone_scrubs_beacons(cha
     run_request(addons, b)
     assert "member-4711" not in b.request.path
     finish(addons, b)
-    access, linked = logged(rt, log_dir)
+    access, linked = logged(shared, log_dir)
     assert len(access) == 2 and len(linked) == 1
 
 
 def test_consent_header_believed_only_from_a_trusted_proxy_and_never_forwarded(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     value = consent_cookie().split("=", 1)[1]
     spoofed = make_flow(GA4, peer="127.9.9.9", headers=[("x-privproxy-consent", value)])
     run_request(addons, spoofed)
@@ -167,13 +167,13 @@ def test_consent_header_believed_only_from_a_trusted_proxy_and_never_forwarded(c
 
 
 def test_pages_with_consent_keep_tracking_cookies_and_are_linked(chain):
-    tctx, addons, rt, log_dir = chain
+    tctx, addons, shared, log_dir = chain
     f = make_flow("/account?email=visitor%40example.com",
                   headers=[("cookie", "_ga=GA1.1.1234567890.1700000000; " + consent_cookie())])
     run_requestheaders(addons, f)
     assert "_ga=GA1.1.1234567890.1700000000" in f.request.headers["cookie"]
     finish(addons, f)
-    access, linked = logged(rt, log_dir)
+    access, linked = logged(shared, log_dir)
     assert "visitor" not in access[0]["path"] and "visitor" not in linked[0]["path"]
     assert linked[0]["member"] == "member-4711"
 
@@ -189,14 +189,15 @@ def test_linked_log_has_its_own_retention(tmp_path, monkeypatch):
     cfg = tmp_path / "filters.yaml"
     cfg.write_text((REPO / "filters.yaml").read_text().replace("retention_days: 90 ", "retention_days: 400 "))
     assert "retention_days: 400" in cfg.read_text()
-    rt = Runtime(Metrics())
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState(Metrics())
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(cfg), privproxy_log_dir=str(logs))
-        assert rt.policy.consent.linked_retention_days == 400 and rt.policy.logging.rotation.retention_days == 30
+        p = shared.policy
+        assert p.consent.linked_retention_days == 400 and p.logging.rotation.retention_days == 30
         assert not (logs / f"access-{day}.jsonl").exists()  # the anonymous log's 30 days
         assert (logs / f"linked-{day}.jsonl").exists()  # the linked log's 400 days
         cfg.write_text(cfg.read_text().replace("retention_days: 400 ", "retention_days: 60 "))
         tctx.configure(addons[0], privproxy_config=str(cfg))
-        assert rt.policy.consent.linked_retention_days == 60
+        assert shared.policy.consent.linked_retention_days == 60
         assert not (logs / f"linked-{day}.jsonl").exists()

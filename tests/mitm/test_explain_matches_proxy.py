@@ -20,7 +20,8 @@ import privproxy.mitm
 from privproxy import explain
 from privproxy.access_log import formats
 from privproxy.consent import token
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm import flowview
+from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 from tests.mitm.test_leak_guard import request_case
 
@@ -63,14 +64,14 @@ def through_proxy(composite, method, path, headers, body, peer, tls):
         f.response = tutils.tresp(status_code=200, content=b"")
     composite.responseheaders(f)
     composite.response(f)
-    return answered, forwarded, formats.json_doc(f.metadata["privproxy_record"])
+    return answered, forwarded, formats.json_doc(flowview.context(f).record)
 
 
 def test_explain_equals_the_addon_chain(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVPROXY_SECRET", "explain-differential-secret-0123456789")
     monkeypatch.setenv("PRIVPROXY_CONSENT_KEY", KEY)
-    rt = Runtime()
-    composite = privproxy.mitm.addon(rt)
+    shared = SharedState()
+    composite = privproxy.mitm.addon(shared)
     with taddons.context(composite) as tctx:
         tctx.configure(composite, privproxy_config=str(REPO / "filters.yaml"), privproxy_log_dir=str(tmp_path))
         seen = {"answered": 0, "forwarded": 0, "beacons": 0}
@@ -83,7 +84,7 @@ def test_explain_equals_the_addon_chain(tmp_path, monkeypatch):
             sample = explain.Sample(method, f"{'https' if tls else 'http'}://shop.example{path}",
                                     (("host", "shop.example"), *headers,
                                      *((("content-length", str(len(body))),) if body else ())), body=body)
-            ex = explain.explain(rt.policy, sample, client=peer)
+            ex = explain.explain(shared.policy, sample, client=peer)
             assert (ex.answered.status if ex.answered else None) == answered, path
             if forwarded is None:
                 assert ex.forwarded is None

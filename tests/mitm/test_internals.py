@@ -20,7 +20,7 @@ from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.test import taddons, tflow
 from mitmproxy.utils import asyncio_utils
 
-from privproxy.mitm import internals
+from privproxy.mitm import flowview, internals
 
 HSTS = "max-age=63072000; includeSubDomains"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -302,7 +302,7 @@ def test_any_other_101_is_a_502_and_ends_both_connections(driver, upgrade, answe
     assert d.server in d.closed and d.client in d.closed
     (response_hook,) = [h for h in d.hooks if h.name == "response"]
     assert response_hook.flow.response.status_code == 502
-    assert response_hook.flow.metadata["privproxy_outcome"] == "upgrade_refused"
+    assert flowview.outcome_of(response_hook.flow) == "upgrade_refused"
     d.origin_says(b"GET /smuggled HTTP/1.1\r\n\r\n")  # whatever follows is nobody's
     d.send(b"GET /second HTTP/1.1\r\nHost: shop.example\r\n\r\n")
     assert b"/second" not in d.to_origin() and b"smuggled" not in d.to_client()
@@ -316,7 +316,7 @@ def test_an_unparsable_request_line_is_answered_400_and_reported(driver):
     assert headers["strict-transport-security"] == HSTS and headers["connection"] == "close"
     assert b"email" not in d.to_client()
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(400, "bad_request")
     assert f.request.method == "-" and f.request.path == "-" and f.client_conn is d.client
     assert d.client in d.closed
 
@@ -325,7 +325,7 @@ def test_a_head_with_invalid_framing_is_reported_with_what_was_parsed(driver):
     d = driver()
     d.send(b"POST /form HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: foo\r\n\r\n")
     (f,) = d.errors()
-    assert f.request.path == "/form" and internals.error_answer(f).status == 400
+    assert f.request.path == "/form" and flowview.error_answer(f).status == 400
     assert [h.name for h in d.hooks] == ["error"]  # never classified, never forwarded
     assert d.server is None
 
@@ -336,7 +336,7 @@ def test_request_validation_failures_are_bad_requests(driver):
     status, headers = head_of(d.to_client())
     assert status == "HTTP/1.1 400 Bad Request" and "server" not in headers
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(400, "bad_request")
 
 
 @pytest.mark.parametrize("head", [
@@ -348,7 +348,7 @@ def test_request_heads_over_the_limit_are_431(driver, head):
     d.send(head)
     assert d.to_client().startswith(b"HTTP/1.1 431 ")
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(431, "head_too_large")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(431, "head_too_large")
     d.send(b"a" * 100_000)
     assert len(d.layer.connections[d.client].buf) < 10_000  # nothing more is kept
 
@@ -361,7 +361,7 @@ def test_a_head_not_finished_in_time_is_408_and_a_silent_connection_is_closed(dr
     d.feed(events.Wakeup(first))
     assert d.to_client().startswith(b"HTTP/1.1 408 ")
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(408, "head_timeout")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(408, "head_timeout")
 
     silent = driver()
     silent.feed(events.Wakeup(silent.wakeups[0]))
@@ -387,7 +387,7 @@ def test_request_trailers_are_400_not_a_crash(driver):
     status, headers = head_of(d.to_client())
     assert status == "HTTP/1.1 400 Bad Request" and "server" not in headers
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(400, "bad_request")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(400, "bad_request")
     assert d.server in d.closed and b"abc" in d.to_origin()  # cut off at the origin while streaming...
     assert not d.to_origin().endswith(b"0\r\n\r\n")  # ...never completed
 
@@ -396,7 +396,7 @@ def test_a_broken_chunked_body_is_400(driver):
     d = driver()
     d.send(b"POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n")
     assert d.to_client().startswith(b"HTTP/1.1 400 ")
-    assert internals.error_answer(d.errors()[0]).outcome == "bad_request"
+    assert flowview.error_answer(d.errors()[0]).outcome == "bad_request"
 
 
 def test_a_client_leaving_mid_body_is_not_an_upstream_error(driver):
@@ -404,13 +404,14 @@ def test_a_client_leaving_mid_body_is_not_an_upstream_error(driver):
     d.send(b"POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\nabc")
     d.feed(events.ConnectionClosed(d.client))
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(499, "client_closed")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(499, "client_closed")
     assert d.to_client() == b""
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_a_buffered_body_over_its_limit_is_413_before_the_rest_is_read(driver, framing):
-    d = driver(on_hook=lambda h: internals.limit_body(h.flow, 100) if h.name == "requestheaders" else None)
+def test_a_buffered_body_over_its_limit_is_413_before_the_rest_is_read(guarded, driver, framing):
+    guarded.body = 100  # what LayerSettings.body_limit says for this flow's rules
+    d = driver()
     if framing == "chunked":
         d.send(b"POST /g/collect HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n")
         d.send(b"40\r\n" + b"a" * 64 + b"\r\n")
@@ -422,7 +423,7 @@ def test_a_buffered_body_over_its_limit_is_413_before_the_rest_is_read(driver, f
     assert status == "HTTP/1.1 413 Payload Too Large" and headers["strict-transport-security"] == HSTS
     assert d.client in d.closed and d.server is None
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(413, "too_large")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(413, "too_large")
 
 
 def test_a_body_of_an_answered_request_is_not_kept(driver):
@@ -445,7 +446,7 @@ def test_mitmproxys_own_502_becomes_privproxys_answer(guarded, driver):
     assert "server" not in headers and headers["strict-transport-security"] == HSTS
     assert b"8080" not in d.to_client() and b"mitmproxy" not in d.to_client()
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(502, "upstream_error")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(502, "upstream_error")
 
 
 def test_an_origin_failing_mid_stream_keeps_the_status_already_sent(driver):
@@ -458,5 +459,5 @@ def test_an_origin_failing_mid_stream_keeps_the_status_already_sent(driver):
     d.origin_says(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
     d.feed(events.ConnectionClosed(d.server))
     (f,) = d.errors()
-    assert internals.error_answer(f) == internals.ErrorAnswer(200, "upstream_error")
+    assert flowview.error_answer(f) == flowview.ErrorAnswer(200, "upstream_error")
     assert d.to_client().count(b"HTTP/1.1") == 1

@@ -22,7 +22,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client import generate_latest
 
 import privproxy.mitm
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 from tests.unit.vendors.beacons import CANARIES as VENDOR_CANARIES
 from tests.unit.vendors.beacons import CASES
@@ -236,8 +236,8 @@ def forwarded_text(f: http.HTTPFlow) -> str:
 
 def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVPROXY_SECRET", "leak-guard-secret-0123456789abcdef")
-    rt = Runtime()
-    composite = privproxy.mitm.addon(rt)
+    shared = SharedState()
+    composite = privproxy.mitm.addon(shared)
     every_secret: set[str] = set()
     forwarded_beacons = flows = 0
     with taddons.context(composite) as tctx:
@@ -266,7 +266,7 @@ def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch
             assert peer not in sent and not [s for s in secrets if s in sent and s.count(".") == 3], sent
 
         one()
-        exposition = generate_latest(rt.metrics.registry).decode()
+        exposition = generate_latest(shared.metrics.registry).decode()
         composite.done()
     logs = "".join(p.read_text(errors="replace") for p in Path(tmp_path).iterdir() if p.is_file())
     records = (Path(tmp_path) / "access.jsonl").read_text(encoding="utf-8").splitlines()

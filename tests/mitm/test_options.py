@@ -8,24 +8,24 @@ from mitmproxy.addons import block, dumper, proxyserver, tlsconfig
 from mitmproxy.test import taddons
 
 import privproxy.mitm
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 
 
 def test_bad_config_is_an_options_error_with_position(tmp_path):
     bad = tmp_path / "f.yaml"
     bad.write_text("version: 1\nrulez: []\n")
-    rt = Runtime()
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState()
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         with pytest.raises(exceptions.OptionsError, match=r"f\.yaml:2:1: unknown key `rulez`"):
             tctx.configure(addons[0], privproxy_config=str(bad))
-    assert rt.metrics.registry.get_sample_value("privproxy_config_reloads_total", {"result": "failure"}) == 1
+    assert shared.metrics.registry.get_sample_value("privproxy_config_reloads_total", {"result": "failure"}) == 1
 
 
 def test_public_proxy_hardening():
-    rt = Runtime()
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState()
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(block.Block(), dumper.Dumper(), proxyserver.Proxyserver(), tlsconfig.TlsConfig(),
                          *addons) as tctx:
         tctx.options.update(block_global=True, flow_detail=2)
@@ -42,8 +42,8 @@ def test_request_head_limits_reach_the_http_layer():
 
     from privproxy.mitm import internals
 
-    rt = Runtime()
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState()
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         assert http_layer.Http1Server is internals.GuardedHttp1Server  # installed when the addons load
         tctx.configure(addons[0], privproxy_max_request_head=8192, privproxy_request_head_timeout=5)
@@ -58,19 +58,19 @@ def test_the_http_layer_gets_hsts_and_the_body_limit_from_each_flows_rules(tmp_p
     from tests.mitm.conftest import make_flow
 
     monkeypatch.setenv("PRIVPROXY_SECRET", "mitm-test-secret")
-    rt = Runtime()
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState()
+    addons = privproxy.mitm.addons(shared)
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(REPO / "filters.yaml"))
         layer = addons[0].layer
-        assert layer.hsts(None, tls=True) == rt.policy.https.hsts and layer.hsts(None, tls=False) is None
+        assert layer.hsts(None, tls=True) == shared.policy.https.hsts and layer.hsts(None, tls=False) is None
         f = make_flow("/", tls=False)
         addons[1].requestheaders(f)
         assert layer.hsts(f, tls=False) is None  # plain HTTP: never (RFC 6797 §7.2)
         g = make_flow("/")
         addons[1].requestheaders(g)
-        assert layer.hsts(g, tls=True) == rt.policy.https.hsts
-        assert layer.body_limit(g) == rt.policy.beacons.limits.max_body
+        assert layer.hsts(g, tls=True) == shared.policy.https.hsts
+        assert layer.body_limit(g) == shared.policy.beacons.limits.max_body
 
 
 def test_script_shim_loads():
@@ -83,7 +83,7 @@ def test_script_shim_loads():
 
 
 def test_bad_trusted_proxy_option():
-    addons = privproxy.mitm.addons(Runtime())
+    addons = privproxy.mitm.addons(SharedState())
     with taddons.context(*addons) as tctx:
         with pytest.raises(exceptions.OptionsError, match="not a CIDR"):
             tctx.configure(addons[0], privproxy_trusted_proxies=["10.0.0.0/99"])

@@ -12,7 +12,7 @@ import privproxy.mitm
 from privproxy import protections
 from privproxy.metrics import Metrics
 from privproxy.mitm.reload import PolicyReloader
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 
 GOOD = "version: 1\nrules:\n  - {id: a, action: drop, scopes: [query], names: [foo]}\n"
 
@@ -29,55 +29,55 @@ def reloading(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVPROXY_SECRET", "mitm-test-secret")
     cfg = tmp_path / "filters.yaml"
     cfg.write_text(GOOD)
-    rt = Runtime(Metrics())
-    addons = privproxy.mitm.addons(rt)
+    shared = SharedState(Metrics())
+    addons = privproxy.mitm.addons(shared)
     reloader = next(a for a in addons if isinstance(a, PolicyReloader))
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(cfg))
         reloader._seen = reloader._stamp()
-        yield cfg, rt, reloader
+        yield cfg, shared, reloader
 
 
-def value(rt: Runtime, name: str, labels: dict[str, str]) -> float | None:
-    return rt.metrics.registry.get_sample_value(name, labels)
+def value(shared: SharedState, name: str, labels: dict[str, str]) -> float | None:
+    return shared.metrics.registry.get_sample_value(name, labels)
 
 
-def scrubbed(rt: Runtime, url: str) -> str:
-    assert rt.policy is not None
-    return rt.policy.scrubber.url(url, "query", [])
+def scrubbed(shared: SharedState, url: str) -> str:
+    assert shared.policy is not None
+    return shared.policy.scrubber.url(url, "query", [])
 
 
 @pytest.mark.parametrize("broken", ["", "# truncated\n", "rules: []\n"])
 def test_an_emptied_or_versionless_file_keeps_the_previous_rules(reloading, broken):
-    cfg, rt, reloader = reloading
-    before = rt.policy
-    failures = value(rt, "privproxy_config_reloads_total", {"result": "failure"})
+    cfg, shared, reloader = reloading
+    before = shared.policy
+    failures = value(shared, "privproxy_config_reloads_total", {"result": "failure"})
     bump(cfg, broken, 1)  # a truncating editor's first write, or an empty ConfigMap key
     assert reloader.check() is False
-    assert rt.policy is before
-    assert value(rt, "privproxy_config_reloads_total", {"result": "failure"}) == failures + 1
-    url = scrubbed(rt, "/p?gclid=G1&uid=U1&foo=F1")
+    assert shared.policy is before
+    assert value(shared, "privproxy_config_reloads_total", {"result": "failure"}) == failures + 1
+    url = scrubbed(shared, "/p?gclid=G1&uid=U1&foo=F1")
     assert "G1" not in url and "U1" not in url and "F1" not in url
     bump(cfg, GOOD.replace("foo", "bar"), 2)  # the editor's complete write
     assert reloader.check() is True
-    assert "F1" in scrubbed(rt, "/p?foo=F1") and "B1" not in scrubbed(rt, "/p?bar=B1")
-    assert "G1" not in scrubbed(rt, "/p?gclid=G1")  # the shipped rules still apply
+    assert "F1" in scrubbed(shared, "/p?foo=F1") and "B1" not in scrubbed(shared, "/p?bar=B1")
+    assert "G1" not in scrubbed(shared, "/p?gclid=G1")  # the shipped rules still apply
 
 
 def test_the_disabled_gauge_follows_each_swap(reloading):
-    cfg, rt, reloader = reloading
+    cfg, shared, reloader = reloading
     label = "privproxy_protection_disabled"
-    assert all(value(rt, label, {"protection": pid}) == 0 for pid in protections.IDS)
+    assert all(value(shared, label, {"protection": pid}) == 0 for pid in protections.IDS)
     bump(cfg, "version: 1\ndisable: [click-ids, unknown-fields]\nunknown_fields: keep\n", 1)
     assert reloader.check() is True
-    assert rt.policy.disabled == ("click-ids", "unknown-fields")
-    assert value(rt, label, {"protection": "click-ids"}) == 1
-    assert value(rt, label, {"protection": "unknown-fields"}) == 1
-    assert value(rt, label, {"protection": "hsts"}) == 0
-    assert "G1" in scrubbed(rt, "/p?gclid=G1")  # the statement takes effect
+    assert shared.policy.disabled == ("click-ids", "unknown-fields")
+    assert value(shared, label, {"protection": "click-ids"}) == 1
+    assert value(shared, label, {"protection": "unknown-fields"}) == 1
+    assert value(shared, label, {"protection": "hsts"}) == 0
+    assert "G1" in scrubbed(shared, "/p?gclid=G1")  # the statement takes effect
     bump(cfg, "version: 1\nunknown_fields: keep\n", 2)  # the same weakening without the statement: refused
-    assert reloader.check() is False and rt.policy.disabled == ("click-ids", "unknown-fields")
+    assert reloader.check() is False and shared.policy.disabled == ("click-ids", "unknown-fields")
     bump(cfg, GOOD, 3)
     assert reloader.check() is True
-    assert value(rt, label, {"protection": "click-ids"}) == 0
-    assert value(rt, label, {"protection": "unknown-fields"}) == 0
+    assert value(shared, label, {"protection": "click-ids"}) == 0
+    assert value(shared, label, {"protection": "unknown-fields"}) == 0

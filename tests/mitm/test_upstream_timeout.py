@@ -9,6 +9,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
+from privproxy.mitm import flowview
 from privproxy.mitm.upstream_timeout import GATEWAY_TIMEOUT, UpstreamTimeout
 
 
@@ -22,7 +23,7 @@ def test_negative_timeout_is_refused_and_zero_turns_it_off():
         f = tflow.tflow()
         f.response = None
         ut.request(f)  # no running loop needed: off means no timer at all
-        assert "privproxy_upstream_timer" not in f.metadata
+        assert flowview.peek(f) is None
 
 
 def test_timer_runs_from_the_request_and_any_answer_stops_it():
@@ -35,19 +36,19 @@ def test_timer_runs_from_the_request_and_any_answer_stops_it():
                 f.response = None
                 f.live = True
                 ut.request(f)
-                timer = f.metadata["privproxy_upstream_timer"]
+                timer = flowview.context(f).timer
                 assert 29 < timer.when() - asyncio.get_running_loop().time() <= 30
                 getattr(ut, hook)(f)
-                assert timer.cancelled() and "privproxy_upstream_timer" not in f.metadata
+                assert timer.cancelled() and flowview.context(f).timer is None
             answered = tflow.tflow(resp=True)  # answered by the proxy itself (a redirect): nothing to wait for
             ut.request(answered)
-            assert "privproxy_upstream_timer" not in answered.metadata
+            assert flowview.peek(answered) is None
             # A flow whose connection is gone when the timer fires: nothing happens, nothing is counted.
             gone = tflow.tflow()
             gone.response = None
             gone.live = True
             ut._expire(gone)
-            assert ut.expired == 0 and "privproxy_outcome" not in gone.metadata
+            assert ut.expired == 0 and flowview.outcome_of(gone) is None
 
     asyncio.run(scenario())
 

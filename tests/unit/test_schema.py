@@ -8,9 +8,13 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from privproxy import policy, schema
+from privproxy import (beacons, client_ip, detectors, fields, geo, https, policy, protections, pseudonyms, schema,
+                       scrub, sites, truncate)
+from privproxy.access_log import settings as log_settings
 from privproxy.cli.schema import SHIPPED, render
+from privproxy.consent import decision as consent
 from privproxy.errors import ConfigErrors
+from privproxy.yamlsrc import load_text, root
 from tests.helpers import REPO
 
 
@@ -172,3 +176,42 @@ def test_schema_defaults_are_the_parser_defaults():
         assert schema.node(f"beacons.roles.{role}").default == action
     assert schema.node("beacons.max_body_kb").default * 1024 == p.beacons.limits.max_body
     assert set(schema.node("beacons.vendors").default) == p.beacons.enabled
+
+
+def _section(name: str, text: str):
+    top = root(load_text(text, "f.yaml"), "f.yaml")
+    return top.mapping({name}).get(name)
+
+
+SECTION_PARSERS = {  # each section's parse, beside its Settings (the one-hop rule); extra arguments as policy passes
+    "sites": (sites.parse, sites.Sites()),
+    "ip_truncation": (truncate.parse, truncate.Truncation()),
+    "client_ip": (lambda n: client_ip.parse(n, truncate.Truncation()), client_ip.Settings()),
+    "https": (https.parse, https.Settings()),
+    "pseudonymization": (lambda n: pseudonyms.parse(n, "f.yaml"), pseudonyms.Settings()),
+    "detectors": (detectors.parse, detectors.Settings()),
+    "geo": (lambda n: geo.parse(n, "f.yaml"), geo.Settings()),
+    "beacons": (beacons.parse, beacons.Settings()),
+    "consent": (lambda n: consent.parse(n, "f.yaml", []), consent.Settings()),
+    "logging": (log_settings.parse, log_settings.Settings()),
+}
+
+
+@pytest.mark.parametrize("name", SECTION_PARSERS)
+def test_a_section_left_out_or_empty_is_its_settings_defaults(name):
+    # Defaults are stated once, in the Settings dataclass: the parser and the schema read them from there.
+    parse, defaults = SECTION_PARSERS[name]
+    assert parse(None) == parse(_section(name, f"{name}: {{}}\n")) == parse(_section(name, f"{name}:\n")) == defaults
+
+
+def test_the_schema_is_assembled_from_the_section_modules():
+    modules = {"disable": protections, "sites": sites, "ip_truncation": truncate, "client_ip": client_ip,
+               "https": https, "pseudonymization": pseudonyms, "rules": fields, "detectors": detectors, "geo": geo,
+               "beacons": beacons, "consent": consent, "logging": log_settings}
+    for name, module in modules.items():
+        assert schema.node(name) is module.SCHEMA, name
+    assert schema.node("sensitive_paths") is scrub.SENSITIVE_PATHS
+    assert schema.node("unknown_fields") is scrub.UNKNOWN_FIELDS and schema.node("report_only") is scrub.REPORT_ONLY
+    assert policy.SECTIONS == tuple(schema.FILTERS.props) == (
+        "version", "disable", "sites", "ip_truncation", "client_ip", "https", "pseudonymization", "report_only",
+        "unknown_fields", "rules", "detectors", "sensitive_paths", "geo", "beacons", "consent", "logging")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from privproxy.outcome import Outcome
+
 SCHEMA_VERSION = 1
 
 
@@ -21,7 +23,7 @@ class LogRecord:
     status: int
     bytes: int | None
     duration_ms: float
-    outcome: str  # one of privproxy.metrics.OUTCOMES: forwarded, redirected, bad_request, not_forwarded...
+    outcome: Outcome
     tls: str | None = None
     user_agent: str = ""  # generalized: browser family and major version, OS family
     referrer: str = ""  # after the rules

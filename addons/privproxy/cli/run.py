@@ -120,7 +120,7 @@ def event_loop_runner():
 
 
 def setup_logging(verbose: bool) -> None:
-    from privproxy.mitm.quiet import RedactAddresses
+    from privproxy.mitm.log_redaction import RedactAddresses
 
     root = logging.getLogger()
     root.handlers.clear()
@@ -156,8 +156,7 @@ class Announce:
             host = f"[{host}]" if ":" in host else host
             print(f"privproxy: serving https://{host}:{addr[1]}/ and http://{host}:{addr[1]}/ (redirects to HTTPS)",
                   file=sys.stderr, flush=True)
-        rt = self.metrics_addon.rt
-        for sink in rt.sinks.values():
+        for sink in self.metrics_addon.shared.sinks.values():
             print(f"privproxy: access log {sink.path}", file=sys.stderr, flush=True)
         if self.metrics_addon.address:
             h, p = self.metrics_addon.address

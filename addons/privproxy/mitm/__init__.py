@@ -7,8 +7,9 @@ the request leaves for the origin.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from privproxy.mitm.access_log import AccessLog
 from privproxy.mitm.exporter import MetricsExporter
@@ -16,7 +17,7 @@ from privproxy.mitm.filter import PrivacyFilter
 from privproxy.mitm.https import EnforceHttps
 from privproxy.mitm.options import Options
 from privproxy.mitm.reload import PolicyReloader
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from privproxy.mitm.upstream_timeout import UpstreamTimeout
 
 logger = logging.getLogger(__name__)
@@ -25,9 +26,9 @@ logger = logging.getLogger(__name__)
 PROPAGATE = frozenset({"load", "configure"})
 
 
-def addons(rt: Runtime | None = None) -> list[object]:
-    rt = rt or Runtime()
-    return [Options(rt), PrivacyFilter(rt), EnforceHttps(rt), AccessLog(rt), MetricsExporter(rt), PolicyReloader(rt),
+def addons(shared: SharedState | None = None) -> list[object]:
+    s = shared or SharedState()
+    return [Options(s), PrivacyFilter(s), EnforceHttps(s), AccessLog(s), MetricsExporter(s), PolicyReloader(s),
             UpstreamTimeout()]
 
 
@@ -60,16 +61,37 @@ class Privproxy:
                     fn(*args)
             return call_all
 
-        def guarded(*args) -> None:
-            for fn in fns:
+        def failed(fn: Callable[..., object], e: Exception) -> None:
+            logger.error("privproxy: %s hook of %s failed (%s)", hook, type(fn.__self__).__name__, type(e).__name__)
+
+        async def rest(pending: Awaitable[object], fn: Callable[..., object], later: list[Callable[..., object]],
+                       args: tuple[object, ...]) -> None:
+            # A component handed work to a thread (a large beacon): the ones after it wait for it, in order.
+            try:
+                await pending
+            except Exception as e:  # noqa: BLE001 - one component's failure must not skip the next
+                failed(fn, e)
+            for nxt in later:
                 try:
-                    fn(*args)
+                    res = nxt(*args)
+                    if res is not None and inspect.isawaitable(res):
+                        await res
+                except Exception as e:  # noqa: BLE001 - one component's failure must not skip the next
+                    failed(nxt, e)
+
+        def guarded(*args) -> Awaitable[None] | None:
+            for i, fn in enumerate(fns):
+                try:
+                    res = fn(*args)
                 except Exception as e:  # noqa: BLE001 - one component's failure must not skip the next (e.g. the log record)
-                    logger.error("privproxy: %s hook of %s failed (%s)", hook, type(fn.__self__).__name__,
-                                 type(e).__name__)
+                    failed(fn, e)
+                    continue
+                if res is not None and inspect.isawaitable(res):
+                    return rest(res, fn, fns[i + 1:], args)  # mitmproxy awaits what a hook returns
+            return None
         return guarded
 
 
-def addon(rt: Runtime | None = None, extra: Sequence[object] = ()) -> Privproxy:
+def addon(shared: SharedState | None = None, extra: Sequence[object] = ()) -> Privproxy:
     """The one addon `privproxy run` and `mitmdump -s` load."""
-    return Privproxy([*addons(rt), *extra])
+    return Privproxy([*addons(shared), *extra])

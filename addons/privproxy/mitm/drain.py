@@ -9,7 +9,7 @@ import time
 
 from mitmproxy import http
 
-from privproxy.mitm import internals
+from privproxy.mitm import flowview, internals
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +20,12 @@ class Drain:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.inflight += 1
-        flow.metadata["privproxy_inflight"] = True
+        flowview.context(flow).inflight = True
 
     def _finished(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.pop("privproxy_inflight", False):
+        c = flowview.peek(flow)
+        if c is not None and c.inflight:
+            c.inflight = False
             self.inflight -= 1
 
     def response(self, flow: http.HTTPFlow) -> None:

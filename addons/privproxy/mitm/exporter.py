@@ -12,7 +12,7 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http
 
 from privproxy.mitm import flowview
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 from privproxy.status_server import StatusServer
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ def parse_listen(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]
 
 
 class MetricsExporter:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, shared: SharedState) -> None:
+        self.shared = shared
         self.status: StatusServer | None = None
         self.address: tuple[str, int] | None = None
         self.serving = False  # between running and done: /readyz answers 200
@@ -50,7 +50,7 @@ class MetricsExporter:
     def running(self) -> None:
         if ctx.options.privproxy_metrics and self.status is None:
             host, port = parse_listen(ctx.options.privproxy_metrics)
-            self.status = StatusServer(self.rt.metrics.registry, self.live, self.ready)
+            self.status = StatusServer(self.shared.metrics.registry, self.live, self.ready)
             self.address = self.status.start(host, port)
         self.beat = time.monotonic()
         self._heart = asyncio.get_running_loop().create_task(self._heartbeat())
@@ -71,7 +71,7 @@ class MetricsExporter:
     def ready(self) -> tuple[bool, str]:
         if not self.serving:
             return False, "not serving (starting or shutting down)"
-        if self.rt.policy is None:
+        if self.shared.policy is None:
             return False, "no rules loaded"
         return self.live()
 
@@ -90,35 +90,18 @@ class MetricsExporter:
         self.observe(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:
+        if not flowview.answered(flow):
             self.observe(flow)
 
     def observe(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get("privproxy_observed"):
+        c = flowview.context(flow)
+        if c.observed:
             return
-        flow.metadata["privproxy_observed"] = True
+        c.observed = True
+        if c.state is None:
+            return
         try:
-            m = self.rt.metrics
-            state = flowview.state_of(flow)
-            record = flow.metadata.get("privproxy_record")
-            if state is None:
-                return
-            if record is not None:
-                m.requests.labels(state.site.name, record.scheme, record.outcome).inc()
-                m.duration.labels(state.site.name).observe(record.duration_ms / 1000)
-                m.countries.labels(state.place.country or "unknown").inc()
-            m.geo_lookups.labels(state.geo_result).inc()
-            m.consent.labels(state.decision.state).inc()
-            vendor = state.codec.name if state.codec is not None else "none"
-            counts: dict[tuple[str, str, str, str, str], int] = {}
-            for c in state.changes:  # one increment per series, not per field: a beacon changes dozens
-                key = (c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce", vendor)
-                counts[key] = counts.get(key, 0) + 1
-            for key, n in counts.items():
-                m.scrubbed.labels(*key).inc(n)
-            for stage, _reason in state.failures:
-                m.failures.labels(stage).inc()
-            m.filter_duration.observe(state.filter_seconds)
+            self.shared.metrics.observe(c.state, c.record)
         except Exception as e:  # noqa: BLE001 - metrics must never cost a request its answer
             logger.error("privproxy: metrics observation failed (%s)", type(e).__name__)
 

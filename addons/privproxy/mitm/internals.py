@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mitmproxy import addonmanager, ctx, flow as mflow, hooks, http
@@ -31,6 +30,10 @@ from mitmproxy.proxy.layers.http._events import (
     ResponseEndOfMessage, ResponseHeaders, ResponseProtocolError, ResponseTrailers,
 )
 from mitmproxy.utils import asyncio_utils
+
+from privproxy.mitm import flowview
+from privproxy.mitm.flowview import ErrorAnswer
+from privproxy.outcome import Outcome
 
 # ---------------------------------------------------------------------------------------------------------------
 # Hook dispatch, listeners, connections, tasks (used by dispatch, proxy_protocol, upstream_timeout, drain, cli.run)
@@ -165,17 +168,6 @@ class _Defaults:
 
 
 _settings: LayerSettings = _Defaults()
-_ANSWER = "privproxy_answer"
-_BODY_LIMIT = "privproxy_body_limit"
-_OUTCOME = "privproxy_outcome"
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorAnswer:
-    """What the visitor got when a flow ended in mitmproxy's `error` hook, for its log record."""
-
-    status: int
-    outcome: str  # bad_request | head_too_large | head_timeout | too_large | client_closed | upstream_error
 
 
 def guard_http(settings: LayerSettings) -> None:
@@ -184,17 +176,6 @@ def guard_http(settings: LayerSettings) -> None:
     _settings = settings
     http_layer.Http1Server = GuardedHttp1Server  # type: ignore[misc]
     http_layer.HttpStream = GuardedHttpStream  # type: ignore[misc]
-
-
-def error_answer(flow: http.HTTPFlow) -> ErrorAnswer | None:
-    """The answer behind a flow's `error` hook, when the guarded layer saw what caused it; None otherwise."""
-    return flow.metadata.get(_ANSWER)
-
-
-def limit_body(flow: http.HTTPFlow, max_bytes: int) -> None:
-    """Call in requestheaders: a buffered (non-streamed) request body over `max_bytes` is answered 413 as soon
-    as its Content-Length or its count passes the limit, before the rest is read, and the connection closed."""
-    flow.metadata[_BODY_LIMIT] = max_bytes
 
 
 def own_answer(status: int, hsts: str | None = None, close: bool = True) -> http.Response:
@@ -314,24 +295,24 @@ class GuardedHttp1Server(_http1.Http1Server):
             if head != []:
                 break
         if head == []:
-            yield from self._refuse_head(400, "bad_request", "empty lines instead of a request")
+            yield from self._refuse_head(400, Outcome.BAD_REQUEST, "empty lines instead of a request")
             return
         if head is None:
             if len(self.buf) > _settings.max_head:
-                yield from self._refuse_head(431, "head_too_large", "request head too large")
+                yield from self._refuse_head(431, Outcome.HEAD_TOO_LARGE, "request head too large")
             elif self._head_timer is None:
                 yield from self._arm_head_timer()
             return
         self._head_timer = None
         if sum(len(line) + 2 for line in head) > _settings.max_head:
-            yield from self._refuse_head(431, "head_too_large", "request head too large")
+            yield from self._refuse_head(431, Outcome.HEAD_TOO_LARGE, "request head too large")
             return
         self.request = None
         try:
             self.request = http1.read_request_head([bytes(x) for x in head])
             expected_body_size = http1.expected_http_body_size(self.request)
         except ValueError as e:
-            yield from self._refuse_head(400, "bad_request", str(e))
+            yield from self._refuse_head(400, Outcome.BAD_REQUEST, str(e))
             return
         yield ReceiveHttp(RequestHeaders(self.stream_id, self.request, expected_body_size == 0))
         self.body_reader = _http1.make_body_reader(expected_body_size)
@@ -378,12 +359,12 @@ class GuardedHttp1Server(_http1.Http1Server):
 
     def _head_timeout(self):
         if bytes(self.buf).strip():
-            yield from self._refuse_head(408, "head_timeout", "request head not complete in time")
+            yield from self._refuse_head(408, Outcome.HEAD_TIMEOUT, "request head not complete in time")
         else:  # nothing sent: no request to answer or to log
             self.state = self.done
             yield commands.CloseConnection(self.conn)
 
-    def _refuse_head(self, status: int, outcome: str, message: str):
+    def _refuse_head(self, status: int, outcome: Outcome, message: str):
         """Answer and close; then the `error` hook sees a flow with what is known of the request (or `-`)."""
         self.state = self.done
         self._head_timer = None
@@ -393,11 +374,11 @@ class GuardedHttp1Server(_http1.Http1Server):
         f.request = self.request or _placeholder_request()
         f.error = mflow.Error(message)
         f.live = False
-        f.metadata[_ANSWER] = ErrorAnswer(status, outcome)
+        flowview.context(f).answer = ErrorAnswer(status, outcome)
         yield http_layer.HttpErrorHook(f)
 
 
-_CLIENT_ERRORS = {ErrorCode.REQUEST_TOO_LARGE: "too_large"}
+_CLIENT_ERRORS = {ErrorCode.REQUEST_TOO_LARGE: Outcome.TOO_LARGE}
 _SERVER_EVENTS = (ResponseData, ResponseTrailers, ResponseEndOfMessage, ResponseProtocolError)
 
 
@@ -424,18 +405,18 @@ class GuardedHttpStream(http_layer.HttpStream):
 
     def _note(self, event: RequestProtocolError | ResponseProtocolError) -> None:
         f = getattr(self, "flow", None)
-        if f is None or _ANSWER in f.metadata:
+        if f is None or flowview.error_answer(f) is not None:
             return
         client = isinstance(event, RequestProtocolError)
         status = event.code.http_status_code()
         if self._head_sent() and f.response is not None:
-            answer = ErrorAnswer(f.response.status_code, "client_closed" if client else "upstream_error")
+            answer = ErrorAnswer(f.response.status_code, Outcome.CLIENT_CLOSED if client else Outcome.UPSTREAM_ERROR)
         elif client:
-            answer = ErrorAnswer(status or 499, _CLIENT_ERRORS.get(event.code, "bad_request" if status else
-                                                                   "client_closed"))
+            answer = ErrorAnswer(status or 499, _CLIENT_ERRORS.get(event.code, Outcome.BAD_REQUEST if status
+                                                                   else Outcome.CLIENT_CLOSED))
         else:
-            answer = ErrorAnswer(502, "upstream_error")
-        f.metadata[_ANSWER] = answer
+            answer = ErrorAnswer(502, Outcome.UPSTREAM_ERROR)
+        flowview.context(f).answer = answer
 
     def _head_sent(self) -> bool:
         return self.server_state == self.state_stream_response_body or self.server_state == self.state_done
@@ -446,13 +427,13 @@ class GuardedHttpStream(http_layer.HttpStream):
 
     def check_invalid(self, request: bool):
         # mitmproxy's request/response validation (smuggling) answers 400/502 after an `error` hook of its own.
-        noted = _ANSWER in self.flow.metadata
+        c = flowview.context(self.flow)
+        noted = c.answer is not None
         if not noted:
-            self.flow.metadata[_ANSWER] = ErrorAnswer(400, "bad_request") if request else \
-                ErrorAnswer(502, "upstream_error")
+            c.answer = ErrorAnswer(400, Outcome.BAD_REQUEST) if request else ErrorAnswer(502, Outcome.UPSTREAM_ERROR)
         invalid = yield from super().check_invalid(request)
         if not invalid and not noted:
-            del self.flow.metadata[_ANSWER]
+            c.answer = None
         return invalid
 
     def _own_answers(self, cmds: Iterable[commands.Command]) -> Iterator[commands.Command]:
@@ -483,7 +464,7 @@ class GuardedHttpStream(http_layer.HttpStream):
         """An origin switched protocols for anything but a valid WebSocket handshake: its connection is closed
         (nothing after the 101 is relayed), the visitor gets a 502, and the record says upgrade_refused."""
         self._drop_origin = True
-        self.flow.metadata[_OUTCOME] = "upgrade_refused"
+        flowview.set_outcome(self.flow, Outcome.UPGRADE_REFUSED)
         http1_client = not (self.flow.request.is_http2 or self.flow.request.is_http3)
         resp = own_answer(502, close=http1_client)  # HSTS is added by the responseheaders hook, as for any answer
         return itertools.chain(
@@ -495,9 +476,7 @@ class GuardedHttpStream(http_layer.HttpStream):
     @expect(RequestData, http_layer.RequestTrailers, RequestEndOfMessage)
     def state_consume_request_body(self, event: events.Event):
         if isinstance(event, RequestData):
-            limit = self.flow.metadata.get(_BODY_LIMIT)
-            if limit is None:
-                limit = _settings.body_limit(self.flow)
+            limit = _settings.body_limit(self.flow)
             if limit is not None and (len(self.request_body_buf) + len(event.data) > limit
                                       or _declared_length(self.flow.request) > limit):
                 yield from self._refuse_body(limit)
@@ -508,7 +487,7 @@ class GuardedHttpStream(http_layer.HttpStream):
 
     def _refuse_body(self, limit: int):
         self.request_body_buf.clear()
-        self.flow.metadata[_ANSWER] = ErrorAnswer(413, "too_large")
+        flowview.context(self.flow).answer = ErrorAnswer(413, Outcome.TOO_LARGE)
         self.flow.error = mflow.Error(f"request body over {limit} bytes")
         self.flow.live = False
         self.client_state = self.state_errored

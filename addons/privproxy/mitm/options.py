@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from mitmproxy import ctx, exceptions, http
 
 from privproxy import client_ip, policy
 from privproxy.errors import ConfigError, ConfigErrors
-from privproxy.mitm import flowview, https, internals, proxy_protocol, quiet
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm import flowview, https, internals, log_redaction, proxy_protocol
+from privproxy.mitm.shared import SharedState
+from privproxy.outcome import Result
 
 logger = logging.getLogger(__name__)
 INSTANCE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -35,26 +37,30 @@ class LayerSettings:
     """What mitmproxy's guarded HTTP layer (internals.guard_http) asks privproxy: head limits from the options,
     HSTS and the buffered-body limit from the rules the flow was classified under (or the current ones)."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, shared: SharedState) -> None:
+        self.shared = shared
         self.max_head = 64 * 1024
         self.head_timeout = 30.0
 
     def hsts(self, flow: http.HTTPFlow | None, tls: bool) -> str | None:
-        return https.hsts_for(self.rt, flow, tls)
+        return https.hsts_for(self.shared, flow, tls)
 
     def body_limit(self, flow: http.HTTPFlow) -> int | None:
         state = flowview.state_of(flow)
-        p = state.policy if state is not None else self.rt.policy
+        p = state.policy if state is not None else self.shared.policy
         return p.beacons.limits.max_body if p is not None else None
 
 
 class Options:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.layer = LayerSettings(rt)
+    def __init__(self, shared: SharedState) -> None:
+        self.shared = shared
+        self.layer = LayerSettings(shared)
 
     def load(self, loader) -> None:
+        # Large beacons are scrubbed on a worker thread (PrivacyFilter.request); CPython lets the event loop's
+        # thread have the GIL back only every switch interval (5 ms by default): 1 ms keeps other requests'
+        # latency low while one is scrubbed.
+        sys.setswitchinterval(0.001)
         loader.add_option("privproxy_config", str, "",
                           "privproxy's filters.yaml; empty: ./filters.yaml when present, else built-in defaults.")
         loader.add_option("privproxy_log_dir", str, "", "Directory for privproxy's access logs; empty: no log.")
@@ -82,7 +88,7 @@ class Options:
         loader.add_option("privproxy_request_head_timeout", int, 30,  # int: mitmproxy's --set parses no floats
                           "Seconds a request head may take from a connection's start (or its first byte) to its "
                           "end; slower ones are answered 408. 0: no limit.")
-        quiet.install()
+        log_redaction.install()
         internals.guard_http(self.layer)
 
     def configure(self, updated: set[str]) -> None:
@@ -99,39 +105,40 @@ class Options:
             if name and not INSTANCE_NAME.fullmatch(name):
                 raise exceptions.OptionsError(
                     f"privproxy_instance {name!r}: use 1-64 letters, digits and . _ : - (e.g. the pod or host name)")
-            self.rt.instance = name or self.rt.instance
+            self.shared.instance = name or self.shared.instance
         if "privproxy_proxy_protocol" in updated:
-            self.rt.proxy_protocol = ctx.options.privproxy_proxy_protocol
-            if self.rt.proxy_protocol:
-                proxy_protocol.install(self.rt)
+            self.shared.proxy_protocol = ctx.options.privproxy_proxy_protocol
+            if self.shared.proxy_protocol:
+                proxy_protocol.install(self.shared)
         if "privproxy_trusted_proxies" in updated:
             try:
-                self.rt.extra_trusted = client_ip.parse_networks(ctx.options.privproxy_trusted_proxies)
+                self.shared.extra_trusted = client_ip.parse_networks(ctx.options.privproxy_trusted_proxies)
             except ValueError as e:
                 raise exceptions.OptionsError(f"privproxy_trusted_proxies: not a CIDR: {e}") from None
         if "privproxy_geoip_db" in updated:
-            self.rt.geoip_override = ctx.options.privproxy_geoip_db
+            self.shared.geoip_override = ctx.options.privproxy_geoip_db
         if updated & {"privproxy_config", "privproxy_trusted_proxies", "privproxy_geoip_db"}:
             path = config_path(ctx.options.privproxy_config)
             try:
                 p = policy.load(path) if path else policy.default()
             except (ConfigError, ConfigErrors) as e:
-                self.rt.metrics.reloads.labels("failure").inc()
+                self.shared.metrics.reload(Result.FAILURE)
                 raise exceptions.OptionsError(str(e)) from None
             if ctx.options.privproxy_require_secrets and (missing := policy.missing_secrets(p)):
-                self.rt.metrics.reloads.labels("failure").inc()
+                self.shared.metrics.reload(Result.FAILURE)
                 raise exceptions.OptionsError("privproxy_require_secrets: " + "; ".join(missing)
                                               + ". Set them in the service's environment (e.g. a Kubernetes Secret)")
-            self.rt.swap(p)
+            self.shared.swap(p)
             try:
-                self.rt.load_geo(strict=True)
+                self.shared.load_geo(strict=True)
             except ConfigError as e:
                 raise exceptions.OptionsError(str(e)) from None
-            self.rt.metrics.reloads.labels("success").inc()
+            self.shared.metrics.reload(Result.SUCCESS)
             for w in p.warnings:
                 logger.warning(w)
             self.harden()
-        if self.rt.proxy_protocol and self.rt.policy is not None and not self.rt.policy.client_ip.trusted_proxies:
+        active = self.shared.policy
+        if self.shared.proxy_protocol and active is not None and not active.client_ip.trusted_proxies:
             raise exceptions.OptionsError(
                 "privproxy_proxy_protocol: no trusted proxy is configured, so every connection would be refused; "
                 "add the load balancer's address with --trusted-proxy CIDR or client_ip.trusted_proxies")
@@ -140,7 +147,7 @@ class Options:
         if not ctx.options.privproxy_instance:
             ps = ctx.master.addons.get("proxyserver")
             ports = [a[1] for a in ps.listen_addrs()] if ps else []
-            self.rt.instance = socket.gethostname()[:48] + (f":{ports[0]}" if ports else "")
+            self.shared.instance = socket.gethostname()[:48] + (f":{ports[0]}" if ports else "")
 
     def harden(self) -> None:
         """mitmproxy's defaults suit a debugging proxy; a public reverse proxy needs these instead."""
@@ -156,8 +163,8 @@ class Options:
         if "flow_detail" in opts and opts.flow_detail:
             wanted["flow_detail"] = 0  # the dumper prints client addresses and full URLs
             logger.warning("privproxy: flow_detail set to 0: mitmproxy's flow output shows client addresses and URLs")
-        if self.rt.policy is not None and "tls_version_client_min" in opts:
-            wanted["tls_version_client_min"] = self.rt.policy.https.min_tls
+        if self.shared.policy is not None and "tls_version_client_min" in opts:
+            wanted["tls_version_client_min"] = self.shared.policy.https.min_tls
         changes = {k: v for k, v in wanted.items() if k in opts and getattr(opts, k) != v}
         if changes:
             opts.update(**changes)

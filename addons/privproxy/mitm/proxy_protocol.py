@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from privproxy import proxy_protocol, truncate
+from privproxy import metrics, proxy_protocol, truncate
 from privproxy.mitm import internals
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -25,40 +25,40 @@ def _close(writer) -> None:
         pass
 
 
-async def accept(rt: Runtime, reader, writer):
+async def accept(shared: SharedState, reader, writer):
     """The header's source as the new peer, or None after closing a connection that may not proceed."""
-    m = rt.metrics.proxy_protocol
+    m = shared.metrics
     peer = writer.get_extra_info("peername")
-    policy = rt.policy
+    policy = shared.policy
     ip = truncate.parse_ip(peer[0]) if peer else None  # zone index and IPv4-mapped forms handled there
     if policy is None or ip is None or not policy.client_ip.is_trusted(ip):
-        m.labels("untrusted_peer").inc()
+        m.proxy_connection(metrics.UNTRUSTED)
         _close(writer)
         return None
     try:
         header = await proxy_protocol.read_header(reader)
     except proxy_protocol.ProxyProtocolError as e:
-        m.labels(e.reason).inc()
+        m.proxy_connection(e.reason)
         logger.info("privproxy: PROXY header refused from a trusted proxy: %s", e)
         _close(writer)
         return None
     if header.source is None:
-        m.labels("local").inc()
+        m.proxy_connection(metrics.LOCAL)
         return writer
-    m.labels("accepted").inc()
+    m.proxy_connection(metrics.ACCEPTED)
     return internals.with_peer(writer, header.source)
 
 
-def install(rt: Runtime) -> None:
+def install(shared: SharedState) -> None:
     """Make reverse listeners started from now on require a PROXY header (process-wide, like the option)."""
 
     async def gate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        if not rt.proxy_protocol:
+        if not shared.proxy_protocol:
             return writer
         try:
-            return await accept(rt, reader, writer)
+            return await accept(shared, reader, writer)
         except Exception as e:  # noqa: BLE001 - fail closed: no header, no connection
-            rt.metrics.proxy_protocol.labels("malformed").inc()
+            shared.metrics.proxy_connection(metrics.MALFORMED)
             logger.error("privproxy: PROXY protocol handling failed (%s)", type(e).__name__)
             _close(writer)
             return None

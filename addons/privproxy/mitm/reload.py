@@ -16,15 +16,16 @@ from mitmproxy import ctx
 from privproxy import policy
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.mitm.options import config_path
-from privproxy.mitm.runtime import Runtime
+from privproxy.mitm.shared import SharedState
+from privproxy.outcome import Result
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 
 
 class PolicyReloader:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, shared: SharedState) -> None:
+        self.shared = shared
         self._task: asyncio.Task[None] | None = None
         self._seen: tuple[int, int, int] | None = None
 
@@ -61,19 +62,19 @@ class PolicyReloader:
         try:
             new = policy.load(path)
         except (ConfigError, ConfigErrors) as e:
-            self.rt.metrics.reloads.labels("failure").inc()
+            self.shared.metrics.reload(Result.FAILURE)
             logger.error("privproxy: %s is invalid, keeping the previous rules:\n%s", path, e)
             return False
         if ctx.options.privproxy_require_secrets and (missing := policy.missing_secrets(new)):
-            self.rt.metrics.reloads.labels("failure").inc()
+            self.shared.metrics.reload(Result.FAILURE)
             logger.error("privproxy: %s names secrets this process does not have, keeping the previous rules: %s",
                          path, "; ".join(missing))
             return False
-        if self.rt.policy is not None and new.sha256 == self.rt.policy.sha256:
+        if self.shared.policy is not None and new.sha256 == self.shared.policy.sha256:
             return None
-        self.rt.swap(new)
-        self.rt.load_geo(strict=False)
-        self.rt.metrics.reloads.labels("success").inc()
+        self.shared.swap(new)
+        self.shared.load_geo(strict=False)
+        self.shared.metrics.reload(Result.SUCCESS)
         logger.warning("privproxy: reloaded %s (sha256 %s); protections switched off: %s", path, new.sha256[:12],
                        ", ".join(new.disabled) or "none")
         for w in new.warnings:

@@ -16,12 +16,11 @@ import logging
 
 from mitmproxy import ctx, exceptions, http
 
-from privproxy.mitm import internals
+from privproxy.mitm import flowview, internals
+from privproxy.outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
-OUTCOME = "upstream_timeout"
-_TIMER = "privproxy_upstream_timer"
 _BODY = (b"<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1>"
          b"<p>The site did not answer in time. Please try again.</p>\n")
 GATEWAY_TIMEOUT = (b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -48,10 +47,10 @@ class UpstreamTimeout:
 
     def request(self, flow: http.HTTPFlow) -> None:
         # The last request hook: everything before this ran in the proxy, from here the origin has the turn.
-        if self.seconds <= 0 or flow.response is not None or not flow.live:
+        if self.seconds <= 0 or not flowview.awaiting_origin(flow):
             return
         loop = asyncio.get_running_loop()
-        flow.metadata[_TIMER] = loop.call_later(self.seconds, self._expire, flow)
+        flowview.context(flow).timer = loop.call_later(self.seconds, self._expire, flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._cancel(flow)
@@ -64,17 +63,19 @@ class UpstreamTimeout:
 
     @staticmethod
     def _cancel(flow: http.HTTPFlow) -> None:
-        timer = flow.metadata.pop(_TIMER, None)
-        if timer is not None:
-            timer.cancel()
+        c = flowview.peek(flow)
+        if c is not None and c.timer is not None:
+            c.timer.cancel()
+            c.timer = None
 
     def _expire(self, flow: http.HTTPFlow) -> None:
-        flow.metadata.pop(_TIMER, None)
-        if flow.response is not None or not flow.live:
+        c = flowview.context(flow)
+        c.timer = None
+        if not flowview.awaiting_origin(flow):
             return
-        flow.metadata["privproxy_outcome"] = OUTCOME  # before: the fed answer may run the response hooks at once
+        c.outcome = Outcome.UPSTREAM_TIMEOUT  # before: the fed answer may run the response hooks at once
         if not internals.give_up_on_origin(flow, GATEWAY_TIMEOUT):  # the connection went away meanwhile
-            del flow.metadata["privproxy_outcome"]
+            c.outcome = None
             return
         self.expired += 1
         logger.warning("privproxy: origin did not answer within %g s; answering 504", self.seconds)

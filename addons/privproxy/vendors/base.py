@@ -77,11 +77,24 @@ class CodecError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+# Why a count of fields: reading a document costs Python work per value, not per byte. 2 MiB of `[0,0,...]` is a
+# million values (0.5 s to check their depth, seconds to scrub); 2 MiB of `a=1&` half a million form pairs (1 s to
+# parse), of empty lines two million GA4 hits (7 s). Ordinary batches have a value every 25-30 bytes (Segment,
+# PostHog, Amplitude SDK traffic), so 65 536 of them is a 1.7 MiB batch; a body with more values or pairs, or more
+# than MAX_HIT_LINES hit lines, is refused (too_large) before it is walked (issue 17). privproxy.beacon bounds the
+# walk itself (MAX_WORK).
+MAX_FIELDS = 65_536
+# gtag.js batches up to 25 hits a request and analytics.js 20: a thousand lines is no SDK's, and each line is a
+# document whose identifiers every earlier line is searched for again (quadratic in lines, bounded by the budget).
+MAX_HIT_LINES = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_body: int = 512 * 1024
     max_decompressed: int = 2 * 1024 * 1024
     max_depth: int = 32
+    max_fields: int = MAX_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +158,8 @@ class Params:
 
     @classmethod
     def parse(cls, text: str, names: Callable[[str], str | None] | None = None) -> Params:
+        if text.count("&") >= MAX_FIELDS:  # see MAX_FIELDS: refused before a pair is made
+            raise CodecError("too_large", f"more than {MAX_FIELDS} parameters")
         p = cls()
         for part in text.split("&"):
             if not part:
@@ -300,7 +315,7 @@ def loads(data: bytes | str, limits: Limits) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise CodecError("bad_json", str(e)[:80]) from None
-    check_depth(value, limits.max_depth)
+    check_depth(value, limits.max_depth, limits.max_fields)
     return value
 
 
@@ -317,16 +332,24 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def check_depth(value: Any, limit: int) -> None:
+def check_depth(value: Any, limit: int, max_values: int = MAX_FIELDS) -> None:
+    """No value deeper than `limit` (the root is at 0), no more than `max_values` values in all (MAX_FIELDS).
+    Only containers are stacked: stacking every value cost half a second for a million of them."""
+    if not isinstance(value, (dict, list)):
+        return
+    count = 1
     stack = [(value, 0)]
     while stack:
         v, d = stack.pop()
-        if d > limit:
+        children = v.values() if isinstance(v, dict) else v
+        if not children:
+            continue
+        if d >= limit:
             raise CodecError("too_deep", f"nesting deeper than {limit}")
-        if isinstance(v, dict):
-            stack.extend((x, d + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, d + 1) for x in v)
+        count += len(children)
+        if count > max_values:
+            raise CodecError("too_large", f"more than {max_values} values")
+        stack.extend((x, d + 1) for x in children if isinstance(x, (dict, list)))
 
 
 _B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
@@ -414,6 +437,8 @@ def lines_decoded(beacon: Beacon, limits: Limits, classify: Classifier) -> Decod
         text = text_of(body.data)
         if "\r" in text.replace("\r\n", ""):
             raise CodecError("ambiguous_body", "a bare CR: a line break to some readers, not to others")
+        if text.count("\n") >= MAX_HIT_LINES:  # each line is a document to parse, walk and search again
+            raise CodecError("too_large", f"more than {MAX_HIT_LINES} hit lines")
         for i, part in enumerate(re.split(r"(\r?\n)", text)):
             if i % 2:
                 seps.append(part)

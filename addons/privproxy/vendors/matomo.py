@@ -57,14 +57,16 @@ def php_name(name: str) -> str | None:
     if "]" not in rest:  # not an index: the `[` and everything after it is part of the name
         return base + "_" + rest.replace(" ", "_").replace(".", "_").replace("[", "_")
     # An array: indices as PHP splits them; anything after the last `]` that opens no new index is ignored.
-    out, rest = base, "[" + rest
-    while rest.startswith("["):
-        close = rest.find("]")
+    # Positions, not slices: cutting the rest off after each index copied it each time, quadratic in a name of
+    # thousands of `[x]` (issue 17).
+    rest = "[" + rest
+    pos, end = 0, 0
+    while rest.startswith("[", pos):
+        close = rest.find("]", pos)
         if close < 0:
             break
-        out += rest[:close + 1]
-        rest = rest[close + 1:]
-    return out
+        pos = end = close + 1
+    return base + rest[:end]
 
 
 _BULK = by_name({"requests": Nested("query", HIT, php_name), "token_auth": "plain"})

@@ -12,11 +12,11 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from privproxy import beacon, policy, vendors
+from privproxy import beacon, beacons, policy, vendors
 from privproxy.vendors.base import Beacon, Limits, Params
 from tests.unit.vendors.beacons import CANARIES, CASES, IP, Case
 
-SETTINGS = beacon.Settings()
+SETTINGS = beacons.Settings()
 SCRUBBER = policy.from_text(policy.DEFAULT_FILE.read_text(), "filters.yaml", secret=b"codec-test").scrubber
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from privproxy import target, vendors
-from privproxy.beacon import Settings
+from privproxy.beacons import Settings
 
 SETTINGS = Settings()
 

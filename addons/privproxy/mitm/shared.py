@@ -1,4 +1,4 @@
-"""State shared by privproxy's addons in one process: the active Policy (swapped whole), metrics, sinks."""
+"""The state privproxy's addons share in one process: the active Policy (swapped whole), metrics, sinks."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from privproxy import client_ip, geo
 from privproxy.errors import ConfigError
 from privproxy.access_log.sink import Sink
 from privproxy.metrics import Metrics
+from privproxy.outcome import Result
 from privproxy.policy import Policy
 
 
-class Runtime:
+class SharedState:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.policy: Policy | None = None
         self.metrics = metrics or Metrics()
@@ -35,10 +36,7 @@ class Runtime:
                                      trusted_proxies=policy.client_ip.trusted_proxies + self.extra_trusted)
             policy = dataclasses.replace(policy, client_ip=ci)
         self.policy = policy
-        self.metrics.preinit(policy.sites.names, policy.rules.rules)
-        self.metrics.protections(policy.disabled)
-        self.metrics.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
-        self.metrics.reload_success.set(time.time())
+        self.metrics.policy_loaded(policy, time.time())
         return policy
 
     def load_geo(self, strict: bool) -> None:
@@ -54,9 +52,9 @@ class Runtime:
         else:
             try:
                 self.locator = geo.Locator(settings, geo.GeoDB(settings.database, settings.granularity))
-                self.metrics.geo_loads.labels("success").inc()
+                self.metrics.geo_load(Result.SUCCESS)
             except ConfigError as e:
-                self.metrics.geo_loads.labels("failure").inc()
+                self.metrics.geo_load(Result.FAILURE)
                 if strict:
                     raise
                 logging.getLogger(__name__).error("privproxy: %s; serving on without geography", e)

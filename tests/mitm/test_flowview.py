@@ -1,0 +1,92 @@
+"""flowview: the one FlowContext per flow under one metadata key, and the only module of privproxy's addons that
+reads or writes a flow's fields."""
+
+from __future__ import annotations
+
+import re
+
+from mitmproxy import http
+from mitmproxy.test import tutils
+
+from privproxy.mitm import flowview
+from privproxy.mitm.drain import Drain
+from privproxy.outcome import Outcome
+from tests.helpers import REPO
+from tests.mitm.conftest import make_flow
+
+MITM = REPO / "addons" / "privproxy" / "mitm"
+
+
+def test_one_context_made_on_first_use():
+    f = make_flow("/")
+    assert flowview.peek(f) is None and flowview.state_of(f) is None
+    assert flowview.error_answer(f) is None and flowview.outcome_of(f) is None
+    c = flowview.context(f)
+    assert flowview.context(f) is c and flowview.peek(f) is c and list(f.metadata) == [flowview.KEY]
+
+
+def test_a_flow_through_every_hook_keeps_one_metadata_key(chain):
+    _, addons, _ = chain
+    drain = Drain()
+    f = make_flow("/p?email=jane%40example.com", headers=[("Cookie", "_ga=GA1.1.1.2")])
+    for hook in ("requestheaders", "request"):
+        for a in (drain, *addons):
+            if hasattr(a, hook):
+                getattr(a, hook)(f)
+    f.response = tutils.tresp(content=b"x" * 10)
+    for hook in ("responseheaders", "response"):
+        for a in (drain, *addons):
+            if hasattr(a, hook):
+                getattr(a, hook)(f)
+    c = flowview.peek(f)
+    assert list(f.metadata) == [flowview.KEY]
+    assert c.state is not None and c.view is not None and c.record is not None
+    assert c.logged and c.observed and not c.inflight and drain.inflight == 0
+    assert c.record.outcome == Outcome.FORWARDED and c.record.bytes == 10
+
+
+def test_answer_here_sets_the_response_and_the_outcome():
+    f = make_flow("/")
+    f.request.stream = True
+    flowview.answer_here(f, Outcome.NOT_FORWARDED, 204, b"", {"cache-control": "no-store"})
+    assert flowview.answered(f) and f.response.status_code == 204 and f.request.stream is False
+    assert f.response.headers["cache-control"] == "no-store" and flowview.outcome_of(f) == "not_forwarded"
+
+
+def test_small_answers_are_buffered_and_large_or_unsized_ones_counted_as_they_stream():
+    small = make_flow("/")
+    small.response = tutils.tresp(content=b"abc")
+    flowview.count_response(small, buffer_limit=100)
+    assert not small.response.stream and flowview.streamed_bytes(small) is None
+    assert flowview.response_size(small) == 3
+    big = make_flow("/")
+    big.response = tutils.tresp(content=b"")
+    big.response.headers["content-length"] = "1000"
+    flowview.count_response(big, buffer_limit=100)
+    for chunk in (b"a" * 600, b"b" * 400):
+        assert big.response.stream(chunk) == chunk
+    assert flowview.streamed_bytes(big) == flowview.response_size(big) == 1000
+
+
+def test_secure_response_replaces_hsts_and_keeps_bytes_it_does_not_own():
+    f = make_flow("/")
+    f.response = tutils.tresp(headers=http.Headers([
+        (b"Strict-Transport-Security", b"max-age=0"), (b"Set-Cookie", b"sid=\xff1; HttpOnly"), (b"X-A", b"1")]))
+    flowview.secure_response(f, "max-age=63072000", lambda v: v + "; Secure")
+    assert f.response.headers.fields == ((b"Set-Cookie", b"sid=\xff1; HttpOnly; Secure"), (b"X-A", b"1"),
+                                         (b"Strict-Transport-Security", b"max-age=63072000"))
+
+
+def test_strip_identifying_headers_is_the_fail_closed_fallback():
+    f = make_flow("/", headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"),
+                                ("Cookie", "sid=1"), ("Accept", "*/*")])
+    flowview.strip_identifying_headers(f)
+    assert [k for k, _ in f.request.headers.items()] == ["host", "Accept"]
+
+
+def test_flowview_is_the_only_addon_module_touching_flow_fields_or_metadata():
+    """internals is mitmproxy's HTTP layer itself (it builds and ends flows as that layer does)."""
+    touches = re.compile(r"\bflow\.(metadata|response|request|error|live)\b|\.metadata\b")
+    offenders = [p.name for p in MITM.glob("*.py")
+                 if p.name not in ("flowview.py", "internals.py") and touches.search(p.read_text())]
+    assert offenders == []

@@ -1,0 +1,31 @@
+"""The access-log record: frozen plain fields, its outcome written as the wire value log readers know (C3)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+import pytest
+
+from privproxy.access_log import formats
+from privproxy.access_log.record import SCHEMA_VERSION, LogRecord
+from privproxy.outcome import Outcome
+
+
+def record(**kw) -> LogRecord:
+    base = dict(ts=1700000000.5, request_id="0123456789abcdef", site="default", client="203.0.113.0", method="GET",
+                scheme="https", host="shop.example", path="/p", proto="HTTP/1.1", status=504, bytes=None,
+                duration_ms=60000.0, outcome=Outcome.UPSTREAM_TIMEOUT)
+    return LogRecord(**{**base, **kw})
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record().status = 200  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_every_outcome_is_written_as_its_value(outcome):
+    doc = orjson.loads(formats.json_line(record(outcome=outcome)))
+    assert doc["outcome"] == outcome.value and doc["v"] == SCHEMA_VERSION
+    assert formats.linked_line(record(outcome=outcome), "m-1", "k1").count(f'"outcome":"{outcome}"'.encode()) == 1
