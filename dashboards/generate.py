@@ -16,9 +16,31 @@ def target(expr: str, legend: str = "", ref: str = "A") -> dict:
     return {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto", "refId": ref, "range": True}
 
 
-def quantiles(histogram: str) -> list[dict]:
+def instant(expr: str, legend: str = "", ref: str = "A") -> dict:
+    """A table's query: one evaluation at the end of the range, one row per series (Grafana's "Instant" + "Table")."""
+    return {**target(expr, legend, ref), "format": "table", "instant": True, "range": False}
+
+
+def steps(*pairs: tuple[str, float | None]) -> dict:
+    """Absolute thresholds: the first color from minus infinity, each next one from its value up."""
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in pairs]}
+
+
+OK = steps(("green", None))  # a panel whose values carry no judgement
+# The alerting thresholds of dashboards/alerts/privproxy.rules.yml, drawn on the panels that show the same thing.
+SHARE_5XX = steps(("green", None), ("orange", 0.01), ("red", 0.05))
+UPSTREAM_P95 = steps(("green", None), ("red", 1.0))
+CERT_DAYS = steps(("red", None), ("orange", 14), ("green", 30))
+
+
+def quantiles(histogram: str, qs=((0.5, "p50", "A"), (0.99, "p99", "B"))) -> list[dict]:
     return [target(f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{SEL}}}[{R}])))", name, ref)
-            for q, name, ref in ((0.5, "p50", "A"), (0.99, "p99", "B"))]
+            for q, name, ref in qs]
+
+
+def ours(expr: str) -> str:
+    """Only privproxy's targets: process_* series come from every exporter, and $instance may be All (.*)."""
+    return f"({expr} and on (job, instance) privproxy_build_info)"
 
 
 class Layout:
@@ -37,19 +59,32 @@ class Layout:
         self.y += 1
 
     def add(self, kind: str, title: str, desc: str, targets: list[dict], w: int = 12, unit: str = "short",
-            **extra) -> None:
+            thresholds: dict | None = None, **extra) -> None:
         if self.x + w > 24:
             self.y += 8
             self.x = 0
+        defaults: dict = {"unit": unit}
+        if thresholds is not None or kind in ("stat", "table"):
+            defaults["thresholds"] = thresholds or OK
+        if kind == "timeseries" and thresholds is not None:
+            defaults["custom"] = {"thresholdsStyle": {"mode": "line+area"}}
+        if kind == "table" and thresholds is not None:
+            defaults["custom"] = {"cellOptions": {"type": "color-background"}}
+        options = {
+            "timeseries": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                           "tooltip": {"mode": "multi", "sort": "desc"}},
+            "stat": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                     "colorMode": "value" if thresholds is not None else "none", "graphMode": "area",
+                     "textMode": "auto"},
+            "table": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}},
+        }.get(kind, {})
         panel = {
             "type": kind, "title": title, "description": desc, "id": self._id(), "datasource": DS,
             "gridPos": {"h": 8, "w": w, "x": self.x, "y": self.y}, "targets": targets,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                        "tooltip": {"mode": "multi", "sort": "desc"}} if kind == "timeseries" else
-                       {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                        "colorMode": "value", "graphMode": "area", "textMode": "auto"},
+            "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options,
         }
+        if kind == "table":  # one row per series: the instant query's labels as columns, its value last
+            panel["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]
         panel.update(extra)
         self.panels.append(panel)
         self.x += w
@@ -77,6 +112,34 @@ def build() -> dict:
           "anything sees it (C2, C8).", [
         target(f"sum by (family) (rate(privproxy_ip_truncations_total{{{SEL}}}[{R}]))", "{{family}}")],
         unit="ops")
+    L.row("Edge: answers, origin, certificates (C1, C15)")
+    L.add("timeseries", "Answers by source and status class", "Who answered (origin: the site; vendor: the "
+          "collector behind a beacon path; proxy: privproxy itself: redirects, refusals, 502/504 when the origin "
+          "failed) and with which status class.", [
+        target(f"sum by (source, class) (rate(privproxy_responses_total{{{SEL}}}[{R}]))", "{{source}} {{class}}")],
+        unit="reqps")
+    L.add("stat", "5xx share", "Share of answers that were server errors (the PrivproxyHigh5xxShare alert fires "
+          "above 5% for 10 minutes).", [
+        target(f"sum(rate(privproxy_responses_total{{{SEL},class=\"5xx\"}}[{R}])) / "
+               f"sum(rate(privproxy_responses_total{{{SEL}}}[{R}]))")], w=6, unit="percentunit",
+        thresholds=SHARE_5XX)
+    L.add("stat", "Requests in flight", "Requests received and not yet answered, all instances.", [
+        target(f"sum(privproxy_requests_in_flight{{{SEL}}})")], w=6)
+    L.add("timeseries", "Origin latency p50 / p95 / p99", "From the request sent upstream to the origin's "
+          "response headers (privproxy's own time excluded); the PrivproxyUpstreamSlow alert fires when p95 stays "
+          "above the red line. A request that reaches --upstream-timeout is answered 504.",
+          quantiles("privproxy_upstream_latency_seconds",
+                    ((0.5, "p50", "A"), (0.95, "p95", "B"), (0.99, "p99", "C"))), unit="s", thresholds=UPSTREAM_P95)
+    L.add("table", "Certificates: days left", "Each served certificate by name, days until it expires (the "
+          "PrivproxyCertificateExpiringSoon alert fires below 14).", [
+        instant(f"min by (certificate) ((privproxy_certificate_expiry_timestamp_seconds{{{SEL}}} - time()) / 86400)",
+                "{{certificate}}")], w=6, unit="d", thresholds=CERT_DAYS)
+    L.add("table", "Pseudonym key and switched-off protections", "Per instance: where the pseudonymization key "
+          "comes from (ephemeral: a throwaway key, pseudonyms disagree between instances) and the shipped "
+          "protections the active filters.yaml switches off (report-only: nothing is applied).", [
+        instant(f"max by (instance, mode) (privproxy_pseudonym_key_mode{{{SEL}}} == 1)", "{{mode}}"),
+        instant(f"max by (instance, protection) (privproxy_protection_disabled{{{SEL}}} == 1)", "{{protection}}",
+                "B")], w=6)
     L.row("Identifiers (C2, C4, C8, C10)")
     L.add("timeseries", "Identifiers scrubbed by rule", "Field values changed by each rule, detector or "
           "sensitive path.", [
@@ -88,8 +151,8 @@ def build() -> dict:
                "{{scope}}")], unit="ops")
     L.add("table", "Report-only rules: what they would change", "Rules in report_only mode, counted but not "
           "applied: evidence for tuning before enforcing.", [
-        target(f"sum by (rule, scope, action) (increase(privproxy_fields_scrubbed_total{{{SEL},"
-               f"mode=\"report_only\"}}[$__range]))", "{{rule}}")], format="table")
+        instant(f"sum by (rule, scope, action) (increase(privproxy_fields_scrubbed_total{{{SEL},"
+                f"mode=\"report_only\"}}[$__range]))", "{{rule}}")])
     L.add("timeseries", "Forwarding headers ignored", "X-Forwarded-For/Forwarded from untrusted peers "
           "(spoofing attempts or a missing --trusted-proxy) and malformed ones.", [
         target(f"sum by (reason) (rate(privproxy_forwarding_headers_ignored_total{{{SEL}}}[{R}]))",
@@ -111,8 +174,8 @@ def build() -> dict:
                f"vendor!=\"none\"}}[{R}]))", "{{vendor}} ({{action}})")], unit="ops")
     L.add("table", "Unclassified beacon fields", "Fields that neither the vendor codec nor a rule knows, scanned "
           "by the detectors: write a `body` rule for the frequent ones (the tuning signal).", [
-        target(f"sum by (vendor) (increase(privproxy_beacon_fields_unclassified_total{{{SEL}}}[$__range]))",
-               "{{vendor}}")], format="table")
+        instant(f"sum by (vendor) (increase(privproxy_beacon_fields_unclassified_total{{{SEL}}}[$__range]))",
+                "{{vendor}}")])
     L.row("Member consent (C5, C12, C13)")
     L.add("timeseries", "Consent decisions by state", "One decision per request: valid (the member is linked), "
           "none (no token), why a token was refused (forged, expired, malformed, unknown_key, not_yet_valid), "
@@ -133,8 +196,8 @@ def build() -> dict:
     L.row("Geography (C9, C14)")
     L.add("geomap", "Visitors by country", "Requests by country in the selected range (ISO codes, from the full "
           "address before truncation; rare regions are coarsened by the small-cell guard).", [
-        {**target(f"sum by (country) (increase(privproxy_requests_by_country_total{{{SEL},country!=\"unknown\"}}"
-                  f"[$__range]))", "{{country}}"), "format": "table", "instant": True, "range": False}],
+        instant(f"sum by (country) (increase(privproxy_requests_by_country_total{{{SEL},country!=\"unknown\"}}"
+                f"[$__range]))", "{{country}}")],
         w=16, options={
             "view": {"id": "zero", "lat": 0, "lon": 0, "zoom": 1},
             "controls": {"showZoom": True, "mouseWheelZoom": False},
@@ -164,13 +227,20 @@ def build() -> dict:
                "{{stream}} errors: {{reason}}", "B")], unit="ops")
     L.add("timeseries", "Config reloads", "filters.yaml reloads by result; a failure keeps the previous rules.", [
         target(f"sum by (result) (increase(privproxy_config_reloads_total{{{SEL}}}[{R}]))", "{{result}}")])
+    L.add("timeseries", "Process CPU and memory", "CPU used (1 = one core; mitmproxy uses one per process) and "
+          "resident memory, per instance.", [
+        target(ours(f"rate(process_cpu_seconds_total{{{SEL}}}[{R}])"), "{{instance}} CPU"),
+        target(ours(f"process_resident_memory_bytes{{{SEL}}}") + " / 2^30", "{{instance}} memory (GiB)", "B")])
+    L.add("stat", "Open file descriptors", "Sockets and files open, as a share of the process limit: each "
+          "connection holds one or two.", [
+        target(f"max({ours(f'process_open_fds{{{SEL}}}')} / {ours(f'process_max_fds{{{SEL}}}')})")], w=6,
+        unit="percentunit", thresholds=steps(("green", None), ("orange", 0.8), ("red", 0.9)))
     L.add("stat", "Config age", "Time since the active filters.yaml was loaded, per instance.", [
         target(f"time() - max by (instance) (privproxy_config_last_reload_success_timestamp_seconds{{{SEL}}})",
                "{{instance}}")], w=6, unit="s")
     L.add("table", "Active config per instance", "The sha256 of each instance's filters.yaml: instances that "
           "disagree have not reloaded the same file.", [
-        target(f"max by (instance, sha256) (privproxy_config_info{{{SEL}}})", "{{sha256}}")], w=6,
-        format="table")
+        instant(f"max by (instance, sha256) (privproxy_config_info{{{SEL}}})", "{{sha256}}")], w=6)
     return {
         "title": "privproxy", "uid": "privproxy-overview", "tags": ["privproxy", "privacy"],
         "description": "What privproxy did to traffic: HTTPS, truncation, identifiers scrubbed, health. "
@@ -182,13 +252,12 @@ def build() -> dict:
              "current": {}, "hide": 0, "refresh": 1, "regex": ""},
             {"name": "instance", "label": "Instance", "type": "query", "datasource": DS,
              "query": {"query": "label_values(privproxy_build_info, instance)", "refId": "instance"},
-             "definition": "label_values(privproxy_build_info, instance)", "refresh": 2, "includeAll": True,
+             "refresh": 2, "includeAll": True,
              "multi": True, "allValue": ".*", "current": {"text": "All", "value": "$__all"}},
         ]},
         "annotations": {"list": [
             {"name": "Config reloads", "enable": True, "datasource": DS, "iconColor": "blue",
-             "expr": f"changes(privproxy_config_last_reload_success_timestamp_seconds{{{SEL}}}[2m]) > 0",
-             "titleFormat": "filters.yaml reloaded"}]},
+             "expr": f"changes(privproxy_config_last_reload_success_timestamp_seconds{{{SEL}}}[2m]) > 0"}]},
         "panels": L.panels,
     }
 

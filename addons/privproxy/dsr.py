@@ -5,35 +5,43 @@ rotated by privproxy or by logrotate (`.1`, `-20261128`, any date format), pendi
 bzip2 or xz. A file that cannot be read fails the request, naming the file and what to do: a request never
 reports success over records it skipped. The anonymous access log holds no member id and is never touched.
 Erasing rewrites each affected file into a temporary sibling (compressed as it was, same mode, owner and
-mtime) and renames it over the original (atomic), under the lock the proxy's writer honours. Every request
-leaves one audit line in `dsr-audit.jsonl`, naming the member by a SHA-256 of the id only.
+mtime) and renames it over the original (atomic), under the lock the proxy's writer honours. One request may
+cover several log directories (one per instance): it holds all their locks at once and leaves one audit line,
+in `dsr-audit.jsonl` of the first directory unless told otherwise. The line names the member only by an HMAC
+under a key derived from the deployment's pseudonymization key (AuditKey): a plain SHA-256 of a patterned id
+(member-4711) is reversed by trying them all. Without a key the line names no member at all.
 """
 
 from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
+import dataclasses
 import getpass
 import gzip
-import hashlib
+import hmac
 import lzma
 import os
 import shlex
 import stat
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import orjson
 
+from privproxy import pseudonyms
 from privproxy.access_log import lock
 from privproxy.access_log.formats import LINKED_FILE, iso
 from privproxy.consent.token import MEMBER_ID
 
 AUDIT_FILE = "dsr-audit.jsonl"
+AUDIT_DESTINATION = "dsr-audit"  # its own pseudonymization destination: no other recipient's key
+NO_KEY_SOURCE = "none"
 STEM = LINKED_FILE.partition(".")[0]  # "linked": names privproxy (linked-DAY.jsonl) and logrotate give it
 
 # Recognised by content (a rotated file's name may say nothing), else by the name's suffix.
@@ -83,50 +91,137 @@ class _Refused(Exception):
     """This file cannot be read as linked records; the message says why and what to do."""
 
 
+@dataclass(frozen=True, slots=True)
+class AuditKey:
+    """What names the member in an audit line: HMAC-SHA256(key, member id), and where the key comes from,
+    `MODE:ROTATION:N` (MODE key_file or secret, the pseudonymization period N), so that whoever holds the
+    deployment's secret, or a key file still at that period, can tell which lines are a member's (audit_matches).
+    The key is the pseudonymization key's destination key for "dsr-audit" (pseudonyms.destination_key): it
+    yields none of the pseudonyms in the logs or at the vendors."""
+
+    key: bytes = b""
+    source: str = NO_KEY_SOURCE
+
+    def member(self, member: str) -> str | None:
+        return hmac.new(self.key, member.encode(), "sha256").hexdigest() if self.key else None
+
+
+NO_KEY = AuditKey()
+
+
+def audit_key(pz: pseudonyms.Pseudonymizer) -> AuditKey:
+    """The audit key of the current period; NO_KEY when only a throwaway key exists (no key file could be read
+    and no secret is set): an audit line then names no member, rather than a hash anyone could reverse."""
+    if pz.ephemeral:
+        return NO_KEY
+    dest = pz.for_destination(AUDIT_DESTINATION)
+    while True:  # the period and its key, read together even at the turn of a period
+        period = pz.period()
+        key = dest.key()
+        if pz.period() == period:
+            return AuditKey(key, f"{pz.mode}:{period}")
+
+
+def audit_key_for(settings: pseudonyms.Settings, source: str) -> AuditKey | None:
+    """The key an audit line's `member_key` names, recomputed from the deployment's key material; None when it
+    cannot be any more (another mode, a key file rotated past that period, no key at all)."""
+    _mode, _, period = source.partition(":")
+    try:
+        rotation, _ = pseudonyms.parse_period(period)
+        start = pseudonyms.period_start(period)
+    except ValueError:
+        return None
+    pz = pseudonyms.Pseudonymizer(dataclasses.replace(settings, rotation=rotation), clock=lambda: float(start))
+    got = audit_key(pz)
+    return got if got.source == source else None
+
+
+def audit_matches(audit_file: Path, member: str, settings: pseudonyms.Settings
+                  ) -> tuple[list[dict[str, object]], int]:
+    """The member's lines of an audit file, and how many lines could not be checked (their key is gone)."""
+    mine: list[dict[str, object]] = []
+    unchecked = 0
+    keys: dict[str, AuditKey | None] = {}
+    with open(audit_file, "rb") as f:
+        for raw in f:
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                unchecked += 1
+                continue
+            source = str(doc.get("member_key") or NO_KEY_SOURCE)
+            if source not in keys:
+                keys[source] = audit_key_for(settings, source) if source != NO_KEY_SOURCE else None
+            key = keys[source]
+            if key is None or not doc.get("member_hmac"):
+                unchecked += 1
+            elif hmac.compare_digest(str(doc["member_hmac"]), key.member(member) or ""):
+                mine.append(doc)
+    return mine, unchecked
+
+
 def linked_files(log_dir: Path) -> list[Path]:
     """Every entry of `log_dir` named `linked*`, sorted by name with the live file last."""
     return sorted((p for p in log_dir.iterdir() if p.name.startswith(STEM)),
                   key=lambda p: (p.name == LINKED_FILE, p.name))
 
 
-def _check(log_dir: Path, member: str) -> None:
+def _check(log_dirs: Sequence[Path], member: str) -> list[Path]:
+    """The directories, each once (the same directory named twice, or through a symlink, is read once)."""
     if not MEMBER_ID.fullmatch(member):
         raise DsrError("member ids are 1-128 characters from A-Z a-z 0-9 . _ : @ + -")
-    if not log_dir.is_dir():
-        raise DsrError(f"{log_dir} is not a directory — pass the proxy's --log-dir")
+    if not log_dirs:
+        raise DsrError("no log directory — pass the proxy's --log-dir (once per instance)")
+    out: dict[str, Path] = {}
+    for d in log_dirs:
+        if not d.is_dir():
+            raise DsrError(f"{d} is not a directory — pass the proxy's --log-dir")
+        out.setdefault(os.path.realpath(d), d)
+    return list(out.values())
 
 
-def export(log_dir: Path, member: str, now: float | None = None, timeout: float = 30.0) -> Report:
-    return _run("export", log_dir, member, now, timeout)
+def export(log_dirs: Path | Sequence[Path], member: str, now: float | None = None, timeout: float = 30.0,
+           key: AuditKey = NO_KEY, audit_file: Path | None = None) -> Report:
+    return _run("export", log_dirs, member, now, timeout, key, audit_file)
 
 
-def erase(log_dir: Path, member: str, now: float | None = None, timeout: float = 30.0) -> Report:
-    return _run("erase", log_dir, member, now, timeout)
+def erase(log_dirs: Path | Sequence[Path], member: str, now: float | None = None, timeout: float = 30.0,
+          key: AuditKey = NO_KEY, audit_file: Path | None = None) -> Report:
+    return _run("erase", log_dirs, member, now, timeout, key, audit_file)
 
 
-def _run(action: str, log_dir: Path, member: str, now: float | None, timeout: float) -> Report:
-    _check(log_dir, member)
+def _run(action: str, log_dirs: Path | Sequence[Path], member: str, now: float | None, timeout: float,
+         key: AuditKey, audit_file: Path | None) -> Report:
+    dirs = _check([log_dirs] if isinstance(log_dirs, Path) else list(log_dirs), member)
+    audit = _Audit(audit_file or dirs[0] / AUDIT_FILE, action, member, key, dirs, now)
     report = Report(member)
     deadline = time.monotonic() + timeout
+    several = len(dirs) > 1  # files are then named by their path, else by their name in the one directory
     try:
-        with lock.hold(log_dir / LINKED_FILE, shared=action == "export", timeout=timeout):
-            for path in linked_files(log_dir):
-                try:
-                    _one(action, path, member, report, deadline)
-                except _Refused as e:
-                    report.failed.append((path.name, str(e)))
-                except Exception as e:  # noqa: BLE001 - a bug must not cost the other files or the audit line
-                    report.failed.append((path.name, f"unexpected {type(e).__name__} ({e}) — please report it"))
+        with contextlib.ExitStack() as held:
+            # All the directories' locks at once, in one order for every dsr run (two never wait in a cycle).
+            for d in sorted(dirs, key=os.path.realpath):
+                held.enter_context(lock.hold(d / LINKED_FILE, shared=action == "export",
+                                             timeout=max(0.0, deadline - time.monotonic())))
+            for d in dirs:
+                for path in linked_files(d):
+                    name = str(path) if several else path.name
+                    try:
+                        _one(action, path, name, member, report, deadline)
+                    except _Refused as e:
+                        report.failed.append((name, str(e)))
+                    except Exception as e:  # noqa: BLE001 - a bug must not cost the other files or the audit line
+                        report.failed.append((name, f"unexpected {type(e).__name__} ({e}) — please report it"))
     except lock.Locked as e:
-        _audit(log_dir, action, member, report, now, error=str(e))
+        audit.write(report, error=str(e))
         raise DsrError(f"{e} (another dsr request?) — run again, or raise --timeout") from None
-    _audit(log_dir, action, member, report, now)
+    audit.write(report)
     if report.failed:
         raise Incomplete(action, report)
     return report
 
 
-def _one(action: str, path: Path, member: str, report: Report, deadline: float) -> None:
+def _one(action: str, path: Path, name: str, member: str, report: Report, deadline: float) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # NONBLOCK: a FIFO named linked* must not hang us
     except FileNotFoundError:
@@ -156,7 +251,7 @@ def _one(action: str, path: Path, member: str, report: Report, deadline: float) 
         if action == "erase":
             _rewrite(path, raw, kind, member, st)
             report.removed += mine
-        report.files.append(path.name)
+        report.files.append(name)
 
 
 def _kind(name: str, head: bytes, size: int) -> str:
@@ -310,27 +405,42 @@ def _rewrite(path: Path, raw: BinaryIO, kind: str, member: str, st: os.stat_resu
         os.close(dfd)
 
 
-def _audit(log_dir: Path, action: str, member: str, report: Report, now: float | None, error: str = "") -> None:
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = str(os.getuid())
-    doc: dict[str, object] = {
-        "ts": iso(time.time() if now is None else now),
-        "action": action,
-        "member_sha256": hashlib.sha256(member.encode()).hexdigest(),
-        # what was handed out or erased: an export that fails hands out nothing
-        "records": report.removed if action == "erase" else 0 if report.failed or error else len(report.records),
-        "files": [] if action == "export" and report.failed else report.files,
-        "by": who,
-        "result": "failed" if error else "incomplete" if report.failed else "ok",
-    }
-    if report.failed:
-        doc["failed"] = [{"file": name, "reason": why} for name, why in report.failed]
-    if error:
-        doc["error"] = error
-    fd = os.open(log_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        os.write(fd, orjson.dumps(doc) + b"\n")
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class _Audit:
+    """The one audit line of a request, whatever number of directories it covered."""
+
+    path: Path
+    action: str
+    member: str
+    key: AuditKey
+    dirs: list[Path]
+    now: float | None
+
+    def write(self, report: Report, error: str = "") -> None:
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = str(os.getuid())
+        action = self.action
+        doc: dict[str, object] = {
+            "ts": iso(time.time() if self.now is None else self.now),
+            "action": action,
+            "member_hmac": self.key.member(self.member),  # null: no key configured, no member named
+            "member_key": self.key.source,
+            # what was handed out or erased: an export that fails hands out nothing
+            "records": report.removed if action == "erase" else 0 if report.failed or error else len(report.records),
+            "files": [] if action == "export" and report.failed else report.files,
+            "log_dirs": [str(d) for d in self.dirs],
+            "by": who,
+            "result": "failed" if error else "incomplete" if report.failed else "ok",
+        }
+        if report.failed:
+            doc["failed"] = [{"file": name, "reason": why} for name, why in report.failed]
+        if error:
+            doc["error"] = error
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, orjson.dumps(doc) + b"\n")
+        finally:
+            os.close(fd)

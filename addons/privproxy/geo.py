@@ -133,8 +133,8 @@ class GeoDB:
         p = Path(path)
         if not p.is_file():
             raise ConfigError("GeoIP database not found", path=str(p),
-                              hint="download GeoLite2-City.mmdb with geoipupdate (see README, Geography) or "
-                                   "drop --geoip-db")
+                              hint="download GeoLite2-City.mmdb with geoipupdate (see README, Geography), or run "
+                                   "without geography: no --geoip-db (privproxy_geoip_db), no geo.database")
         import maxminddb  # here, not at import: it costs a twentieth of a second that filter-log never needs
 
         try:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector,
+                               disable_created_metrics)
 
 from privproxy import __version__
-from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Stage
+from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Source, Stage
 
 if TYPE_CHECKING:
     from privproxy.access_log.record import LogRecord
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from privproxy.client_ip import Client
     from privproxy.pipeline import FlowState
     from privproxy.policy import Policy
+    from privproxy.pseudonyms import Pseudonymizer
 
 # Label values of privproxy's own (the rest are enums of privproxy.outcome or reason tuples of the stages).
 FAMILIES = ("ipv4", "ipv6")
@@ -31,6 +33,33 @@ UNKNOWN = "unknown"
 disable_created_metrics()
 
 FILTER_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+# Time to an origin's response headers: the buckets below the upstream timeout, then the timeout itself, so
+# `_count - _bucket{le="<timeout>"}` counts the answers the proxy gave up on (privproxy_upstream_latency_seconds).
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+DEFAULT_UPSTREAM_TIMEOUT = 60.0  # privproxy run --upstream-timeout's default
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+KEY_MODES = ("key_file", "secret", "ephemeral")  # privproxy.pseudonyms.Pseudonymizer.mode, and "ephemeral" in use
+UPSTREAM_SOURCES = (Source.ORIGIN, Source.VENDOR)
+
+
+def upstream_buckets(timeout: float) -> tuple[float, ...]:
+    """Latency buckets up to the upstream timeout (0: no timeout, buckets up to five minutes)."""
+    if timeout <= 0:
+        return UPSTREAM_BUCKETS
+    return (*(b for b in UPSTREAM_BUCKETS if b < timeout), float(timeout))
+
+
+def answer_source(outcome: Outcome, beacon: bool, status: int) -> Source | None:
+    """Who made the answer a finished request got; None when no answer was sent (the visitor left first)."""
+    if outcome == Outcome.FORWARDED or (outcome == Outcome.CLIENT_CLOSED and status != 499):
+        return Source.VENDOR if beacon else Source.ORIGIN
+    if outcome == Outcome.CLIENT_CLOSED:
+        return None
+    return Source.PROXY
+
+
+def status_class(status: int) -> str | None:
+    return STATUS_CLASSES[status // 100 - 1] if 100 <= status <= 599 else None
 
 
 class Labelled:
@@ -117,6 +146,10 @@ class Metrics:
             ["result"], registry=r)
         self.geo_loads = Counter("privproxy_geo_database_loads", "GeoIP database (re)loads, by result.",
                                  ["result"], registry=r)
+        self.certificate_reloads = Counter(
+            "privproxy_certificate_reloads",
+            "Certificate files re-read after start (changed on disk, or SIGHUP), by result: failure keeps the "
+            "certificate in service.", ["result"], registry=r)
         self.refusals = Counter("privproxy_requests_refused",
                                "Requests answered 400 and never forwarded because no origin reads their head one "
                                "way only (malformed target, header or Host), by reason.", ["reason"], registry=r)
@@ -124,10 +157,45 @@ class Metrics:
             "privproxy_protection_disabled",
             "1 for each shipped protection the active filters.yaml switches off with `disable:`, else 0 "
             "(ids: privproxy.protections.IDS).", ["protection"], registry=r)
+        self.responses = Counter(
+            "privproxy_responses",
+            "Answers sent to visitors, by who made them (origin: the site's origin; vendor: the collector behind a "
+            "beacon path; proxy: privproxy itself: redirects, refusals, beacons not forwarded, 502/504 when the "
+            "origin failed) and status class.", ["source", "class"], registry=r)
+        self.in_flight = Gauge("privproxy_requests_in_flight", "Requests received and not yet answered.",
+                               registry=r)
+        self.certificate_expiry = Gauge(
+            "privproxy_certificate_expiry_timestamp_seconds",
+            "When each served certificate expires (its notAfter, seconds since the epoch), by the certificate's "
+            "configured name: its first DNS name, else its file name.", ["certificate"], registry=r)
+        self.key_mode = Gauge(
+            "privproxy_pseudonym_key_mode",
+            "1 for where the pseudonymization key in use comes from: key_file (shared and rotated), secret (a "
+            "shared fixed secret) or ephemeral (a random key of this process: pseudonyms differ between instances "
+            "and change at every restart), else 0.", ["mode"], registry=r)
+        self._upstream_timeout = DEFAULT_UPSTREAM_TIMEOUT
+        self.upstream_latency = self._upstream_histogram(DEFAULT_UPSTREAM_TIMEOUT)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
         for name, value in list(vars(self).items()):
             if isinstance(value, (Counter, Histogram)) and getattr(value, "_labelnames", ()):
                 setattr(self, name, Labelled(value))
+        self._preinit_edge()
+
+    def _upstream_histogram(self, timeout: float) -> Histogram:
+        return Histogram("privproxy_upstream_latency_seconds",
+                         "Time from a request sent upstream (the origin, or the collector behind a beacon path) to "
+                         "its response headers; buckets up to the upstream timeout, whose expiry is observed too.",
+                         ["source"], buckets=upstream_buckets(timeout), registry=self.registry)
+
+    def _preinit_edge(self) -> None:
+        for source in Source:
+            for cls in STATUS_CLASSES:
+                self.responses.labels(source, cls)
+        for source in UPSTREAM_SOURCES:
+            self.upstream_latency.labels(source)
+        for mode in KEY_MODES:
+            self.key_mode.labels(mode).set(0)
 
     # --- The observe door: adapters report what happened here, never through .labels() themselves. ---------------
 
@@ -138,6 +206,10 @@ class Metrics:
             self.requests.labels(site, record.scheme, record.outcome).inc()
             self.duration.labels(site).observe(record.duration_ms / 1000)
             self.countries.labels(state.place.country or UNKNOWN).inc()
+            source = answer_source(record.outcome, state.codec is not None, record.status)
+            cls = status_class(record.status)
+            if source is not None and cls is not None:
+                self.responses.labels(source, cls).inc()
         self.geo_lookups.labels(state.geo_result).inc()
         self.consent.labels(state.decision.state).inc()
         vendor = state.codec.name if state.codec is not None else NO_VENDOR
@@ -195,16 +267,66 @@ class Metrics:
     def geo_load(self, result: Result) -> None:
         self.geo_loads.labels(result).inc()
 
+    def certificate_reload(self, result: Result) -> None:
+        self.certificate_reloads.labels(result).inc()
+
     def proxy_connection(self, result: str) -> None:
         """A connection on a PROXY-protocol listener: ACCEPTED, LOCAL or a privproxy.proxy_protocol.REASONS value."""
         self.proxy_protocol.labels(result).inc()
 
     def policy_loaded(self, policy: Policy, when: float) -> None:
-        """A Policy swapped in: its series zeroed, its switched-off protections and its hash shown."""
+        """A Policy swapped in: its series zeroed, its switched-off protections, its key source and its hash."""
         self.preinit(policy.sites.names, policy.rules.rules)
         self.protections(policy.disabled)
-        self.config.info({"sha256": policy.sha256, "path_hash": policy.sha256[:12]})
+        self.pseudonym_keys(policy.scrubber.pseudonymizer)
+        self.config.info({"sha256": policy.sha256})
         self.reload_success.set(when)
+
+    # --- The edge: answers, the origin's latency, requests in flight, certificates ----------------------------------
+
+    def request_started(self) -> None:
+        self.in_flight.inc()
+
+    def request_ended(self) -> None:
+        self.in_flight.dec()
+
+    def upstream_latency_observed(self, source: Source, seconds: float) -> None:
+        """A response's headers arrived this long after its request went upstream (source ORIGIN or VENDOR)."""
+        self.upstream_latency.labels(source).observe(max(0.0, seconds))
+
+    def upstream_timeout(self, seconds: float) -> None:
+        """The upstream timeout in force: the latency histogram's buckets end there. A change (rare: an option
+        set at start) starts the histogram anew, as a restart would."""
+        if seconds == self._upstream_timeout:
+            return
+        self._upstream_timeout = seconds
+        self.registry.unregister(self.upstream_latency.metric)
+        self.upstream_latency = Labelled(self._upstream_histogram(seconds))
+        for source in UPSTREAM_SOURCES:
+            self.upstream_latency.labels(source)
+
+    def certificate(self, name: str, not_after: float) -> None:
+        """A certificate privproxy serves, loaded or reloaded: `name` is a configured name (its first DNS name,
+        else its file name: privproxy.mitm.exporter.certificate_name), never anything a request carries;
+        `not_after` its expiry in seconds since the epoch."""
+        self.certificate_expiry.labels(name).set(not_after)
+
+    def certificate_removed(self, name: str) -> None:
+        """A certificate no longer served: its series goes, so its expiry alerts no one."""
+        try:
+            self.certificate_expiry.remove(name)
+        except KeyError:
+            pass
+
+    def pseudonym_keys(self, pseudonymizer: Pseudonymizer) -> None:
+        """Where the key in use comes from, read at each scrape: a key file that becomes readable (or not) shows
+        at once. "ephemeral" also when a configured key file could not be read yet."""
+
+        def current() -> str:
+            return "ephemeral" if pseudonymizer.ephemeral else pseudonymizer.mode
+
+        for mode in KEY_MODES:
+            self.key_mode.labels(mode).set_function(lambda m=mode: 1.0 if current() == m else 0.0)
 
     # --- Set-up ---------------------------------------------------------------------------------------------------
 
@@ -236,6 +358,7 @@ class Metrics:
         for result in Result:
             self.reloads.labels(result)
             self.geo_loads.labels(result)
+            self.certificate_reloads.labels(result)
         for result in RESULTS:
             self.geo_lookups.labels(result)
         self.countries.labels(UNKNOWN)

@@ -88,6 +88,14 @@ class LogStream(StrEnum):
     LINKED = "linked"
 
 
+class Source(StrEnum):
+    """Who made the answer a visitor got (privproxy_responses_total{source})."""
+
+    ORIGIN = "origin"  # the site's origin
+    VENDOR = "vendor"  # whatever serves a beacon collection path (an analytics vendor's collector)
+    PROXY = "proxy"  # privproxy itself: redirects, refusals, beacons not forwarded, 502/504 for a failed origin
+
+
 class Result(StrEnum):
     """A (re)load of the rules or of the GeoIP database."""
 

@@ -73,7 +73,8 @@ def load(path: str | Path) -> Policy:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", path=str(p),
-                          hint="pass --config with the path of your filters.yaml") from None
+                          hint="check the path of your filters.yaml (a relative path is read from the current "
+                               "directory)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the file: {e}", path=str(p),
                           hint="check permissions and that it is UTF-8") from None

@@ -309,7 +309,8 @@ class Scrubber:
             return REDACTED
         # A request target (scope "path", not nested) is origin-form, where `//health/x` is the path the origin
         # routes as /health/x (RFC 9112 3.2.1), not a reference to a host `health`.
-        prefix, rest = ("", url) if depth == 0 and scope == "path" and url.startswith("/") else _split_origin(url)
+        prefix, rest = ("", url) if depth == 0 and scope == "path" and url.startswith("/") else \
+            split_origin(url, self.truncation)
         path, sep_q, query = rest.partition("?")
         query, sep_f, fragment = query.partition("#") if sep_q else ("", "", "")
         if not sep_q:
@@ -459,16 +460,29 @@ def unquote_param(v: str) -> str:
 _ORIGIN = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*)(.*)$", re.S)
 
 
-def _split_origin(url: str) -> tuple[str, str]:
-    """('https://host', '/path?q') for absolute URLs; ('', url) for relative ones."""
+def split_origin(url: str, t: Truncation) -> tuple[str, str]:
+    """('https://host', '/path?q') for absolute URLs; ('', url) for relative ones. Credentials never pass, and a
+    host that is an address (in any spelling a browser reads as one: http://3405803853/ is 203.0.113.77 to
+    the WHATWG URL parser) is truncated like every other address (C8)."""
     m = _ORIGIN.match(url)
     if not m:
         return "", url
     origin, rest = m.group(1), m.group(2)
-    if "@" in origin:  # user:password@host: credentials never pass
-        scheme, _, hostpart = origin.partition("//")
-        origin = f"{scheme}//{hostpart.rsplit('@', 1)[1]}"
-    return origin, rest
+    scheme, sep, hostpart = origin.partition("//")
+    if "@" in hostpart:  # user:password@host
+        hostpart = hostpart.rsplit("@", 1)[1]
+    host, port = hostpart, ""
+    if host.startswith("["):
+        end = host.find("]")
+        host, port = (host[1:end], host[end + 1:]) if end > 0 else (host, "")
+    elif host.count(":") == 1:
+        host, _, p = host.partition(":")
+        port = ":" + p
+    if host and (host[0].isdigit() or ":" in host):
+        masked = truncate.truncate_text(host, t, numeric=True)
+        if masked is not None:
+            hostpart = (f"[{masked}]" if ":" in masked else masked) + port
+    return f"{scheme}{sep}{hostpart}", rest
 
 
 # --- filters.yaml: `sensitive_paths:`, `unknown_fields:`, `report_only:` ---------------------------------------

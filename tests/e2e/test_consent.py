@@ -143,3 +143,44 @@ def test_erase_while_the_proxy_is_logging_keeps_every_other_members_record(tmp_p
     assert not any(r["member"] == "alice" for r in linked)
     access = (p.log_dir / "access.jsonl").read_text().splitlines()
     assert len(access) == answered["alice"] + answered["bob"]  # the anonymous log is never touched
+
+
+def test_one_request_over_two_instances_log_directories_with_one_keyed_audit_line(tmp_path, origin):
+    """Two instances, each with its own --log-dir under one root (as pods on a shared volume): dsr export and
+    erase cover both in one request and one audit line, which names the member by an HMAC under the deployment's
+    secret; `dsr audit` finds the lines again with the same secret, and nothing else names the member."""
+    cfg = config(tmp_path)
+    cookie = mint(cfg)
+    secret = {"PRIVPROXY_SECRET": "test-secret-0123456789"}  # what start_proxy gives the instances
+    root = tmp_path / "logs"
+    proxies = [start_proxy(tmp_path / name, origin.url, "--log-dir", str(root / name), "--instance", name,
+                           config=cfg, env={"PRIVPROXY_CONSENT_KEY": KEY}) for name in ("web-1", "web-2")]
+    try:
+        for p in proxies:
+            assert request(p.port, "/account", tls=tls_context(p.ca), headers={"Cookie": cookie}).status == 200
+    finally:
+        for p in proxies:
+            p.stop()
+    dirs = ["--log-dir", str(root / "web-1"), "--log-dir", str(root / "web-2")]
+    audit_file = str(root / "dsr-audit.jsonl")
+    exported = cli("dsr", "export", "--member", MEMBER, *dirs, "--audit-file", audit_file, "--config", str(cfg),
+                   env=secret)
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(r["instance"] for r in json.loads(exported.stdout)["records"]) == ["web-1", "web-2"]
+    erased = cli("dsr", "erase", "--member", MEMBER, "--log-dir", str(root / "*"), "--audit-file", audit_file,
+                 "--config", str(cfg), env=secret)
+    assert erased.returncode == 0 and "erased 2 linked records" in erased.stdout, erased.stderr
+    lines = [json.loads(x) for x in (root / "dsr-audit.jsonl").read_text().splitlines()]
+    assert [a["action"] for a in lines] == ["export", "erase"]
+    assert all(a["member_hmac"] and a["member_key"].startswith("secret:") and len(a["log_dirs"]) == 2 for a in lines)
+    assert lines[0]["member_hmac"] == lines[1]["member_hmac"]
+    assert not any((root / d / "dsr-audit.jsonl").exists() for d in ("web-1", "web-2"))
+    found = cli("dsr", "audit", "--member", MEMBER, "--log-dir", str(root / "*"), "--audit-file", audit_file,
+                "--config", str(cfg), env=secret)
+    assert [json.loads(x)["action"] for x in found.stdout.splitlines()] == ["export", "erase"]
+    other = cli("dsr", "audit", "--member", "member-4712", "--log-dir", str(root / "*"), "--audit-file", audit_file,
+                "--config", str(cfg), env=secret)
+    assert other.stdout == ""
+    for path in root.rglob("*"):
+        if path.is_file():  # the access logs never held it, the linked logs no more, the audit never
+            assert MEMBER not in path.read_text(errors="replace"), path

@@ -1,10 +1,13 @@
 """The deployment files run for real: the systemd unit's command line serves and shuts down cleanly, refuses
-to start without its secrets, and a ConfigMap update (the kubelet's atomic symlink swap) is reloaded (C11, C15)."""
+to start without its secrets, its reload command re-reads the files and keeps serving, and a ConfigMap update
+(the kubelet's atomic symlink swap) is reloaded (C11, C15)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import time
@@ -73,6 +76,37 @@ def test_systemd_unit_command_serves_and_stops_cleanly(tmp_path, origin):
         err.close()
     (record,) = [json.loads(line) for line in (tmp_path / "log" / "web-1" / "access.jsonl").read_text().splitlines()]
     assert record["instance"] == "web-1" and record["client"] == "198.51.100.0" and "click-123" not in record["path"]
+
+
+def test_systemd_reload_rereads_the_files_and_keeps_serving(tmp_path, origin):
+    listen, metrics = free_port(), free_port()
+    cmd = unit_command(tmp_path, origin.url, listen, metrics)
+    unit = (REPO / "deploy" / "systemd" / "privproxy@.service").read_text()
+    reload_line = re.search(r"^ExecReload=(.+)$", unit, re.M).group(1)
+    err = open(tmp_path / "stderr.txt", "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **SECRETS})
+    try:
+        deadline = time.monotonic() + 20
+        while status(f"http://127.0.0.1:{metrics}/readyz") != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.1)
+        for _ in range(2):  # `systemctl reload privproxy@web-1`, twice
+            subprocess.run(shlex.split(reload_line.replace("$MAINPID", str(proc.pid))), check=True, timeout=10)
+            time.sleep(0.3)
+        assert proc.poll() is None and status(f"http://127.0.0.1:{metrics}/readyz") == 200
+        r = request(listen, "/after-reload", source="127.0.0.1",
+                    headers={"X-Forwarded-For": "198.51.100.23", "X-Forwarded-Proto": "https"})
+        assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        err.close()
+    text = (tmp_path / "stderr.txt").read_text()
+    assert text.count("SIGHUP: re-reading " + str(tmp_path / "etc" / "filters.yaml")) == 2
+    assert "filters.yaml unchanged" in text
 
 
 def test_require_secrets_refuses_to_start_without_them(tmp_path, origin):

@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 
-from tests.helpers import REPO, privproxy_exe
+from tests.helpers import REPO, privproxy_exe, request, start_proxy, tls_context
 
 ENV = {"PATH": "/usr/bin:/bin", "PRIVPROXY_SECRET": "filter-log-test"}
 LINES = [
@@ -88,3 +88,62 @@ def test_a_pipe_is_filtered_line_by_line():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+# Requests as sent (target, Referer): identifiers copied into other parameters, the path spellings of issue 17,
+# credentials in a referrer, escapes in the log line, targets the proxy refuses.
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+SENT = [
+    ("/products?q=watch&page=2&gclid=EAIaIQ-secretclick&fbclid=IwAR-click", ""),
+    ("/p?uid=member-4711&e_n=$device:member-4711&label=MEMBER-4711",
+     "https://shop.example/p?userId=member-4711&ref=member-4711"),
+    ("/p?user%5Bid%5D=member-4711&next=https%3A%2F%2Fa.example%2F%3Fr%3Dmember-4711", ""),
+    ("/p?gclid=EAIaIQ-copied&from=EAIaIQ-copied&Session_Id=s3cret&X-Amz-Signature=abc", ""),
+    ("//health/x?doctor=smith", "https://u:pw@shop.example/search?q=diabetes&email=jane.doe@example.com"),
+    ("/./health/x", "https://localhost//health/x"),
+    ("/a/../HEALTH/x/", ""),
+    ("/health;x/y", ""),
+    ("/%68ealth/x", ""),
+    ("/a\\..\\health\\x", ""),
+    ("/cart;jsessionid=0123456789ABCDEF?x=1", "https://a.example/cart;JSESSIONID=0123456789ABCDEF"),
+    ("/a%2Fb/c?email=jane%40example.com&tel=090-1234-5678&userId=42", ""),
+    ('/q"x?y="z"', 'https://a.example/?q="quoted"&mail=jane%40example.com'),
+    (f"/p?ip=203.0.113.77&v6=2001:db8:abcd:12::7&t={JWT}&n=0xcb.0.113.77", f"https://a.example/#access_token={JWT}"),
+    ("/go?dl=https%3A%2F%2Fshop.example%2Fp%3Fmail%3Djane%2540example.com%26uid%3D7%26x%3D1", ""),
+    ("/%zz/x", ""),
+    ("/a/../../x", ""),
+]
+
+
+def nginx_quoted(v: str) -> str:
+    """A field as nginx's default log format escapes it."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02X}" for b in v.encode()) or "-"
+
+
+def test_filter_log_writes_what_the_proxy_logged_for_the_same_requests(tmp_path, origin):
+    # issue 18: the proxy's access.log, and filter-log over the raw log another server kept of the same
+    # requests, give the same request, referrer and agent fields (same secret, same day, same rules).
+    p = start_proxy(tmp_path / "p", origin.url, "--log-format", "combined", config=REPO / "filters.yaml")
+    ctx = tls_context(p.ca)
+    try:
+        for target, ref in SENT:
+            headers = {"User-Agent": "curl/8.1.0", **({"Referer": ref} if ref else {})}
+            request(p.port, target, tls=ctx, headers=headers)
+    finally:
+        p.stop()
+    proxy = (p.log_dir / "access.log").read_text().splitlines()
+    raw = "".join(f'127.9.8.7 - - [01/Dec/2026:12:00:00 +0000] "GET {nginx_quoted(target)} HTTP/1.1" 200 5 '
+                  f'"{nginx_quoted(ref)}" "curl/8.1.0"\n' for target, ref in SENT)
+    r = subprocess.run([*privproxy_exe(), "filter-log", "--quiet", "--config", str(REPO / "filters.yaml")],
+                       input=raw.encode(), capture_output=True, timeout=120,
+                       env={**ENV, "PRIVPROXY_SECRET": "test-secret-0123456789"})
+    assert r.returncode == 0, r.stderr
+    filtered = r.stdout.decode().splitlines()
+    assert len(proxy) == len(filtered) == len(SENT), (proxy, filtered)
+    for (target, ref), ours, theirs in zip(SENT, proxy, filtered, strict=True):
+        a, b = ours.split('"'), theirs.split('"')
+        assert (a[1], a[3], a[5]) == (b[1], b[3], b[5]), (target, ref, ours, theirs)
+    text = "\n".join(filtered)
+    for secret in ("member-4711", "EAIaIQ", "s3cret", "smith", "jane", "0123456789ABCDEF", "pw@", JWT[:20],
+                   "203.0.113.77", "abcd:12"):
+        assert secret not in text, secret

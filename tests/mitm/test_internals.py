@@ -8,11 +8,15 @@ import asyncio
 import base64
 import inspect
 import logging
+import socket
+import ssl
 from collections.abc import Callable
 
 import pytest
-from mitmproxy import connection, hooks, http, master, options
-from mitmproxy.addons import errorcheck, proxyserver
+from cryptography.hazmat.primitives import serialization
+from mitmproxy import connection, hooks, http, master, options, tls
+from mitmproxy.addons import errorcheck, proxyserver, tlsconfig
+from OpenSSL import SSL
 from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy import commands, events, mode_servers, mode_specs, server
 from mitmproxy.proxy.context import Context
@@ -229,6 +233,119 @@ def test_eager_tasks_for_uvloop_replaces_mitmproxys_task_factory(monkeypatch):
 
     uvloop.run(main())
     assert ran == ["eager"]
+
+
+# -- listen addresses and the operator's certificates ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["::1", "::", "127.0.0.1", "0.0.0.0"])
+def test_reverse_mode_puts_an_ipv6_listen_address_where_mitmproxy_binds_it(host):
+    mode = mode_specs.ProxyMode.parse(internals.reverse_mode("http://[::1]:8080", host, 8443))
+    assert mode.listen_host() == host and mode.listen_port() == 8443
+    assert mode.address == ("::1", 8080)  # the upstream part keeps its own brackets
+
+    if host in ("::", "0.0.0.0"):
+        return  # the tests listen on loopback addresses only
+
+    async def bind() -> tuple:
+        srv = await asyncio.start_server(lambda r, w: None, mode.listen_host(), 0)  # as ServerInstance.listen
+        name = srv.sockets[0].getsockname()
+        srv.close()
+        return name
+
+    assert asyncio.run(bind())[0] == host
+
+
+def test_listener_message_is_mitmproxys_record_of_its_listeners(caplog):
+    busy = socket.socket(socket.AF_INET6)
+    busy.bind(("::1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+
+    async def scenario() -> list[bool]:
+        ps = proxyserver.Proxyserver()
+        with taddons.context(ps) as tctx:
+            results = []
+            for mode in ([internals.reverse_mode("http://127.0.0.1:8080", "::1", 0)],  # starts
+                         [],  # stops
+                         [internals.reverse_mode("http://127.0.0.1:8080", "::1", port)]):  # cannot bind
+                tctx.configure(ps, mode=mode)
+                results.append(await ps.setup_servers())
+            return results
+
+    try:
+        with caplog.at_level(logging.INFO):
+            assert asyncio.run(scenario()) == [True, True, False]
+    finally:
+        busy.close()
+    listening, stopped, failed = [r for r in caplog.records if internals.listener_message(r)]
+    assert "reverse proxy to http://127.0.0.1:8080 listening at [::1]:" in listening.getMessage()
+    assert stopped.getMessage().endswith(" stopped.") and "[::1]:" in stopped.getMessage()
+    assert f"failed to listen on ::1:{port}" in failed.getMessage()
+    for name in (proxyserver.__name__, mode_servers.__name__):
+        visitor = logging.LogRecord(name, logging.ERROR, __file__, 1, "client 203.0.113.7 said x", (), None)
+        assert not internals.listener_message(visitor)
+
+
+def tls_handshake(server_conn, cafile: str, sni: str) -> ssl.SSLObject:
+    """A TLS handshake between mitmproxy's pyOpenSSL connection and Python's ssl client, in memory."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ssl.create_default_context(cafile=cafile).wrap_bio(incoming, outgoing, server_hostname=sni)
+    for _ in range(10):
+        try:
+            client.do_handshake()
+            return client
+        except ssl.SSLWantReadError:
+            pass
+        server_conn.bio_write(outgoing.read())
+        try:
+            server_conn.do_handshake()
+        except SSL.WantReadError:
+            pass
+        incoming.write(server_conn.bio_read(65536))
+    raise AssertionError("no handshake")
+
+
+def test_choose_certificates_serves_the_operators_certificate_with_its_chain(tmp_path):
+    from tests.certs import Authority
+
+    ca = Authority()
+    issued = ca.issue("shop.example")
+    root = ca.root_pem(tmp_path / "root.pem")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(ca.intermediate.public_bytes(serialization.Encoding.PEM))
+    entry = internals.certificate_entry(issued.cert, issued.key, [ca.intermediate], chain)
+    asked: list[str | None] = []
+
+    def choose(sni: str | None):
+        asked.append(sni)
+        return entry if sni == "shop.example" else None
+
+    tc = tlsconfig.TlsConfig()
+    with taddons.context(tc) as tctx:
+        tctx.configure(tc, confdir=str(tmp_path / "conf"))
+
+        def start(sni: str) -> tls.TlsData:
+            client = connection.Client(peername=("127.9.8.7", 5555), sockname=("127.0.0.1", 8443),
+                                       timestamp_start=1)
+            client.sni = sni
+            data = tls.TlsData(client, Context(client, tctx.options))
+            tc.tls_start_client(data)
+            return data
+
+        assert internals.choose_certificates(tctx.master, choose) is True
+        c = tls_handshake(start("shop.example").ssl_conn, str(root), "shop.example")
+        # a client that trusts only the root verified it: the intermediate came along, and only once
+        assert c.getpeercert(binary_form=True) == issued.cert.public_bytes(serialization.Encoding.DER)
+        assert len(c.get_unverified_chain()) == 2
+        other = start("other.example").ssl_conn.get_certificate().to_cryptography()
+        assert other.issuer != issued.cert.issuer  # None from choose: mitmproxy's CA made one
+        assert asked == ["shop.example", "other.example"]
+        assert internals.choose_certificates(tctx.master, None) is True
+        mine = start("shop.example").ssl_conn.get_certificate().to_cryptography()
+        assert mine != issued.cert and asked == ["shop.example", "other.example"]
+    with taddons.context() as tctx:
+        assert internals.choose_certificates(tctx.master, choose) is False  # no tlsconfig addon
 
 
 # -- the guarded HTTP layer -----------------------------------------------------------------------------------

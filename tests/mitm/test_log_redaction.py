@@ -55,3 +55,35 @@ def test_install_is_idempotent(root_handler):
     log_redaction.install()
     log_redaction.install()
     assert sum(isinstance(f, RedactAddresses) for f in root_handler.filters) == 1
+
+
+def test_operator_messages_keep_the_operators_own_addresses():
+    # privproxy's own messages about its settings carry the marker; a visitor cannot set a record's attributes
+    r = logging.LogRecord("privproxy.mitm.certificates", logging.ERROR, __file__, 1, "listening on %s:%d",
+                          ("::1", 8443), None)
+    r.__dict__.update(log_redaction.OPERATOR_MESSAGE)
+    assert redacted(r).getMessage() == "listening on ::1:8443"
+    # mitmproxy's record of a listener that cannot bind: the operator's --listen and --upstream, as given
+    bind = ("[Errno 98] reverse proxy to http://10.0.1.5:8080 failed to listen on ::1:8443 with [Errno 98] error "
+            "while attempting to bind on address ('::1', 8443, 0, 0): address already in use")
+    r = logging.LogRecord("mitmproxy.addons.proxyserver", logging.ERROR, __file__, 1, bind, (), None)
+    assert redacted(r).getMessage() == bind
+    # and its start-up line (mitmdump prints it)
+    up = "reverse proxy to http://10.0.1.5:8080 listening at [::1]:8443."
+    r = logging.LogRecord("mitmproxy.proxy.mode_servers", logging.INFO, __file__, 1, up, (), None)
+    assert redacted(r).getMessage() == up
+
+
+def test_everything_else_stays_masked_whoever_logs_it():
+    for name in ("mitmproxy.addons.proxyserver", "privproxy.mitm.certificates", "mitmproxy.proxy.server"):
+        r = logging.LogRecord(name, logging.ERROR, __file__, 1, "peer %s failed to send", ("203.0.113.77",), None)
+        assert redacted(r).getMessage() == "peer 203.0.113.0 failed to send"
+    r = logging.LogRecord("privproxy", logging.ERROR, __file__, 1, "from 203.0.113.77", (), None)
+    r.privproxy_operator = "yes"  # only the marker itself (True) counts
+    assert "203.0.113.77" not in redacted(r).getMessage()
+
+
+def test_an_operator_message_still_drops_its_traceback():
+    r = make("cannot read %s", "/etc/tls/tls.key", exc=PermissionError("203.0.113.77"))
+    r.__dict__.update(log_redaction.OPERATOR_MESSAGE)
+    assert redacted(r).getMessage() == "cannot read /etc/tls/tls.key (PermissionError)" and r.exc_info is None

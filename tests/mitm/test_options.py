@@ -79,7 +79,7 @@ def test_script_shim_loads():
         (one,) = module.addons  # a single addon: mitmproxy's per-addon dispatch is paid once
         names = [type(a).__name__ for a in one.components]
         assert names == ["Options", "PrivacyFilter", "EnforceHttps", "AccessLog", "MetricsExporter",
-                         "PolicyReloader", "UpstreamTimeout"]
+                         "Certificates", "PolicyReloader", "UpstreamTimeout"]
 
 
 def test_bad_trusted_proxy_option():

@@ -1,9 +1,12 @@
 """PolicyReloader: a file emptied mid-save or stripped of `version` keeps the last good rules and is counted;
-the complete file is swapped in later; the disabled-protection gauge follows every swap (issue 17 item 6)."""
+the complete file is swapped in later; the disabled-protection gauge follows every swap (issue 17 item 6).
+SIGHUP re-reads the rules and the certificates whether or not they look changed, and the process lives on."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 
 import pytest
 from mitmproxy.test import taddons
@@ -81,3 +84,60 @@ def test_the_disabled_gauge_follows_each_swap(reloading):
     assert reloader.check() is True
     assert value(shared, label, {"protection": "click-ids"}) == 0
     assert value(shared, label, {"protection": "unknown-fields"}) == 0
+
+
+def test_force_reads_an_edit_the_poll_cannot_see(reloading):
+    cfg, shared, reloader = reloading
+    st = os.stat(cfg)
+    cfg.write_text(GOOD.replace("foo", "bar"))  # the same size, and the mtime put back: the poll sees nothing
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert reloader.check() is None
+    assert reloader.check(force=True) is True
+    assert "F1" in scrubbed(shared, "/p?foo=F1") and "B1" not in scrubbed(shared, "/p?bar=B1")
+    assert reloader.check(force=True) is None  # the same rules again: nothing swapped
+
+
+def test_force_on_a_vanished_file_keeps_the_rules_and_counts(reloading):
+    cfg, shared, reloader = reloading
+    before = shared.policy
+    failures = value(shared, "privproxy_config_reloads_total", {"result": "failure"})
+    cfg.unlink()
+    assert reloader.check() is None  # a poll says nothing (a ConfigMap key can vanish for a moment)
+    assert reloader.check(force=True) is False and shared.policy is before
+    assert value(shared, "privproxy_config_reloads_total", {"result": "failure"}) == failures + 1
+
+
+class Certificates:
+    def __init__(self) -> None:
+        self.forced: list[bool] = []
+
+    def check(self, force: bool = False) -> list:
+        self.forced.append(force)
+        if len(self.forced) > 1:
+            raise OSError("a surprise")  # logged; the proxy goes on
+        return []
+
+
+def test_sighup_rereads_rules_and_certificates_and_the_process_lives_on(reloading):
+    cfg, shared, reloader = reloading
+    reloader.certificates = certs = Certificates()
+    st = os.stat(cfg)
+    cfg.write_text(GOOD.replace("foo", "bar"))
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    async def scenario() -> None:
+        reloader.load(None)  # the handler is there from the first hook on, before the proxy listens
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if certs.forced:
+                break
+        os.kill(os.getpid(), signal.SIGHUP)  # again, with the certificates failing this time
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(certs.forced) == 2:
+                break
+
+    asyncio.run(scenario())  # a SIGHUP without the handler would have ended pytest here
+    assert certs.forced == [True, True]
+    assert "B1" not in scrubbed(shared, "/p?bar=B1")

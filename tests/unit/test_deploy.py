@@ -48,6 +48,42 @@ PODMONITOR = {
 }
 
 
+# The part of the Prometheus Operator's PrometheusRule API (monitoring.coreos.com/v1) the manifest uses, as the
+# operator's CRD declares it (example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml, v0.82),
+# stricter in one way: a field the CRD does not know is an error here, where the API server would silently prune it.
+DURATION = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUSRULE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"], "properties": {"labels": STRINGS}},
+        "spec": {
+            "type": "object", "additionalProperties": False, "required": ["groups"],
+            "properties": {"groups": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["expr"],
+                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                        "properties": {
+                            "alert": {"type": "string"}, "record": {"type": "string"},
+                            "expr": {"type": ["string", "integer"]},
+                            "for": {"type": "string", "pattern": DURATION},
+                            "keep_firing_for": {"type": "string", "minLength": 1, "pattern": DURATION},
+                            "labels": STRINGS, "annotations": STRINGS,
+                        }}},
+                }}}},
+        },
+    },
+}
+RULES_FILE = REPO / "dashboards" / "alerts" / "privproxy.rules.yml"
+
+
 def manifests() -> dict[str, dict]:
     docs: dict[str, dict] = {}
     for path in sorted(K8S.glob("*.yaml")):
@@ -65,10 +101,12 @@ def run_args(argv: list[str]) -> argparse.Namespace:
 def test_every_manifest_validates_against_the_kubernetes_api():
     docs = manifests()
     assert set(docs) == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler",
-                         "PodDisruptionBudget", "PodMonitor"}
+                         "PodDisruptionBudget", "PodMonitor", "PrometheusRule"}
     for kind, doc in docs.items():
         if kind == "PodMonitor":
             jsonschema.validate(doc, PODMONITOR)
+        elif kind == "PrometheusRule":
+            jsonschema.validate(doc, PROMETHEUSRULE)
         else:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
@@ -115,7 +153,9 @@ def test_manifests_agree_with_each_other_and_with_privproxy():
     assert args.config == mounts["config"] + "/filters.yaml"
     assert not any("subPath" in m for m in c["volumeMounts"])  # subPath mounts never see ConfigMap updates
     assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
-    assert args.cert == [mounts["tls"] + "/combined.pem"]
+    # cert-manager's Secret as it is: its keys tls.crt and tls.key, mounted whole (kubelet updates reach the pod)
+    assert args.cert == [mounts["tls"] + "/tls.crt"] and args.key == [mounts["tls"] + "/tls.key"]
+    assert volumes["tls"]["secret"]["secretName"] and volumes["tls"]["secret"]["defaultMode"] == 0o440
     assert args.log_dir == mounts["logs"] and args.confdir.startswith(mounts["tmp"])
     assert c["securityContext"]["readOnlyRootFilesystem"] is True  # so every written path is a volume
     assert c["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
@@ -127,6 +167,80 @@ def test_manifests_agree_with_each_other_and_with_privproxy():
     wanted = {p.pseudonyms.secret_env, *(k.env for k in p.consent.keys)}
     assert wanted == set(secret["stringData"])
     assert all(v == "" for v in secret["stringData"].values())  # no usable key is shipped
+
+
+def test_the_prometheusrule_is_the_alert_rules_file(tmp_path):
+    rule = manifests()["PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text()), "run scripts/sync-deploy"
+    assert rule["metadata"]["labels"].items() <= manifests()["Deployment"]["metadata"]["labels"].items()
+    # what the operator hands Prometheus is a rule file of these groups: promtool checks it as Prometheus would
+    promtool = require("promtool", "prometheus")
+    embedded = tmp_path / "embedded.rules.yml"
+    embedded.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    r = subprocess.run([promtool, "check", "rules", str(embedded)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+def test_scripts_sync_deploy_writes_what_is_shipped(tmp_path):
+    for rel in ("scripts/sync-deploy", "filters.yaml", "dashboards/alerts/privproxy.rules.yml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, tmp_path / rel)
+    (tmp_path / "deploy" / "kubernetes").mkdir(parents=True)
+    subprocess.run(["bash", str(tmp_path / "scripts" / "sync-deploy")], check=True, capture_output=True, timeout=30)
+    for name in ("configmap.yaml", "prometheusrule.yaml"):
+        assert (tmp_path / "deploy" / "kubernetes" / name).read_text() == (K8S / name).read_text(), \
+            f"deploy/kubernetes/{name} is stale: run scripts/sync-deploy"
+
+
+@pytest.mark.parametrize("broken", [
+    lambda r: r["spec"]["groups"][0]["rules"][0].update({"for": "5 minutes"}),
+    lambda r: r["spec"]["groups"][0]["rules"][0].update({"annotation": {}}),  # misspelt: the API would drop it
+    lambda r: r["spec"]["groups"][0].pop("name"),
+    lambda r: r["spec"]["groups"][0]["rules"][0]["labels"].update({"severity": 1}),
+    lambda r: r["spec"]["groups"][0]["rules"][0].update({"record": "x"}),  # alert and record
+])
+def test_the_prometheusrule_schema_catches_a_broken_rule(broken):
+    rule = manifests()["PrometheusRule"]
+    broken(rule)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rule, PROMETHEUSRULE)
+
+
+def alert_rules() -> list[dict]:
+    return [r for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"] if "alert" in r]
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_every_alert_waits_and_links_its_runbook_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    anchors = {github_anchor(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", readme, re.M)}
+    rules = alert_rules()
+    assert len(rules) >= 14
+    for rule in rules:
+        assert "for" in rule and re.fullmatch(r"[0-9]+[smhd]", rule["for"]), rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        url = rule["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page == "README.md" and anchor == rule["alert"].lower(), url
+        assert anchor in anchors, f"{url}: README.md has no such section"
+    wanted = {"PrivproxyCertificateExpiringSoon", "PrivproxyHigh5xxShare", "PrivproxyUpstreamSlow",
+              "PrivproxyReportOnlyMode", "PrivproxyPseudonymKeyEphemeral", "PrivproxyScrapeMissing"}
+    assert wanted <= {r["alert"] for r in rules}
+
+
+def test_no_rule_depends_on_the_scrape_job_name():
+    """The Prometheus Operator names the job of the shipped PodMonitor `<namespace>/<name>`; a static scrape config
+    names it as the operator likes. Rules may group by job, never select one."""
+    pm = manifests()["PodMonitor"]
+    assert "jobLabel" not in pm["spec"]  # so the job is `<namespace>/privproxy`: the e2e test scrapes it so too
+    for rule in alert_rules():
+        assert not re.search(r"\bjob\s*(=|!=|=~|!~)", rule["expr"]), rule["alert"]
+        assert "job=" not in rule["expr"].replace(" ", ""), rule["alert"]
 
 
 def test_container_file_copies_what_exists_and_runs_privproxy_commands():
@@ -168,7 +282,7 @@ def test_systemd_unit_verifies_and_its_command_line_parses(tmp_path):
     assert args.instance == "web-1" and args.require_secrets and args.trusted_proxy == ["127.0.0.1/32"]
     assert args.log_dir == "/var/log/privproxy/web-1"
     for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-                   "KillSignal=SIGTERM", "LogsDirectory=privproxy/%i"):
+                   "KillSignal=SIGTERM", "LogsDirectory=privproxy/%i", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert option in unit
     analyze = require("systemd-analyze", "systemd")
     exe = shutil.which("privproxy") or str(Path(__import__("sys").executable).with_name("privproxy"))
@@ -199,3 +313,46 @@ def test_haproxy_configs_are_valid(tmp_path, name):
     if name == "haproxy.cfg":
         assert f"server web-1 {env['PRIVPROXY_LISTEN']} check port {env['PRIVPROXY_METRICS'].rsplit(':', 1)[1]}" \
             in text
+
+
+def readme_section(title: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index(title)
+    return readme[start:readme.index("\n## ", start)]
+
+
+def test_the_readme_recipe_for_shared_linked_logs_is_valid_and_fits_the_deployment():
+    """README, Member consent: a ReadWriteMany claim, a directory per pod, one dsr request over all of them."""
+    recipe = readme_section("**Kubernetes: where linked logs live.**")
+    docs = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", recipe, re.S)]
+    by_kind = {d["kind"]: d for d in docs}
+    assert set(by_kind) == {"PersistentVolumeClaim", "CronJob"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    pvc = by_kind["PersistentVolumeClaim"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    # the two edits the recipe describes, applied to the shipped Deployment: still valid, and what privproxy accepts
+    dep = manifests()["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    (logs,) = [v for v in pod["volumes"] if v["name"] == "logs"]
+    logs.pop("emptyDir")
+    logs["persistentVolumeClaim"] = {"claimName": pvc["metadata"]["name"]}
+    c = pod["containers"][0]
+    assert "--log-dir=/var/log/privproxy" in c["args"]
+    c["args"] = ["--log-dir=/var/log/privproxy/$(POD_NAME)" if a == "--log-dir=/var/log/privproxy" else a
+                 for a in c["args"]]
+    assert "`--log-dir=/var/log/privproxy` becomes `--log-dir=/var/log/privproxy/$(POD_NAME)`" in recipe
+    kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+    args = run_args([a.replace("$(POD_NAME)", "privproxy-7d9f-abc12") for a in c["args"]])
+    assert args.log_dir == "/var/log/privproxy/privproxy-7d9f-abc12"
+    assert any(e["name"] == "POD_NAME" for e in c["env"])
+    # the commands given parse, and cover every pod's directory through the pattern
+    commands = re.findall(r"^kubectl exec deploy/privproxy -- (privproxy dsr [^\n>]*)", recipe.replace("\\\n", " "),
+                          re.M)
+    assert len(commands) == 2
+    for cmd in commands:
+        words = shlex.split(cmd)
+        dsr_args = run_args(words[1:])
+        assert dsr_args.log_dir == ["/var/log/privproxy/*"] and dsr_args.config == args.config
+    cron = by_kind["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert cron["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]

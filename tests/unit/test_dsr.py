@@ -1,6 +1,8 @@
 import bz2
 import errno
 import gzip
+import hashlib
+import json
 import lzma
 import os
 import subprocess
@@ -11,7 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from privproxy import dsr
+from privproxy import dsr, pseudonyms
+from privproxy.pseudonyms import Pseudonymizer
 from privproxy.access_log.lock import TryLock
 from privproxy.access_log.sink import Sink, pending_chunks
 from tests.helpers import privproxy_exe
@@ -52,14 +55,130 @@ def test_erase_removes_only_that_member_and_leaves_other_files_alone(logs):
     assert dsr.erase(logs, "alice").removed == 0
 
 
-def test_each_request_leaves_an_audit_line_without_the_member_id(logs):
-    dsr.export(logs, "alice", now=1_800_000_000)
-    dsr.erase(logs, "alice", now=1_800_000_001)
-    audit = [orjson.loads(x) for x in (logs / dsr.AUDIT_FILE).read_bytes().splitlines()]
+SECRET = b"dsr-test-secret-0123456789"
+
+
+def secret_key(secret: bytes = SECRET, now: float = 1_800_000_000.0) -> dsr.AuditKey:
+    return dsr.audit_key(Pseudonymizer(pseudonyms.Settings(), secret=secret, clock=lambda: now))
+
+
+def test_each_request_leaves_an_audit_line_naming_the_member_by_a_keyed_hash_only(logs):
+    key = secret_key()
+    dsr.export(logs, "alice", now=1_800_000_000, key=key)
+    dsr.erase(logs, "alice", now=1_800_000_001, key=key)
+    text = (logs / dsr.AUDIT_FILE).read_text()
+    audit = [orjson.loads(x) for x in text.splitlines()]
     assert [a["action"] for a in audit] == ["export", "erase"]
-    assert audit[1]["records"] == 3 and "alice" not in (logs / dsr.AUDIT_FILE).read_text()
-    import hashlib
-    assert audit[0]["member_sha256"] == hashlib.sha256(b"alice").hexdigest() and audit[0]["records"] == 2
+    assert audit[1]["records"] == 3 and audit[0]["records"] == 2 and "alice" not in text
+    assert audit[0]["log_dirs"] == [str(logs)] and audit[0]["result"] == "ok"
+    # HMAC under a key derived from the deployment's secret, never a plain hash that guessing reverses
+    assert audit[0]["member_hmac"] == audit[1]["member_hmac"] == key.member("alice")
+    assert audit[0]["member_key"] == "secret:daily:20833"
+    assert hashlib.sha256(b"alice").hexdigest() not in text and "member_sha256" not in text
+    assert secret_key(b"another-secret-0123456789").member("alice") != key.member("alice")
+    assert key.member("alice") != key.member("alice2")
+
+
+def test_the_audit_key_is_its_own_destination_and_absent_without_a_secret():
+    pz = Pseudonymizer(pseudonyms.Settings(), secret=SECRET, clock=lambda: 1_800_000_000.0)
+    key = dsr.audit_key(pz)
+    assert key.key == pseudonyms.destination_key(pz.key(), dsr.AUDIT_DESTINATION)
+    assert key.key not in {pz.key(), pz.for_destination("log").key(), pz.for_destination("ga4").key()}
+    ephemeral = Pseudonymizer(pseudonyms.Settings(secret_env="PRIVPROXY_TEST_UNSET_SECRET"))
+    assert dsr.audit_key(ephemeral) is dsr.NO_KEY and dsr.NO_KEY.member("alice") is None
+
+
+def test_without_a_key_the_audit_line_names_no_member(logs):
+    dsr.export(logs, "alice")
+    audit = orjson.loads((logs / dsr.AUDIT_FILE).read_bytes())
+    assert audit["member_hmac"] is None and audit["member_key"] == "none" and audit["records"] == 2
+
+
+def test_audit_lines_are_found_again_with_the_secret_even_in_a_later_period(logs, monkeypatch):
+    monkeypatch.setenv("PRIVPROXY_SECRET", SECRET.decode())
+    dsr.erase(logs, "alice", now=1_800_000_000, key=secret_key())
+    dsr.erase(logs, "bob", now=1_800_000_000, key=secret_key(now=1_800_000_000 + 5 * 86400))
+    dsr.export(logs, "alice")  # no key: counted as unchecked
+    settings = pseudonyms.Settings()
+    mine, unchecked = dsr.audit_matches(logs / dsr.AUDIT_FILE, "alice", settings)
+    assert [a["action"] for a in mine] == ["erase"] and unchecked == 1
+    mine, _ = dsr.audit_matches(logs / dsr.AUDIT_FILE, "bob", settings)
+    assert len(mine) == 1 and mine[0]["member_key"] == "secret:daily:20838"
+    monkeypatch.setenv("PRIVPROXY_SECRET", "not-the-secret-0123456789")
+    assert dsr.audit_matches(logs / dsr.AUDIT_FILE, "alice", settings)[0] == []
+
+
+def test_with_a_key_file_only_periods_the_file_still_reaches_can_be_checked(tmp_path):
+    keys = tmp_path / "keys.json"
+    day = 86400
+    pseudonyms.write_key_file(keys, pseudonyms.KeyFile("daily:20833", bytes(range(32))))
+    settings = pseudonyms.Settings(key_file=str(keys))
+    key = dsr.audit_key(Pseudonymizer(settings, clock=lambda: 20833 * day + 5))
+    assert key.source == "key_file:daily:20833"
+    assert dsr.audit_key_for(settings, key.source) == key
+    # rotated on: the file no longer yields that period's key, so nobody can tie the line to a member
+    pseudonyms.write_key_file(keys, pseudonyms.KeyFile("daily:20835", pseudonyms.advance(
+        bytes(range(32)), "daily:20833", "daily", 20835)[1]))
+    assert dsr.audit_key_for(settings, key.source) is None
+    assert dsr.audit_key_for(settings, "secret:daily:20833") is None and dsr.audit_key_for(settings, "x") is None
+
+
+def test_several_log_directories_are_one_request_with_one_audit_line(logs, tmp_path_factory):
+    other = tmp_path_factory.mktemp("web-2")
+    (other / "linked.jsonl").write_bytes(line("alice", 7) + line("dave", 8))
+    (other / "linked-2026-11-19.jsonl.gz").write_bytes(gzip.compress(line("alice", 9)))
+    rep = dsr.export([logs, other, logs], "alice", key=secret_key())  # a directory named twice is read once
+    assert sorted(r["request_id"] for r in rep.records) == ["alice-1", "alice-4", "alice-7", "alice-9"]
+    assert rep.files == [str(logs / "linked-2026-11-20.jsonl"), str(logs / "linked.jsonl"),
+                         str(other / "linked-2026-11-19.jsonl.gz"), str(other / "linked.jsonl")]
+    audit_file = tmp_path_factory.mktemp("audit") / "dsr-audit.jsonl"
+    rep = dsr.erase([logs, other], "alice", key=secret_key(), audit_file=audit_file)
+    assert rep.removed == 5
+    assert dsr.export([logs, other], "alice").records == []
+    (audit,) = [orjson.loads(x) for x in audit_file.read_bytes().splitlines()]
+    assert audit["action"] == "erase" and audit["records"] == 5 and audit["log_dirs"] == [str(logs), str(other)]
+    assert not (other / dsr.AUDIT_FILE).exists()
+    assert b"dave" in (other / "linked.jsonl").read_bytes()
+
+
+def test_every_directory_is_locked_for_the_whole_request(logs, tmp_path_factory):
+    from privproxy.access_log import lock
+
+    other = tmp_path_factory.mktemp("web-2")
+    (other / "linked.jsonl").write_bytes(line("alice", 7))
+    with lock.hold(other / "linked.jsonl"):
+        with pytest.raises(dsr.DsrError, match="held by another process"):
+            dsr.erase([logs, other], "alice", timeout=0.05)
+    assert b"alice" in (logs / "linked.jsonl").read_bytes()  # nothing erased anywhere: all or nothing started
+    audit = orjson.loads((logs / dsr.AUDIT_FILE).read_bytes())
+    assert audit["result"] == "failed" and audit["records"] == 0
+
+
+def test_the_cli_takes_patterns_and_keys_the_audit_with_the_proxys_secret(logs, tmp_path_factory, capsys,
+                                                                          monkeypatch):
+    from privproxy.cli import main
+
+    root = tmp_path_factory.mktemp("pods")
+    for pod, n in (("privproxy-7d9f-a", 1), ("privproxy-7d9f-b", 2)):
+        (root / pod).mkdir()
+        (root / pod / "linked.jsonl").write_bytes(line("erin", n))
+    (root / "dsr-audit.jsonl").write_bytes(b"")  # a file the pattern also matches: not a log directory
+    monkeypatch.chdir(root)  # no ./filters.yaml: the built-in settings, which read PRIVPROXY_SECRET
+    monkeypatch.setenv("PRIVPROXY_SECRET", SECRET.decode())
+    args = ["--member", "erin", "--log-dir", str(root / "*"), "--audit-file", str(root / "dsr-audit.jsonl")]
+    assert main(["dsr", "export", *args]) == 0
+    assert len(json.loads(capsys.readouterr().out)["records"]) == 2
+    assert main(["dsr", "erase", *args]) == 0
+    assert "erased 2 linked records of erin from 2 file(s)" in capsys.readouterr().out
+    assert main(["dsr", "audit", *args]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [a["action"] for a in found] == ["export", "erase"] and all(a["member_hmac"] for a in found)
+    monkeypatch.delenv("PRIVPROXY_SECRET")
+    assert main(["dsr", "export", *args]) == 0
+    err = capsys.readouterr().err
+    assert "PRIVPROXY_SECRET" in err and "names no member" in err
+    assert main(["dsr", "export", "--member", "erin", "--log-dir", str(root / "nothing-*")]) == 1
+    assert "matches no directory" in capsys.readouterr().err
 
 
 def test_bad_requests_are_refused(tmp_path):

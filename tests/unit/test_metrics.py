@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from privproxy import pipeline, policy
 from privproxy.beacon import Result as BeaconResult
 from privproxy.metrics import Metrics
-from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Stage
+from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Source, Stage
 from privproxy.pipeline import RequestView
 from tests.helpers import REPO
 
@@ -38,10 +38,19 @@ SHAPE = {
     "privproxy_consent_decisions": ("state",),
     "privproxy_proxy_protocol_connections": ("result",),
     "privproxy_geo_database_loads": ("result",),
+    "privproxy_certificate_reloads": ("result",),
     "privproxy_requests_refused": ("reason",),
     "privproxy_protection_disabled": ("protection",),
+    "privproxy_responses": ("source", "class"),
+    "privproxy_requests_in_flight": (),
+    "privproxy_certificate_expiry_timestamp_seconds": ("certificate",),
+    "privproxy_pseudonym_key_mode": ("mode",),
+    "privproxy_upstream_latency_seconds": ("source",),
     "privproxy_build": (),
 }
+# prometheus_client's ProcessCollector on the same registry (Linux): the standard process_* series
+PROCESS = {"process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+           "process_cpu_seconds", "process_open_fds", "process_max_fds"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +73,7 @@ def view(path: str = "/p?q=1", tls: bool = True, headers: tuple[tuple[str, str],
 
 def test_names_and_label_names_do_not_change():
     m = Metrics()
-    assert {fam.name for fam in m.registry.collect()} == set(SHAPE)
+    assert {fam.name for fam in m.registry.collect()} == set(SHAPE) | PROCESS
     metrics = [getattr(v, "metric", v) for v in vars(m).values()]
     shape = {x._name: tuple(x._labelnames) for x in metrics if hasattr(x, "_labelnames")}
     assert shape == {k: v for k, v in SHAPE.items() if k != "privproxy_build"}
@@ -87,8 +96,15 @@ def test_preinit_zeroes_every_member_of_the_enums(rules):
     for result in Result:
         assert value(m, "privproxy_config_reloads_total", result=result) == 0
         assert value(m, "privproxy_geo_database_loads_total", result=result) == 0
+        assert value(m, "privproxy_certificate_reloads_total", result=result) == 0
     assert value(m, "privproxy_config_last_reload_success_timestamp_seconds") == 1.0
-    assert value(m, "privproxy_config_info", sha256=rules.sha256, path_hash=rules.sha256[:12]) == 1
+    assert value(m, "privproxy_config_info", sha256=rules.sha256) == 1
+    for source in Source:
+        for cls in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+            assert value(m, "privproxy_responses_total", source=source, **{"class": cls}) == 0
+    assert value(m, "privproxy_upstream_latency_seconds_count", source="origin") == 0
+    assert value(m, "privproxy_upstream_latency_seconds_count", source="vendor") == 0
+    assert value(m, "privproxy_requests_in_flight") == 0
 
 
 def test_observe_counts_one_finished_flow(rules):
@@ -148,3 +164,105 @@ def test_adapters_count_only_through_the_door():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "addons" / "privproxy").rglob("*.py")
                  if p.name != "metrics.py" and re.search(r"\.labels\(", p.read_text())]
     assert offenders == []
+
+
+# --- The edge: answers by source, the origin's latency, requests in flight, certificates, keys -------------------
+
+def responses(m: Metrics, source: str, cls: str) -> float | None:
+    return value(m, "privproxy_responses_total", source=source, **{"class": cls})
+
+
+@pytest.mark.parametrize("outcome, beacon, status, source, cls", [
+    (Outcome.FORWARDED, False, 200, "origin", "2xx"),
+    (Outcome.FORWARDED, False, 503, "origin", "5xx"),
+    (Outcome.FORWARDED, True, 204, "vendor", "2xx"),
+    (Outcome.REDIRECTED, False, 308, "proxy", "3xx"),
+    (Outcome.BAD_REQUEST, False, 400, "proxy", "4xx"),
+    (Outcome.NOT_FORWARDED, True, 204, "proxy", "2xx"),
+    (Outcome.UPSTREAM_ERROR, False, 502, "proxy", "5xx"),
+    (Outcome.UPSTREAM_TIMEOUT, False, 504, "proxy", "5xx"),
+    (Outcome.CLIENT_CLOSED, False, 200, "origin", "2xx"),  # the origin's answer had begun
+    (Outcome.CLIENT_CLOSED, False, 499, None, None),  # nobody answered: not an answer
+])
+def test_answers_are_counted_by_who_made_them(rules, outcome, beacon, status, source, cls):
+    m = Metrics()
+    v = view("/p")
+    state = pipeline.begin(v, rules)
+    if beacon:
+        from privproxy.vendors import VENDORS
+        state.codec = VENDORS["ga4"]  # the request was for a beacon collection path
+    m.observe(state, pipeline.log_record(state, v, status, 0, outcome, state.started + 0.1))
+    counted = {(s.labels["source"], s.labels["class"]) for fam in m.registry.collect()
+               if fam.name == "privproxy_responses" for s in fam.samples if s.value}
+    assert counted == ({(source, cls)} if source else set())
+
+
+def test_upstream_latency_buckets_end_at_the_upstream_timeout():
+    m = Metrics()
+    assert m.upstream_latency.metric._upper_bounds[-2] == 60.0  # the default timeout, then +Inf
+    m.upstream_latency_observed(Source.ORIGIN, 0.3)
+    m.upstream_timeout(5)
+    assert m.upstream_latency.metric._upper_bounds == [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                                                       float("inf")]
+    assert value(m, "privproxy_upstream_latency_seconds_count", source="origin") == 0  # started anew
+    m.upstream_latency_observed(Source.VENDOR, 5.02)  # the timeout's own 504: past the last finite bucket
+    m.upstream_latency_observed(Source.ORIGIN, -1)  # a clock step back counts as 0
+    assert value(m, "privproxy_upstream_latency_seconds_bucket", source="vendor", le="5.0") == 0
+    assert value(m, "privproxy_upstream_latency_seconds_count", source="vendor") == 1
+    assert value(m, "privproxy_upstream_latency_seconds_bucket", source="origin", le="0.005") == 1
+    m.upstream_timeout(0)  # no limit: buckets up to five minutes
+    assert m.upstream_latency.metric._upper_bounds[-2] == 300.0
+    assert "privproxy_upstream_latency_seconds" in generate_latest(m.registry).decode()
+
+
+def test_requests_in_flight_and_certificates():
+    m = Metrics()
+    m.request_started()
+    m.request_started()
+    m.request_ended()
+    assert value(m, "privproxy_requests_in_flight") == 1
+    m.certificate("www.example.com", 1_900_000_000.0)
+    m.certificate("api.example.com", 1_800_000_000.0)
+    m.certificate_removed("api.example.com")
+    m.certificate_removed("never.example.com")  # unknown: nothing to do
+    assert value(m, "privproxy_certificate_expiry_timestamp_seconds", certificate="www.example.com") == 1.9e9
+    assert value(m, "privproxy_certificate_expiry_timestamp_seconds", certificate="api.example.com") is None
+
+
+def test_the_pseudonym_key_mode_is_read_at_each_scrape(rules, tmp_path):
+    from privproxy import pseudonyms
+
+    m = Metrics()
+    for mode in ("key_file", "secret", "ephemeral"):
+        assert value(m, "privproxy_pseudonym_key_mode", mode=mode) == 0
+    now = [1_800_000_000.0]
+    pz = pseudonyms.Pseudonymizer(pseudonyms.Settings(key_file=str(tmp_path / "keys.json")), clock=lambda: now[0])
+    m.pseudonym_keys(pz)
+    assert value(m, "privproxy_pseudonym_key_mode", mode="ephemeral") == 1  # the file is not there yet
+    pseudonyms.write_key_file(tmp_path / "keys.json", pseudonyms.KeyFile(pz.period(), bytes(32)))
+    now[0] += 2
+    pz.key()  # the proxy's next pseudonym reads the file
+    assert value(m, "privproxy_pseudonym_key_mode", mode="key_file") == 1
+    assert value(m, "privproxy_pseudonym_key_mode", mode="ephemeral") == 0
+    m.policy_loaded(rules, 2.0)  # the tests' PRIVPROXY_SECRET, or none: either is shown
+    mode = rules.scrubber.pseudonymizer
+    assert value(m, "privproxy_pseudonym_key_mode", mode="ephemeral" if mode.ephemeral else mode.mode) == 1
+
+
+def test_the_standard_process_metrics_are_on_the_injected_registry():
+    text = generate_latest(Metrics().registry).decode()
+    assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
+    assert "process_cpu_seconds_total" not in generate_latest(Metrics().registry.__class__()).decode()
+
+
+def test_every_metric_is_in_the_readme_with_its_labels():
+    """The README's Metrics table names every family as Prometheus shows it (counters with _total, infos with
+    _info) and each of its label names."""
+    readme = REPO.joinpath("README.md").read_text()
+    table = readme[readme.index("\n## Metrics"):readme.index("### Dashboards and alerts")]
+    for fam in Metrics().registry.collect():
+        shown = fam.name + {"counter": "_total", "info": "_info"}.get(fam.type, "")
+        assert f"`{shown}`" in table, shown
+        row = next(line for line in table.splitlines() if f"`{shown}`" in line)
+        labels = {k for s in fam.samples for k in s.labels if k not in ("le", "version", "sha256")}
+        assert all(f"`{k}`" in row for k in labels), (shown, labels)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privproxy import policy, truncate
+from privproxy import offline, policy, truncate
+from privproxy import target as targets
+from privproxy.access_log import formats
 from privproxy.offline import LogFilter
+from tests.helpers import REPO
 
 POLICY = """
 version: 1
@@ -92,17 +96,207 @@ _TOKENS = ["203.0.113.7", "2001:db8::1", "-", "jane", " ", '"', "\\", "[", "]", 
            "/p?q=1&gclid=x&uid=7", "HTTP/1.1", "200", "512", "https://r.example/?email=a%40b.example", "curl/8.1.0",
            "x", "\t", "\\x22"]
 _LINE = ('{h} {i} {u} [{t}] "{m} {target} {proto}" {status} {size} "{ref}" "{agent}"')
+# fields that are mostly what they should be, so that most lines take the fast path and a few just miss it
+_USUAL = {"h": ["203.0.113.7", "2001:db8::1", "host-1", "a\x85b", "a\tb", '"'], "i": ["-", "x", "-\xa0"],
+          "u": ["-", "jane", "ü"], "t": ["22/Nov/2026:10:00:00 +0900", "", "a]b", 'a"b', "[x"],
+          "m": ["GET", "POST", "M-SEARCH", "get", "GET2", "A" * 21], "target": ["/", "/p?q=1&gclid=x&uid=7", "/a b",
+          "/ü", '/"', "/\x7f", "*", "http://x.example/p"], "proto": ["HTTP/1.1", "HTTP/2", "HTTP/1.10", "HTTP/3 "],
+          "status": ["200", "-", "20", "٣٠٠", "2000"], "size": ["512", "-", "", "٣", "1 2"],
+          "ref": ["-", "", "https://r.example/?email=a%40b.example", 'a"b', "x\\"],
+          "agent": ["curl/8.1.0", "-", "", '"', "a\x85"]}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.one_of(
     st.lists(st.sampled_from(_TOKENS), max_size=24).map("".join),
     st.fixed_dictionaries({k: st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=3).map("".join)
                            for k in ("h", "i", "u", "t", "m", "target", "proto", "status", "size", "ref", "agent")}
                           ).map(lambda d: _LINE.format(**d)),
+    st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _USUAL.items()}).map(lambda d: _LINE.format(**d)),
+    st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _USUAL.items() if k not in ("ref", "agent")}).map(
+        lambda d: _LINE.format(ref="", agent="", **d).rpartition(' ""')[0].rpartition(' ""')[0]),  # Common
 ))
-def test_the_quote_splitting_fast_path_agrees_with_the_full_expression(line):
+def test_the_usual_line_fast_path_agrees_with_the_full_expression(line):
     rules = policy.from_text(POLICY, "test.yaml", secret=b"unit-test-secret")
     fast, full = LogFilter(rules, "combined"), LogFilter(rules, "combined")
     assert fast.line(line) == full._combined_regex(line)
     assert fast.stats == full.stats
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["GET", "POST", "get", "M-SEARCH", " ", "  ", "/", "/p?q=1", "\t", "\x0b", "\x1f",
+                                 "\x7f", "\x85", "\xa0", "ü", "HTTP/1.1", "HTTP/2", "HTTP/1.10", "HTTP/3", "\n", "x"]),
+                max_size=7).map("".join))
+def test_request_lines_read_without_the_expression_as_with_it(text):
+    m = offline._REQUEST.match(text)
+    got = offline.request_line(text)
+    assert (tuple(got) if got is not None else None) == (m.groups() if m else None)
+
+
+# --- filter-log says what the proxy's access log says (issue 18, item 2) -------------------------------------
+# The proxy logs `policy.scrubber.to("log").url(target, "path")` and `.url(referrer, "referrer")`
+# (pipeline.log_record); filter-log's fast path must give the same text for the same target and referrer, with
+# the shipped rules. The generators follow issue 17: path spellings nginx reads as another path, identifier names
+# in every spelling style, values that are identifiers elsewhere in the same URL (echoes), nested URLs.
+SHIPPED = policy.from_text((REPO / "filters.yaml").read_text(encoding="utf-8"), "filters.yaml",
+                           secret=b"filter-log-equality")
+_FILTERS = {fmt: LogFilter(SHIPPED, fmt) for fmt in ("combined", "json")}  # warm caches across examples
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+_SEGMENTS = ["p", "products", "watch-42", "cart", "search", "g", "collect", "news", "ja", "static", "app.4f2.js",
+             "index.html", "health", "HEALTH", "Health", "h%65alth", "%68EALTH", "heal%74h", "medical", "recruit",
+             "careers", "apply", "inquiry", "clinic-7", "東京", "%E6%9D%B1", "%C3%BC", "a+b", "~user", "x:y", "@me"]
+_ODD_SEGMENTS = [".", "..", "%2e", "%2E%2e", ".%2E", "", "a%2Fb", "%2Fhealth%2Fx", "..%2F", "%2e%2e%2fhealth",
+                 "jane@example.com", "jane%40example.com", "090-1234-5678", "203.0.113.77", "2001:db8:abcd:12::7",
+                 "::ffff:203.0.113.77", _JWT, "4111111111111111", "https%3A%2F%2Fx.example%2Fp%3Fuid%3Dmember-1234",
+                 "%zz", "%", "%00", "%ff", "a%20b"]
+_MATRIX = ["jsessionid=0123456789ABCDEF", "JSESSIONID=abc12345", "x", "uid=member-12345", "email=jane@example.com",
+           "v=1;jsessionid=XYZ12345678", "phpsessid=s3cr3t99", "", "gclid=EAIaIQ1234"]
+_ID_NAMES = ["uid", "UID", "Uid", "userId", "user_id", "user-id", "USER_ID", "user[id]", "user%5Bid%5D", "uid[]",
+             "uid[0]", "uid%5B%5D", "User.Id", "customerId", "memberID", "member-id", "visitorId", "client_id", "cid",
+             "deviceId", "anonymousId", "anonymous_id", "distinct_id", "u%69d", "user+id", "Device-ID"]
+_CLICK_NAMES = ["gclid", "GCLID", "fbclid", "msclkid", "gcl%69d", "_gl", "ttclid", "wbraid", "mc_eid"]
+_CONTACT_NAMES = ["email", "Email", "e-mail", "e_mail", "mail", "tel", "phone", "phoneNumber", "phone_number",
+                  "first_name", "firstName", "zip", "dob", "e%2Dmail"]
+_SECRET_NAMES = ["token", "access_token", "accessToken", "sessionid", "sessionId", "session_id", "jsessionid",
+                 "JSESSIONID", "PHPSESSID", "sid", "code", "state", "X-Amz-Signature", "x-amz-credential", "apiKey"]
+_OTHER_NAMES = ["q", "page", "ref", "next", "url", "redirect", "e_n", "label", "utm_source", "sr", "vp", "res",
+                "lang", "", "a+b", "%20uid", "$anon_distinct_id", "Q", "u", "idx"]
+_VALUES = ["watch", "2", "", "1920x1080", "jane@example.com", "jane%40example.com", "JANE%2540EXAMPLE.COM",
+           "090-1234-5678", "%2B81%2090%201234%205678", "+81+90+1234+5678", "203.0.113.77", "2001:db8:abcd:12::7",
+           "%3A%3Affff%3A203.0.113.77", "::ffff:203.0.113.77", "0xcb.0.113.77", _JWT, "4111111111111111",
+           "[redacted]", "%5Bredacted%5D", "null", "undefined", "ja-JP", "Mozilla%2F5.0+(X11;+Linux+x86_64)", "東京",
+           "%E6%9D%B1%E4%BA%AC", "%ff%fe", "%", "a=b", "GA1.1.918273645.1700000000",
+           "https%3A%2F%2Fshop.example%2Fp%3Fuid%3Dmember-12345%26email%3Djane%2540example.com",
+           "https://shop.example/p?gclid=EAIa12345&q=1", "/health/x?uid=1", "%2Fhealth%2Fx", "//evil.example/p",
+           "https://u:pw@h.example/", "/p;jsessionid=ABC12345?x=1"]
+_IDS = st.text(alphabet="abcdefXYZ0123456789-_.~", min_size=4, max_size=14)
+
+
+@st.composite
+def _paths(draw) -> str:
+    out = []
+    for _ in range(draw(st.integers(0, 5))):
+        seg = draw(st.one_of(st.sampled_from(_SEGMENTS), st.sampled_from(_ODD_SEGMENTS),
+                             st.text(alphabet="abcXYZ019-._~%:@!$'()*,+=", max_size=8)))
+        if draw(st.integers(0, 5)) == 0:
+            seg += ";" + draw(st.sampled_from(_MATRIX))
+        out.append(draw(st.sampled_from(["/", "/", "/", "//", "\\", "/./", "/%2F"])) + seg)
+    path = "".join(out) or "/"
+    return path + ("/" if draw(st.booleans()) else "")
+
+
+@st.composite
+def _queries(draw) -> str:
+    ids = draw(st.lists(st.one_of(_IDS, st.sampled_from(["member-12345", "EAIaIQobChMI", "jane@example.com",
+                                                         "0123456789abcdef", "GA1.1.918273645.1700000000"])),
+                        min_size=1, max_size=3))
+
+    def value() -> str:
+        kind = draw(st.integers(0, 9))
+        if kind < 4:  # an identifier, or a copy of one as SDKs and pages send them
+            v = draw(st.sampled_from(ids))
+            form = draw(st.sampled_from(["{}", "{}", "$device:{}", "x-{}-y", "{U}", "{Q}", "{QQ}", "{}+{}",
+                                         "https%3A%2F%2Fa.example%2F%3Fr%3D{Q}", "https://a.example/?next={}"]))
+            return form.format(v, v, U=v.upper(), Q=quote(v, safe=""), QQ=quote(quote(v, safe=""), safe=""))
+        if kind < 8:
+            return draw(st.sampled_from(_VALUES))
+        return draw(st.text(alphabet="abcXYZ019-._~%:@/?;,+=$[]", max_size=12))
+
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.one_of(st.sampled_from(_ID_NAMES), st.sampled_from(_CLICK_NAMES),
+                              st.sampled_from(_CONTACT_NAMES), st.sampled_from(_SECRET_NAMES),
+                              st.sampled_from(_OTHER_NAMES)))
+        sep = draw(st.sampled_from(["=", "=", "=", "=", ""]))
+        parts.append(name + sep + (value() if sep else ""))
+        if draw(st.integers(0, 8)) == 0:
+            parts.append("")  # `a=1&&b=2`
+    return "&".join(parts)
+
+
+@st.composite
+def _targets(draw) -> str:
+    path = draw(_paths())
+    if draw(st.integers(0, 6)) == 0:
+        return path
+    return f"{path}?{draw(_queries())}"
+
+
+@st.composite
+def _referrers(draw) -> str:
+    origin = draw(st.sampled_from(["https://shop.example", "http://www.example.com:8080", "https://u:pw@h.example",
+                                   "HTTPS://Shop.Example", "https://203.0.113.77", "", "android-app://com.x",
+                                   "https://a.example?"]))
+    ref = origin + draw(_targets())
+    if draw(st.integers(0, 5)) == 0:
+        ref += "#" + draw(st.sampled_from(["top", "access_token=eyJ.abc.def&state=x", "uid=member-12345",
+                                           "jane@example.com"]))
+    return ref
+
+
+def _proxy_logs(target: str, referrer: str) -> tuple[str, str]:
+    """What pipeline.log_record writes for them: path and referrer (both fail closed as it does); "-" for a
+    target the proxy refuses to read (pipeline.read_head)."""
+    s = SHIPPED.scrubber.to("log")
+    try:
+        targets.parse(target)
+        path = s.url(target, "path", [])
+    except targets.TargetError:
+        path = "-"
+    except Exception:  # noqa: BLE001
+        path = "[redacted]"
+    try:
+        ref = s.url(referrer, "referrer", [])
+    except Exception:  # noqa: BLE001
+        ref = ""
+    return formats.text(path), formats.text(ref)
+
+
+def _nginx_quoted(v: str) -> str:
+    """A field as nginx's default log escaping writes it: `"`, `\\`, controls and bytes above 0x7E as \\xHH."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02X}"
+                   for b in v.encode("utf-8", "surrogateescape"))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_targets(), _referrers())
+def test_filter_log_gives_what_the_proxy_logs_for_the_same_target_and_referrer(target, referrer):
+    path, ref = _proxy_logs(target, referrer)
+    combined = _FILTERS["combined"].line(
+        f'203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET {_nginx_quoted(target)} HTTP/1.1" 200 512 '
+        f'"{_nginx_quoted(referrer)}" "curl/8.1.0"\n')
+    fields = combined.split('"')
+    assert len(fields) == 7, combined
+    # the proxy's own Combined writer (access_log.formats) for the same record
+    assert fields[1] == formats._quoted(f"GET {path} HTTP/1.1")
+    assert fields[3] == formats._quoted(ref)
+    doc = json.loads(_FILTERS["json"].line(json.dumps({
+        "remote_addr": "203.0.113.77", "request": f"GET {target} HTTP/1.1", "request_uri": target,
+        "path": target, "http_referer": referrer, "referrer": referrer})))
+    assert doc["request"] == f"GET {path} HTTP/1.1"
+    assert doc["request_uri"] == doc["path"] == path
+    assert doc["http_referer"] == doc["referrer"] == ref
+
+
+def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
+    # Found by the property test above: filter-log kept copies of identifiers (issue 17 item 7) and the
+    # user:password of absolute referrers, which the proxy's log removes.
+    f = LogFilter(SHIPPED, "combined")
+    s = SHIPPED.scrubber.to("log")
+    for target in ("/p?uid=member-12345&e_n=$device:member-12345", "/p?gclid=EAIaIQ1234&ref=EAIaIQ1234",
+                   "/p?e_n=MEMBER-12345&userId=member-12345", "/p?next=https%3A%2F%2Fa.example%2F%3Fr%3Dmember-12345"
+                   "&user%5Bid%5D=member-12345", "https://u:pw@h.example/p?q=1"):
+        out = f._scrub_url(target, "path")
+        assert out == s.url(target, "path", []) and "member-12345" not in out and "EAIaIQ1234" not in out
+        assert "pw@" not in out
+    # the target as nginx logs a backslash (\x5C): read as the server read it, a sensitive page
+    line = '203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET /a\\x5C..\\x5Chealth\\x5Cx HTTP/1.1" 200 1 "-" "-"\n'
+    assert '"GET /health/* HTTP/1.1"' in f.line(line)
+    # bytes that are not UTF-8 (nginx writes them as \xHH) are what mitmproxy hands the proxy: surrogate escapes,
+    # written as %XX, or the whole field "[redacted]" where the proxy's scrubbing fails on them
+    for target, ref in (("/p\udcff?q=1", "https://a.example/\udcfe"), ("/p?uid=\udcffabcd&x=1", "-"),
+                        ("/p?email=\udcff", "https://a.example/?uid=x\udcff")):
+        path, referrer = _proxy_logs(target, referrer=ref if ref != "-" else "")
+        out = f.line(f'203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET {_nginx_quoted(target)} HTTP/1.1" 200 1 '
+                     f'"{_nginx_quoted(ref)}" "-"\n').split('"')
+        assert (out[1], out[3]) == (formats._quoted(f"GET {path} HTTP/1.1"), formats._quoted(referrer)), target

@@ -10,7 +10,7 @@ import pytest
 
 from privproxy import fields
 from privproxy.consent import decision, token
-from privproxy.outcome import Action, BeaconConsent, ConsentState, LogStream, Outcome, Result, Stage
+from privproxy.outcome import Action, BeaconConsent, ConsentState, LogStream, Outcome, Result, Source, Stage
 from tests.helpers import REPO
 
 # What dashboards, alert rules, log readers and the README rely on: a change here is a change on the wire.
@@ -25,6 +25,7 @@ PINNED = {
     Action: ("drop", "redact", "hash", "truncate", "generalize", "keep"),
     LogStream: ("access", "linked"),
     Result: ("success", "failure"),
+    Source: ("origin", "vendor", "proxy"),
 }
 
 

@@ -323,3 +323,12 @@ def test_a_url_built_to_make_the_echo_search_slow_loses_its_other_values(shipped
     assert time.perf_counter() - t0 < 3
     assert "AAAAAAAAB" not in out and out.endswith("&t=[redacted]&q=[redacted]")
     assert "limit:echoes" in {c.rule for c in ch}
+
+
+def test_an_address_as_a_urls_host_is_truncated_and_credentials_go(policy_from_yaml):
+    s = policy_from_yaml("version: 1\n").scrubber
+    assert s.url("https://203.0.113.77/p?q=1", "referrer", []) == "https://203.0.113.0/p?q=1"
+    assert s.url("http://3405803853/x", "referrer", []) == "http://203.0.113.0/x"  # a browser reads it so
+    assert s.url("http://[2001:db8:1:2::5]:8080/x", "referrer", []) == "http://[2001:db8:1::]:8080/x"
+    assert s.url("https://user:pw@shop.example/x", "referrer", []) == "https://shop.example/x"
+    assert s.url("https://1.example.com/", "referrer", []) == "https://1.example.com/"

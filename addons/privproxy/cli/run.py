@@ -6,7 +6,9 @@ core, proxyserver, next_layer, tlsconfig and errorcheck plus privproxy's own.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import datetime
 import logging
 import os
 import signal
@@ -19,6 +21,26 @@ from privproxy.errors import PrivproxyError
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_CONFDIR = "~/.privproxy"
+CA_FILE = "mitmproxy-ca-cert.pem"  # in --confdir: the local CA's certificate, for trials
+
+
+class CertAction(argparse.Action):
+    """--cert starts a certificate; a --key right after it names that certificate's key (args.key[i] belongs to
+    args.cert[i]; None: the key is in the certificate file)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.cert = [*(namespace.cert or []), values]
+        namespace.key = [*(namespace.key or []), None]
+
+
+class KeyAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        keys = list(namespace.key or [])
+        if not keys or keys[-1] is not None:
+            parser.error(f"--key {values}: put each --key right after the --cert it belongs to "
+                         "(--cert fullchain.pem --key privkey.pem)")
+        keys[-1] = values
+        namespace.key = keys
 
 
 def add_parser(sub) -> None:
@@ -33,9 +55,13 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--listen", action="append", metavar="HOST:PORT",
                    help=f"address to serve TLS and plain HTTP on (repeatable; default {DEFAULT_LISTEN})")
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml when present)")
-    p.add_argument("--cert", action="append", default=[], metavar="[DOMAIN=]PEM",
-                   help="serve this certificate (PEM with chain and key); default: certificates from the CA in "
-                        "--confdir")
+    p.add_argument("--cert", action=CertAction, default=[], metavar="[DOMAIN=]FILE",
+                   help="serve this certificate: its chain, site certificate first (certbot's fullchain.pem, "
+                        "cert-manager's tls.crt), with the key in it or in the --key after it; DOMAIN= serves it for "
+                        "that name (SNI); repeatable. Re-read when the files change and on SIGHUP. Default: "
+                        "certificates from a local CA in --confdir, for trials only")
+    p.add_argument("--key", action=KeyAction, default=[], metavar="FILE",
+                   help="the private key of the --cert before it (certbot's privkey.pem, cert-manager's tls.key)")
     p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
     p.add_argument("--geoip-db", metavar="MMDB",
                    help="MaxMind DB for coarse geography (GeoLite2/GeoIP2 City or Country, DB-IP lite)")
@@ -74,12 +100,22 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def mode_specs(upstream: str, listens: list[str]) -> list[str]:
-    specs = []
-    for value in listens:
-        host, port = parse_listen(value)
-        host_part = f"[{host}]" if ":" in host else host
-        specs.append(f"reverse:{upstream}@{host_part}:{port}")
-    return specs
+    from privproxy.mitm import internals
+
+    return [internals.reverse_mode(upstream, *parse_listen(value)) for value in listens]
+
+
+def check_certificates(args) -> str | None:
+    """Every --cert/--key pair readable and matching, before anything binds: the error message, or None."""
+    from privproxy.mitm import certificate_files
+
+    now = datetime.datetime.now(datetime.UTC)
+    for cert, key in zip(args.cert, args.key, strict=True):
+        try:
+            certificate_files.read(certificate_files.Spec.parse(cert, key or ""), now)
+        except certificate_files.CertificateError as e:
+            return str(e)
+    return None
 
 
 def cmd(args) -> int:
@@ -92,13 +128,10 @@ def cmd(args) -> int:
         specs = mode_specs(args.upstream, args.listen or [DEFAULT_LISTEN])
     except ValueError as e:
         return fail(f"--upstream {args.upstream!r}: {e}" if "listen" not in str(e) else str(e))
-    for c in args.cert:
-        path = Path(c.split("=", 1)[1] if "=" in c else c).expanduser()
-        if not path.is_file():
-            return fail(f"--cert {c}: {path} does not exist — pass a PEM file holding the certificate chain "
-                        "and its private key (cat fullchain.pem privkey.pem > site.pem)")
+    if (problem := check_certificates(args)) is not None:
+        return fail(problem)
     try:
-        return event_loop_runner()(serve(args, specs))
+        return event_loop_runner()(serve(args, specs, trial_ca_note=not args.cert))
     except KeyboardInterrupt:
         return 0
 
@@ -137,9 +170,10 @@ def setup_logging(verbose: bool) -> None:
 class Announce:
     """Prints where the proxy listens once the servers are bound (addresses of this host, not of clients)."""
 
-    def __init__(self, log_dir: str | None, metrics_addon) -> None:
+    def __init__(self, log_dir: str | None, metrics_addon, trial_ca: Path | None = None) -> None:
         self.log_dir = log_dir
         self.metrics_addon = metrics_addon
+        self.trial_ca = trial_ca
 
     def running(self) -> None:
         from mitmproxy import ctx
@@ -152,10 +186,12 @@ class Announce:
         asyncio.get_running_loop().call_later(1.0, internals.retire_errorcheck, master)
         ps = master.addons.get("proxyserver")
         for addr in ps.listen_addrs():
-            host = addr[0] if addr[0] not in ("0.0.0.0", "::") else "localhost"
-            host = f"[{host}]" if ":" in host else host
-            print(f"privproxy: serving https://{host}:{addr[1]}/ and http://{host}:{addr[1]}/ (redirects to HTTPS)",
-                  file=sys.stderr, flush=True)
+            print(f"privproxy: {serving(addr[0], addr[1])}", file=sys.stderr, flush=True)
+        if self.trial_ca is not None:
+            print(f"privproxy: no --cert given: TLS certificates come from a local CA, for trials only (browsers "
+                  f"warn; a client must trust {self.trial_ca}, e.g. curl --cacert {self.trial_ca}). For a real "
+                  "certificate: --cert fullchain.pem --key privkey.pem (certbot) or --cert tls.crt --key tls.key "
+                  "(cert-manager's Secret)", file=sys.stderr, flush=True)
         for sink in self.metrics_addon.shared.sinks.values():
             print(f"privproxy: access log {sink.path}", file=sys.stderr, flush=True)
         if self.metrics_addon.address:
@@ -163,7 +199,16 @@ class Announce:
             print(f"privproxy: metrics http://{h}:{p}/metrics", file=sys.stderr, flush=True)
 
 
-async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -> int:
+def serving(host: str, port: int) -> str:
+    """The start-up line for one bound listener: this host's own address, shown as it is."""
+    wildcard = {"0.0.0.0": ("localhost", "IPv4"), "::": ("[::1]", "IPv6")}
+    shown = f"[{host}]" if ":" in host else host
+    local, family = wildcard.get(host, (shown, ""))
+    line = f"serving https://{local}:{port}/ and http://{local}:{port}/ (redirects to HTTPS)"
+    return f"{line} on every {family} address ({shown}:{port})" if family else line
+
+
+async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False) -> int:
     from mitmproxy import exceptions, master, options
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
@@ -173,6 +218,8 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     from privproxy.mitm.exporter import MetricsExporter
 
     setup_logging(args.verbose)
+    confdir = Path(args.confdir).expanduser()
+    trial_ca = confdir / CA_FILE if trial_ca_note else None
     opts = options.Options()
     m = master.Master(opts)
     m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them
@@ -180,13 +227,14 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = ()) -
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
     drain = Drain()
     m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons, Announce(args.log_dir, exporter)]),
+                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons, Announce(args.log_dir, exporter, trial_ca)]),
                  errorcheck.ErrorCheck())
     try:
         opts.update(
             mode=specs,
-            confdir=str(Path(args.confdir).expanduser()),
-            certs=list(args.cert),
+            confdir=str(confdir),
+            privproxy_certs=list(args.cert),
+            privproxy_cert_keys=[k or "" for k in args.key],
             connection_strategy="lazy",
             privproxy_config=str(args.config or ""),
             privproxy_log_dir=str(args.log_dir or ""),

@@ -56,6 +56,8 @@ class FlowContext:
     observed: bool = False  # one observation per flow
     inflight: bool = False  # counted by Drain until the flow ends
     timer: asyncio.TimerHandle | None = None  # the upstream timeout, while the origin has the turn
+    sent: float = 0.0  # when the request went upstream (time.time()), until its response headers: metrics
+    gauged: bool = False  # counted in privproxy_requests_in_flight until the flow ends
 
 
 def context(flow: http.HTTPFlow) -> FlowContext:

@@ -14,10 +14,15 @@ import base64
 import binascii
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
-from mitmproxy import addonmanager, ctx, flow as mflow, hooks, http
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from mitmproxy import addonmanager, certs, ctx, flow as mflow, hooks, http
+from mitmproxy.addons import proxyserver
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1, status_codes
 from mitmproxy.proxy import commands, events, mode_servers
@@ -139,6 +144,59 @@ def eager_tasks_for_uvloop() -> None:
             loop.set_task_factory(existing)
 
     asyncio_utils.set_eager_task_factory = set_eager_task_factory
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Listen addresses and the operator's certificates (used by cli.run, certificates, log_redaction)
+
+
+def reverse_mode(upstream: str, host: str, port: int) -> str:
+    """The mode spec of a reverse listener on HOST:PORT. mitmproxy splits `@HOST:PORT` at its last colon and
+    binds HOST as written, so an IPv6 address goes in bare (`@::1:8443`): `[::1]` would be looked up as a name."""
+    return f"reverse:{upstream}@{host}:{port}"
+
+
+def listener_message(record: logging.LogRecord) -> bool:
+    """mitmproxy's records of its listeners ("reverse proxy to URL listening at HOST:PORT.", "... at HOST:PORT
+    stopped.", "... failed to listen on HOST:PORT with [Errno 98] ..."): made of the operator's own settings
+    only, never of anything a visitor sent."""
+    msg = str(record.msg)
+    if record.name == proxyserver.__name__:
+        return record.levelno >= logging.ERROR and " failed to listen on " in msg
+    return (record.name == mode_servers.__name__ and record.levelno == logging.INFO
+            and (" listening at " in msg or msg.endswith(" stopped.")))
+
+
+type PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+type Choose = Callable[[str | None], certs.CertStoreEntry | None]
+
+
+def certificate_entry(cert: x509.Certificate, key: PrivateKey, intermediates: Sequence[x509.Certificate],
+                      chain_file: Path | None) -> certs.CertStoreEntry:
+    """A certificate as tlsconfig serves it. With a chain_file (a PEM of `intermediates`, written once per content:
+    tlsconfig caches the SSL context by that path) OpenSSL sends the leaf and the chain it builds from the file;
+    chain_certs (without the leaf) is what QUIC sends. tlsconfig sends chain_certs itself only when there is no
+    chain_file and more than one of them, so a chain of one intermediate must come from the file."""
+    return certs.CertStoreEntry(certs.Cert(cert), key, chain_file if intermediates else None,
+                                [certs.Cert(c) for c in intermediates])
+
+
+def choose_certificates(master, choose: Choose | None) -> bool:
+    """tlsconfig asks `choose(sni)` first for the certificate of each TLS (and QUIC) handshake with a client; when
+    it answers None, mitmproxy chooses as before (a certificate from its CA). `choose=None` restores mitmproxy's
+    own choice. False when the Master has no tlsconfig addon."""
+    tc = master.addons.get("tlsconfig")
+    if tc is None:
+        return False
+    tc.__dict__.pop("get_cert", None)
+    if choose is not None:
+        mitmproxy_choice = tc.get_cert
+
+        def get_cert(conn_context) -> certs.CertStoreEntry:
+            return choose(conn_context.client.sni) or mitmproxy_choice(conn_context)
+
+        tc.get_cert = get_cert
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------

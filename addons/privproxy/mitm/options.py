@@ -83,6 +83,14 @@ class Options:
                           "port.")
         loader.add_option("privproxy_ready_file", str, "",
                           "Write the bound listen and metrics addresses here as JSON once serving.")
+        loader.add_option("privproxy_certs", Sequence[str], [],
+                          "The operator's certificates, each [DOMAIN=]FILE: the chain (site certificate first) and, "
+                          "unless privproxy_cert_keys names a key file for it, the private key. Served by SNI, "
+                          "re-read when the files change and on SIGHUP. Empty: mitmproxy's `certs`, else "
+                          "certificates from mitmproxy's local CA (for trials only).")
+        loader.add_option("privproxy_cert_keys", Sequence[str], [],
+                          "The private-key file of each privproxy_certs entry, in the same order; empty or missing: "
+                          "the key is in the certificate file.")
         loader.add_option("privproxy_max_request_head", int, 64 * 1024,
                           "Bytes a request line and its header fields may take; larger heads are answered 431.")
         loader.add_option("privproxy_request_head_timeout", int, 30,  # int: mitmproxy's --set parses no floats
@@ -141,7 +149,8 @@ class Options:
         if self.shared.proxy_protocol and active is not None and not active.client_ip.trusted_proxies:
             raise exceptions.OptionsError(
                 "privproxy_proxy_protocol: no trusted proxy is configured, so every connection would be refused; "
-                "add the load balancer's address with --trusted-proxy CIDR or client_ip.trusted_proxies")
+                "add the load balancer's address with --trusted-proxy CIDR (mitmdump: --set "
+                "privproxy_trusted_proxies=CIDR) or client_ip.trusted_proxies")
 
     def running(self) -> None:
         if not ctx.options.privproxy_instance:
