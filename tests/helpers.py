@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,14 +121,7 @@ class Proxy:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
     def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -144,6 +138,18 @@ class Proxy:
                     return records
             time.sleep(0.1)
         return records
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> int:
+    """SIGTERM, then SIGKILL after `timeout` seconds: a process the test started, and only that one."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 def start_proxy(tmp: Path, upstream: str, *args: str, config: Path | None = None, metrics: bool = False,
@@ -224,3 +230,13 @@ def request(port: int, path: str, *, tls: ssl.SSLContext | None = None, method: 
         return Reply(resp.status, resp.getheaders(), resp.read())
     finally:
         conn.close()
+
+
+def metric(p: Proxy, name: str, **labels: str) -> float:
+    """One sample of the proxy's /metrics (its --metrics listener), by name and labels."""
+    text = urllib.request.urlopen(f"http://{p.metrics[0]}:{p.metrics[1]}/metrics", timeout=5).read().decode()
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{want} not exported")

@@ -168,6 +168,14 @@ class Metrics:
             "privproxy_certificate_expiry_timestamp_seconds",
             "When each served certificate expires (its notAfter, seconds since the epoch), by the certificate's "
             "configured name: its first DNS name, else its file name.", ["certificate"], registry=r)
+        self.acme_orders = Counter(
+            "privproxy_acme_orders",
+            "ACME orders (first certificates and renewals of --acme names), by result: a failure is retried with "
+            "backoff while the certificate in service, if any, stays.", ["result"], registry=r)
+        self.acme_failures = Gauge(
+            "privproxy_acme_consecutive_failures",
+            "Failed ACME orders in a row for each --acme name since its last certificate (0 after a success).",
+            ["certificate"], registry=r)
         self.key_mode = Gauge(
             "privproxy_pseudonym_key_mode",
             "1 for where the pseudonymization key in use comes from: key_file (shared and rotated), secret (a "
@@ -311,6 +319,15 @@ class Metrics:
         `not_after` its expiry in seconds since the epoch."""
         self.certificate_expiry.labels(name).set(not_after)
 
+    def acme_order(self, name: str, result: Result, consecutive_failures: int) -> None:
+        """An ACME order for the --acme name `name` (configuration, never a request) ended."""
+        self.acme_orders.labels(result).inc()
+        self.acme_failures.labels(name).set(consecutive_failures)
+
+    def acme_name(self, name: str, consecutive_failures: int) -> None:
+        """An --acme name at start: its failures in a row so far (kept on disk across restarts)."""
+        self.acme_failures.labels(name).set(consecutive_failures)
+
     def certificate_removed(self, name: str) -> None:
         """A certificate no longer served: its series goes, so its expiry alerts no one."""
         try:
@@ -359,6 +376,7 @@ class Metrics:
             self.reloads.labels(result)
             self.geo_loads.labels(result)
             self.certificate_reloads.labels(result)
+            self.acme_orders.labels(result)
         for result in RESULTS:
             self.geo_lookups.labels(result)
         self.countries.labels(UNKNOWN)

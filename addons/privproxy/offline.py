@@ -21,12 +21,13 @@ from urllib.parse import quote, unquote_plus
 
 import orjson
 
-from privproxy import generalize, target, truncate
-from privproxy.access_log.formats import _one_line as json_line_end, _quoted as quoted_field
+from privproxy import generalize, target, truncate, vendors, wire
+from privproxy.access_log.formats import one_line, quoted
 from privproxy.access_log.formats import text as record_text
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED
 from privproxy.policy import Policy
 from privproxy.scrub import SAFE, Change, split_origin, unquote_param
+from privproxy.sites import Site
 from privproxy.truncate import QUAD as _QUAD
 
 FORMATS = ("combined", "json")
@@ -41,13 +42,13 @@ _Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: one step per run of plain charac
 COMBINED = re.compile(
     rf'^(\S+) (\S+) (\S+) \[([^\]]*)\] {_Q} (\d{{3}}|-) (\d+|-)(?: {_Q} {_Q})?(.*)$'
 )
-# The usual line up to the referrer's opening quote: COMBINED's fields without quotes in them, the request as
-# _REQUEST reads it. Possessive: nothing to give back, no field can match the separator after it.
+# The usual line: COMBINED's fields without quotes in them, the request as _REQUEST reads it, a referrer and a
+# user agent and nothing after them. Possessive: nothing to give back, no field can match the separator after it.
 _USUAL = re.compile(r'([^\s"]++) [^\s"]++ ([^\s"]++) \[([^\]"]*+)\] "([A-Z][A-Z0-9_-]{0,19}) ([^\s"]++) '
-                    r'(HTTP/\d(?:\.\d)?)" (\d{3}|-) (\d++|-) "')
+                    r'(HTTP/\d(?:\.\d)?)" (\d{3}|-) (\d++|-) "([^"]*+)" "([^"]*+)"\Z')
 _ADDRESS_START = frozenset("0123456789[")  # a host that may be an address (split_origin decides)
 _ABSOLUTE = re.compile(r"^(https?://[^/?#\s@]*)(/.*)$", re.S | re.I)  # no user:password@: Scrubber.url
-_REFUSED = target._BAD_CHAR  # characters the proxy refuses in a request target (target.parse)
+_REFUSED = target.BAD_CHAR  # characters the proxy refuses in a request target (target.parse)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})  # all match _REQUEST's
 _PROTOCOLS = frozenset({"HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/2", "HTTP/3"})  # and so do these
 _REQUEST = re.compile(r"^([A-Z][A-Z0-9_-]{0,19}) (\S+) (HTTP/\d(?:\.\d)?)$")
@@ -59,6 +60,7 @@ URL_KEYS = frozenset({"path", "uri", "url", "request_uri", "request_url", "targe
 REQUEST_LINE_KEYS = frozenset({"request"})
 REFERRER_KEYS = frozenset({"referrer", "referer", "http_referer", "http_referrer"})
 AGENT_KEYS = frozenset({"user_agent", "http_user_agent", "user-agent", "useragent"})
+_OCTETS = frozenset(str(i) for i in range(256))  # what truncate.QUAD reads as an octet: no leading zeros, ASCII
 # Values that are credentials or ports: never kept, whatever they hold.
 DROP_KEYS = frozenset({"remote_port", "client_port", "port", "cookie", "http_cookie", "set-cookie", "set_cookie",
                        "authorization", "http_authorization", "proxy-authorization", "remote_user", "user",
@@ -111,6 +113,7 @@ class LogFilter:
         self._size = cache_size
         self._quote = combined  # URLs are cached as the Combined field writes them
         self._whole: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {"path": {}, "referrer": {}}
+        self._whole_path, self._whole_referrer = self._whole["path"], self._whole["referrer"]  # emptied, never replaced
         self._paths: dict[str, dict[str, tuple[str, bool, tuple[str, ...], bool]]] = {"path": {}, "referrer": {}}
         self._params: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {"path": {}, "referrer": {}}
         self._plans: dict[str, dict[str, tuple[str, str, str] | None]] = {"path": {}, "referrer": {}}
@@ -122,6 +125,10 @@ class LogFilter:
         self._plain_prefix = quote(s.pseudonymizer.settings.prefix, safe=SAFE) == s.pseudonymizer.settings.prefix
         self.line: Callable[[str], str | None] = self._combined if combined else self._json
         self._period = policy.scrubber.pseudonymizer.period()
+        self._default_site = policy.sites.default
+        self._may_be_beacon = BeaconSieve(
+            [p for p, _ in policy.sites.default.beacon_paths + policy.beacons.paths]
+            + [p for codec in vendors.VENDORS.values() for p in codec.paths])
 
     @property
     def stats(self) -> Stats:
@@ -139,30 +146,30 @@ class LogFilter:
         self._tally.clear()
 
     def _scrub_url(self, u: str, scope: str) -> str:
-        cache = self._whole[scope]
-        got = cache.get(u)
-        if got is None:
-            got = self._scrub_url_uncached(u, scope)
-            if len(cache) >= self._size:
-                cache.clear()
-            cache[u] = got
+        got = self._whole[scope].get(u) or self._scrub_url_uncached(u, scope)
         if got[1]:
             self._tally.append(got[1])
         return got[0]
 
     def _scrub_url_uncached(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
         """What the proxy's record holds for a target (scope "path") or a referrer, as this format writes it:
-        Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_offline.py)."""
+        Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_offline.py).
+        Remembered in the scope's whole-URL cache."""
         try:
             out, rules = self._url(u, scope)
         except Exception:  # noqa: BLE001 -- fail closed as pipeline.log_record does: nothing of it is written
             out, rules = ("[redacted]" if scope == "path" else ""), (f"failure:log_{scope}",)
         if self._quote and _NEEDS_ESCAPE.search(out) is not None:
-            out = quoted_field(record_text(out))
-        return out, rules
+            out = quoted(record_text(out))
+        cache = self._whole[scope]
+        if len(cache) >= self._size:
+            cache.clear()
+        got = cache[u] = out, rules
+        return got
 
     def _url(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
-        """(text, rule ids) as Scrubber.url gives them; "-" for a request target the proxy refuses."""
+        """(text, rule ids) as the proxy's record has them (pipeline.log_record): Scrubber.url of the target as
+        the proxy read it, of a beacon's collection path alone, of the referrer; "-" for a target it refuses."""
         rules: list[str] = []
         got: str | None = None
         if scope == "path" and u:
@@ -170,20 +177,16 @@ class LogFilter:
             # the root, neither a path nor an http(s) URL) is recorded as "-" (pipeline.read_head).
             if _REFUSED.search(u) is not None:
                 return "-", _UNREADABLE_RULES
-            if u[0] == "/":  # `//x` too: a path in a request target (Scrubber.url)
-                got = self._target(u, scope, rules)
-            else:
-                try:
-                    target.parse(u)
-                except target.TargetError:
-                    return "-", _UNREADABLE_RULES
+            if u[0] != "/":
+                return self._other_form(u)
+            got = self._target(u, scope, rules)  # `//x` too: a path in a request target (Scrubber.url)
         elif "#" not in u and u.startswith("/") and not u.startswith("//"):  # `//x` in a referrer names a host
             got = self._target(u, scope, rules)
-        if got is None and "#" not in u and not u.startswith("/"):
+        elif "#" not in u and scope != "path":
             m = _ABSOLUTE.match(u)  # user:password@ is left to Scrubber.url, which removes it
             if m is not None:
                 got = self._target(m.group(2), scope, rules)
-                if got is not None and got is not _UNREADABLE:
+                if got is not None:
                     origin = m.group(1)
                     if origin[origin.index("//") + 2:origin.index("//") + 3] in _ADDRESS_START:
                         origin = split_origin(origin, self._s.truncation)[0]  # an address as the host: truncated
@@ -194,6 +197,35 @@ class LogFilter:
             return got, tuple(rules)
         ch: list[Change] = []
         return self._s.url(u, scope, ch), tuple([c.rule for c in ch])
+
+    def _other_form(self, u: str) -> tuple[str, tuple[str, ...]]:
+        """A request target in absolute form (or `*`) as the proxy logs it: in the origin-form it reads and
+        forwards (Target.raw, pipeline.read_head), by the rules of the site its authority names. "-" when the
+        proxy answers 400 instead: a target it cannot read, an authority no host can be (user:password@ too)."""
+        try:
+            t = target.parse(u)
+        except target.TargetError:
+            return "-", _UNREADABLE_RULES
+        site = self._default_site
+        if t.authority:
+            host = wire.canonical_host(t.authority)
+            if host is None:
+                return "-", _UNREADABLE_RULES
+            site = self.policy.sites.for_host(host)  # the Host must name the same host (pipeline.read_head)
+        if site is self._default_site and t.raw.startswith("/"):
+            return self._url(t.raw, "path")  # the usual fast path, and its caches
+        ch: list[Change] = []
+        beacon = self._beacon_path(t.path, site)
+        return self._s.url(t.raw if beacon is None else beacon, "path", ch), tuple([c.rule for c in ch])
+
+    def _beacon_path(self, canonical: str, site: Site) -> str | None:
+        """A beacon's collection path in the vendor's spelling, or None (pipeline.begin): the proxy logs a
+        beacon's path without its query, the vendor's payload (pipeline.log_record)."""
+        try:
+            got = self.policy.beacons.match(canonical, site.beacon_paths)
+        except vendors.AmbiguousPath:
+            return None  # answered 400, and logged as read
+        return None if got is None else got[1]
 
     def _target(self, u: str, scope: str, rules: list[str]) -> str | None:
         """Scrubber.url for a path with its query, piece by piece: the same text; _UNREADABLE for a request
@@ -272,9 +304,22 @@ class LogFilter:
 
     def _path(self, path: str, scope: str) -> tuple[str, bool, tuple[str, ...], bool]:
         """Scrubber.path, cached: (text, generalized, rule ids, unreadable). Unreadable: the path raised
-        target.TargetError (a nested URL in a `;param` can record the same rule, never with this result)."""
+        target.TargetError (a nested URL in a `;param` can record the same rule, never with this result).
+        The path of a request target that is a beacon's (on the default site: a Combined line names no Host)
+        is its collection path, "generalized" too: the proxy logs no query for it."""
         ch: list[Change] = []
-        out, generalized = self._s.path(path, scope, ch)
+        beacon = None
+        if scope == "path":
+            try:
+                canonical = path if target.plain(path) else target.parse(path).path
+            except target.TargetError:
+                canonical = ""  # Scrubber.path says so
+            if canonical and self._may_be_beacon(canonical):
+                beacon = self._beacon_path(canonical, self._default_site)
+        if beacon is None:
+            out, generalized = self._s.path(path, scope, ch)
+        else:
+            out, generalized = self._s.url(beacon, "path", ch), True
         rules = tuple(c.rule for c in ch)
         got = (out, generalized, rules, generalized and out == REDACTED and _UNREADABLE_RULES[0] in rules)
         cache = self._paths[scope]
@@ -330,15 +375,40 @@ class LogFilter:
         """One line of the Combined (or Common) Log Format, filtered; None when it does not parse."""
         raw = raw.rstrip("\r\n")
         if "\\" not in raw:
-            # The usual line, without escapes: everything up to the referrer's opening quote in one expression
-            # (the request line included), then exactly `ref" "agent"` split on its quotes. A fifth faster than
-            # the full expression, and the same fields (tests/unit/test_offline.py checks they agree).
+            # The usual line, without escapes, in one expression (tests/unit/test_offline.py checks that it reads
+            # the fields the full one reads), and written here without a call per field: filtering such a line
+            # is mostly the cost of the Python that handles it, and these lines are almost all lines.
             m = _USUAL.match(raw)
             if m is not None:
-                r = raw[m.end():].split('"')
-                if len(r) == 4 and r[1] == " " and not r[3]:
-                    h, user, when, method, target, proto, status, size = m.groups()
-                    return self._fields(h, user, when, "", (method, target, proto), status, size, r[0], r[2], "")
+                h, user, when, method, target, proto, status, size, ref, agent = m.groups()
+                tally = self._tally
+                got = self._whole_path.get(target) or self._scrub_url_uncached(target, "path")
+                if got[1]:
+                    tally.append(got[1])
+                if user != "-":
+                    self._stats.rules["remote_user"] += 1
+                # Most hosts are dotted quads under the default /24: masked by slicing, without a cache entry.
+                quad = h.split(".")
+                if len(quad) == 4 and self._v4_24 and quad[0] in _OCTETS and quad[1] in _OCTETS \
+                        and quad[2] in _OCTETS and quad[3] in _OCTETS:
+                    h = h[:len(h) - len(quad[3])] + "0"
+                else:
+                    h = self._host(h)
+                # as the proxy's Combined writer has them (escaped in the caches): "-" when empty
+                if ref and ref != "-":
+                    ref_got = self._whole_referrer.get(ref) or self._scrub_url_uncached(ref, "referrer")
+                    if ref_got[1]:
+                        tally.append(ref_got[1])
+                    ref = ref_got[0] or "-"
+                else:
+                    ref = "-"
+                agent = (self._agent(agent) or "-" if agent != "-" else agent) if agent else "-"
+                st = self._stats
+                st.lines += 1
+                st.written += 1
+                if len(tally) > 4096:
+                    self._count()
+                return f'{h} - - [{when}] "{method} {got[0]} {proto}" {status} {size} "{ref}" "{agent}"\n'
         return self._combined_regex(raw)
 
     def _combined_regex(self, raw: str) -> str | None:
@@ -405,7 +475,7 @@ class LogFilter:
             self._reject("too_deep")
             return None
         self._stats.written += 1
-        return json_line_end(orjson.dumps(out)).decode()  # U+2028, U+2029, NEL escaped as the proxy's records
+        return one_line(orjson.dumps(out)).decode()  # U+2028, U+2029, NEL escaped as the proxy's records
 
     def _walk(self, value: Any, depth: int, key: str = "") -> Any:
         if depth > 32:
@@ -442,6 +512,42 @@ class LogFilter:
             for caches in (self._whole, self._paths, self._params):
                 for cache in caches.values():
                     cache.clear()
+
+
+class BeaconSieve:
+    """True for every canonical path beacons.Settings.match finds a vendor for, with these patterns; False for
+    most others, in a fraction of match's cost (a new path on most lines costs filter-log 2 us in match).
+
+    Sound by match's own rules (vendors.path_matches, codec_for_path): both sides case-folded, trailing slashes
+    dropped. An exact pattern's path ends in the pattern's last segment; a path `*S` matches ends in the last
+    segment of S (or the whole path's last segment ends with S, when S has no `/`); `P*` is tried as match tries
+    it. tests/unit/test_offline.py holds the sieve against match."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        last: set[str] = set()
+        ends: list[str] = []
+        starts: list[str] = []
+        for p in patterns:
+            if p.endswith("*"):
+                starts.append(p[:-1].lower())
+            elif p.startswith("*"):
+                ends.append(_key_segment(p[1:]))
+            else:
+                last.add(_key_segment(p))
+        self.last, self.ends, self.starts = frozenset(last), tuple(ends), tuple(starts)
+
+    def __call__(self, path: str) -> bool:
+        low = path.lower()
+        if low.startswith(self.starts):
+            return True
+        last = _key_segment(low)
+        return last in self.last or last.endswith(self.ends)
+
+
+def _key_segment(path: str) -> str:
+    """The last segment of vendors' match key (lower case, no trailing slash, "/" at least)."""
+    key = path.lower().rstrip("/") or "/"
+    return key[key.rfind("/") + 1:]
 
 
 def request_line(text: str) -> list[str] | tuple[str, ...] | None:
@@ -498,7 +604,7 @@ def _unescape(v: str) -> str:
                         bytes.fromhex(m.group(0).replace("\\x", "")).decode("utf-8", "surrogateescape"), v)
 
 
-# What the proxy's Combined writer escapes in a quoted field (access_log.formats._quoted): quotes, backslashes,
+# What the proxy's Combined writer escapes in a quoted field (access_log.formats.quoted): quotes, backslashes,
 # C0 and C1 controls, DEL and the Unicode line separators, so that a record is one line to every reader.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
 
@@ -507,7 +613,7 @@ def _escape(v: str) -> str:
     """A quoted field written as the proxy writes it: the same escapes, "-" when empty."""
     if v and _NEEDS_ESCAPE.search(v) is None:
         return v
-    return quoted_field(record_text(v))
+    return quoted(record_text(v))
 
 
 def blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[bytes]:

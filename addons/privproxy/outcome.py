@@ -25,6 +25,7 @@ class Outcome(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"  # the origin did not start its answer in time: the proxy's own 504
     ERROR = "error"  # privproxy could not read the request: answered 500, not forwarded
+    ACME_CHALLENGE = "acme_challenge"  # an ACME CA's HTTP-01 validation, answered by privproxy (--acme)
 
 
 class Stage(StrEnum):

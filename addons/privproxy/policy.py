@@ -93,14 +93,30 @@ def default() -> Policy:
 
 
 @functools.cache
+def _shipped() -> tuple[str, str, Any]:
+    """The shipped file's text, its sha256 and its YAML, read and parsed once per process.
+
+    Loading a filters.yaml needed three parses of the shipped text: the baseline, the sections a file leaves out,
+    and the file itself when it is the shipped one (the usual deployment; `filter-log --config filters.yaml`).
+    The YAML reader is pure Python, about 0.07 s a parse, all of it serial before filter-log's workers start, so
+    they share this one. Nothing writes into parsed YAML (Node only reads it), so sharing changes no result."""
+    text = DEFAULT_FILE.read_text(encoding="utf-8")
+    return text, _sha256(text), load_text(text, BUILTIN)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
 def _baseline() -> Policy:
     """The shipped file read alone: what every filters.yaml is compared with and completed from."""
-    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN, secret=b"baseline", baseline=False)
+    return from_text(_shipped()[0], BUILTIN, secret=b"baseline", baseline=False)
 
 
 @functools.cache
 def _shipped_sections() -> dict[str, Node]:
-    return root(load_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN), BUILTIN).mapping(set(SECTIONS))
+    return root(_shipped()[2], BUILTIN).mapping(set(SECTIONS))
 
 
 def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None, baseline: bool = True) -> Policy:
@@ -108,7 +124,10 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None,
     settings, shipped rules and sensitive paths are merged by id, and weakening a shipped protection is an error
     unless `disable:` names it (privproxy.protections). `baseline=False` reads the text alone: for the shipped
     file itself and for unit tests that need a bare rule set."""
-    data = load_text(text, path)
+    sha256 = _sha256(text)
+    # The shipped text (by its hash) is parsed once per process (_shipped); a parse error names `path`, but the
+    # shipped text has none, so its parse is the same whatever the path. Bare unit-test texts never touch it.
+    data = _shipped()[2] if (baseline or path == BUILTIN) and sha256 == _shipped()[1] else load_text(text, path)
     top = root(data, path)
     if data is None:  # empty, only comments, or `---`: a truncating editor or an empty ConfigMap key
         top.errors.add("the file is empty (or holds only comments), which would leave the proxy without rules",
@@ -153,7 +172,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None,
     )
     policy = Policy(
         path=path,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        sha256=sha256,
         generation=next(_generation),
         sites=sites.parse(section("sites")),
         client_ip=client_ip.parse(section("client_ip"), truncation),

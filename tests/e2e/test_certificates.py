@@ -14,14 +14,13 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from tests.certs import Authority, Issued
-from tests.helpers import Origin, privproxy_exe, start_proxy
+from tests.helpers import metric, Origin, privproxy_exe, start_proxy
 
 pytestmark = pytest.mark.e2e
 SITE = "shop.example"
@@ -86,15 +85,6 @@ class KeepAlive:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def metric(p, name: str, **labels: str) -> float:
-    text = urllib.request.urlopen(f"http://{p.metrics[0]}:{p.metrics[1]}/metrics", timeout=5).read().decode()
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{want} not exported")
 
 
 def wait_stderr(p, text: str, timeout: float = 10.0) -> str:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.certs import Authority
-from tests.helpers import CLIENT_IP, REPO, free_port, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, REPO, free_port, request, start_proxy, stop_process, tls_context
 from tests.tools import require
 
 DASHBOARDS = REPO / "dashboards"
@@ -254,12 +254,7 @@ def prometheus(tmp_path):
             raise AssertionError("Prometheus never scraped privproxy:\n" + (tmp_path / "prometheus.log").read_text())
         yield a, b, ca.root_pem(tmp_path / "root.pem"), prom
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 15)
         a.stop()
         b.stop()
         slow.close()

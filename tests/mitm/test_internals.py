@@ -287,10 +287,12 @@ def test_listener_message_is_mitmproxys_record_of_its_listeners(caplog):
         assert not internals.listener_message(visitor)
 
 
-def tls_handshake(server_conn, cafile: str, sni: str) -> ssl.SSLObject:
-    """A TLS handshake between mitmproxy's pyOpenSSL connection and Python's ssl client, in memory."""
+def tls_handshake(server_conn, cafile: str | ssl.SSLContext, sni: str) -> ssl.SSLObject:
+    """A TLS handshake between mitmproxy's pyOpenSSL connection and Python's ssl client (verifying against
+    `cafile`, or configured as the context given), in memory."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = ssl.create_default_context(cafile=cafile).wrap_bio(incoming, outgoing, server_hostname=sni)
+    context = cafile if isinstance(cafile, ssl.SSLContext) else ssl.create_default_context(cafile=cafile)
+    client = context.wrap_bio(incoming, outgoing, server_hostname=sni)
     for _ in range(10):
         try:
             client.do_handshake()
@@ -346,6 +348,46 @@ def test_choose_certificates_serves_the_operators_certificate_with_its_chain(tmp
         assert mine != issued.cert and asked == ["shop.example", "other.example"]
     with taddons.context() as tctx:
         assert internals.choose_certificates(tctx.master, choose) is False  # no tlsconfig addon
+
+
+def test_answer_acme_tls_alpn_replaces_the_connection_tlsconfig_prepared(tmp_path):
+    """RFC 8737: a handshake offering acme-tls/1 gets the challenge certificate and that protocol. mitmproxy's TLS
+    layer handshakes with the SSL connection a tls_start_client hook leaves in the TlsData, and tlsconfig's own
+    does not select acme-tls/1 (its ALPN choice allows HTTP protocols only)."""
+    from mitmproxy.proxy.layers import tls as tls_layer
+
+    from privproxy.acme_client import challenge_certificate
+
+    source = inspect.getsource(tls_layer.TLSLayer.start_tls)
+    assert "TlsStartClientHook(tls_start)" in source and "self.tls = tls_start.ssl_conn" in source
+    cert, key = challenge_certificate("shop.example", "token.thumbprint")
+    tc = tlsconfig.TlsConfig()
+    with taddons.context(tc) as tctx:
+        tctx.configure(tc, confdir=str(tmp_path / "conf"))
+
+        def start(sni: str, offers: list[bytes]) -> tls.TlsData:
+            client = connection.Client(peername=("127.9.8.7", 5555), sockname=("127.0.0.1", 443), timestamp_start=1)
+            client.sni, client.alpn_offers = sni, offers
+            data = tls.TlsData(client, Context(client, tctx.options))
+            tc.tls_start_client(data)  # mitmproxy's own first, as in privproxy run
+            return data
+
+        def handshake(conn, offers: list[str]) -> ssl.SSLObject:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the CA checks the extension, not a chain
+            ctx.set_alpn_protocols(offers)
+            return tls_handshake(conn, ctx, "shop.example")
+
+        mitmproxys = start("shop.example", [b"acme-tls/1"])
+        assert handshake(mitmproxys.ssl_conn, ["acme-tls/1"]).selected_alpn_protocol() is None  # the CA refuses
+        data = start("shop.example", [b"acme-tls/1"])
+        assert internals.acme_tls_alpn_sni(data) == "shop.example"
+        internals.answer_acme_tls_alpn(data, cert, key)
+        c = handshake(data.ssl_conn, ["acme-tls/1"])
+        assert c.selected_alpn_protocol() == "acme-tls/1"
+        assert c.getpeercert(binary_form=True) == cert.public_bytes(serialization.Encoding.DER)
+        assert internals.acme_tls_alpn_sni(start("shop.example", [b"h2", b"http/1.1"])) is None
+        assert internals.acme_tls_alpn_sni(start("shop.example", [])) is None
 
 
 # -- the guarded HTTP layer -----------------------------------------------------------------------------------

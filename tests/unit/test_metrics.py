@@ -44,6 +44,8 @@ SHAPE = {
     "privproxy_responses": ("source", "class"),
     "privproxy_requests_in_flight": (),
     "privproxy_certificate_expiry_timestamp_seconds": ("certificate",),
+    "privproxy_acme_orders": ("result",),
+    "privproxy_acme_consecutive_failures": ("certificate",),
     "privproxy_pseudonym_key_mode": ("mode",),
     "privproxy_upstream_latency_seconds": ("source",),
     "privproxy_build": (),

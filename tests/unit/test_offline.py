@@ -9,10 +9,11 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privproxy import offline, policy, truncate
+from privproxy import detectors, offline, pipeline, policy, truncate, vendors
 from privproxy import target as targets
 from privproxy.access_log import formats
 from privproxy.offline import LogFilter
+from privproxy.outcome import Outcome
 from tests.helpers import REPO
 
 POLICY = """
@@ -134,10 +135,11 @@ def test_request_lines_read_without_the_expression_as_with_it(text):
 
 
 # --- filter-log says what the proxy's access log says (issue 18, item 2) -------------------------------------
-# The proxy logs `policy.scrubber.to("log").url(target, "path")` and `.url(referrer, "referrer")`
-# (pipeline.log_record); filter-log's fast path must give the same text for the same target and referrer, with
-# the shipped rules. The generators follow issue 17: path spellings nginx reads as another path, identifier names
-# in every spelling style, values that are identifiers elsewhere in the same URL (echoes), nested URLs.
+# The proxy logs `policy.scrubber.to("log").url(...)` of the target as it read it (origin-form; a beacon's
+# collection path alone) and of the referrer (pipeline.log_record); filter-log's fast path must give the same
+# text for the same target and referrer, with the shipped rules: the oracle is the pipeline itself. The
+# generators follow issue 17: path spellings nginx reads as another path, identifier names in every spelling
+# style, values that are identifiers elsewhere in the same URL (echoes), nested URLs.
 SHIPPED = policy.from_text((REPO / "filters.yaml").read_text(encoding="utf-8"), "filters.yaml",
                            secret=b"filter-log-equality")
 _FILTERS = {fmt: LogFilter(SHIPPED, fmt) for fmt in ("combined", "json")}  # warm caches across examples
@@ -214,12 +216,36 @@ def _queries(draw) -> str:
     return "&".join(parts)
 
 
+# Collection paths (privproxy.vendors, in spellings the origin reads as them): the proxy logs a beacon's path alone.
+_BEACONS = ["/g/collect", "/G/Collect/", "//g//collect", "/g/%63ollect", "/x/../g/collect", "/collect", "/j/collect",
+            "/matomo.php", "/stats/piwik.php", "/b/ss/rsid/1/JS-2.0", "/ee/v1/interact", "/i", "/e", "/tr",
+            "/batch", "/Batch", "/batch/", "/track", "/track/", "/engage", "/capture", "/api/event", "/v1/t",
+            "/com.snowplowanalytics.snowplow/tp2", "/i/v0/e/", "/g/collect;jsessionid=ABC12345", "/g/collectx"]
+# Absolute-form request targets (RFC 9112 3.2.2): the proxy reads and logs them in origin-form.
+_ORIGINS = ["http://shop.example", "https://Shop.Example:8443", "HTTP://shop.example.", "http://203.0.113.77",
+            "http://[2001:db8::1]:8080", "http://u:pw@h.example", "http://h.example:99999", "http://", "ftp://x.example",
+            "https://x.example\\y"]
+
+
 @st.composite
 def _targets(draw) -> str:
-    path = draw(_paths())
-    if draw(st.integers(0, 6)) == 0:
-        return path
-    return f"{path}?{draw(_queries())}"
+    path = draw(_paths()) if draw(st.integers(0, 3)) else draw(st.sampled_from(_BEACONS))
+    if draw(st.integers(0, 6)) != 0:
+        path = f"{path}?{draw(_queries())}"
+    return path
+
+
+@st.composite
+def _request_targets(draw) -> str:
+    """A target as a client sends it: origin-form mostly, absolute-form, `*`."""
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        return "*"
+    path = draw(_targets())
+    if kind < 4:
+        origin = draw(st.sampled_from(_ORIGINS))
+        return origin + (path if draw(st.integers(0, 5)) else path.lstrip("/"))
+    return path
 
 
 @st.composite
@@ -235,21 +261,21 @@ def _referrers(draw) -> str:
 
 
 def _proxy_logs(target: str, referrer: str) -> tuple[str, str]:
-    """What pipeline.log_record writes for them: path and referrer (both fail closed as it does); "-" for a
-    target the proxy refuses to read (pipeline.read_head)."""
-    s = SHIPPED.scrubber.to("log")
-    try:
-        targets.parse(target)
-        path = s.url(target, "path", [])
-    except targets.TargetError:
-        path = "-"
-    except Exception:  # noqa: BLE001
-        path = "[redacted]"
-    try:
-        ref = s.url(referrer, "referrer", [])
-    except Exception:  # noqa: BLE001
-        ref = ""
-    return formats.text(path), formats.text(ref)
+    """The path and referrer of the record the proxy's pipeline writes (pipeline.begin, pipeline.log_record) for
+    a GET of `target` with this Referer: "-" for a target it refuses, a beacon's collection path alone, an
+    absolute-form target in origin-form. The Host names the absolute-form's authority (else the proxy answers
+    400 whatever the target), the default site's otherwise; a Combined line names no Host."""
+    scheme, sep, rest = target.partition("://")
+    authority = rest.partition("/")[0].partition("?")[0] if sep and "/" not in scheme else ""
+    host = authority or "shop.example"
+    index = {"host": [host], "user-agent": ["curl/8.1.0"]}
+    view = pipeline.RequestView(peer="198.51.100.7", tls=True, method="GET", host=host, path=target,
+                                get_all=lambda name: index.get(name, []), authority=authority,
+                                fields=(("Host", host), ("User-Agent", "curl/8.1.0")))
+    state = pipeline.begin(view, SHIPPED)
+    record = pipeline.log_record(state, view, 200, 512, Outcome.FORWARDED, state.started, user_agent="curl/8.1.0",
+                                 referrer=referrer)
+    return record.path, record.referrer
 
 
 def _nginx_quoted(v: str) -> str:
@@ -258,8 +284,8 @@ def _nginx_quoted(v: str) -> str:
                    for b in v.encode("utf-8", "surrogateescape"))
 
 
-@settings(max_examples=600, deadline=None)
-@given(_targets(), _referrers())
+@settings(max_examples=800, deadline=None)
+@given(_request_targets(), _referrers())
 def test_filter_log_gives_what_the_proxy_logs_for_the_same_target_and_referrer(target, referrer):
     path, ref = _proxy_logs(target, referrer)
     combined = _FILTERS["combined"].line(
@@ -268,8 +294,8 @@ def test_filter_log_gives_what_the_proxy_logs_for_the_same_target_and_referrer(t
     fields = combined.split('"')
     assert len(fields) == 7, combined
     # the proxy's own Combined writer (access_log.formats) for the same record
-    assert fields[1] == formats._quoted(f"GET {path} HTTP/1.1")
-    assert fields[3] == formats._quoted(ref)
+    assert fields[1] == formats.quoted(f"GET {path} HTTP/1.1")
+    assert fields[3] == formats.quoted(ref)
     doc = json.loads(_FILTERS["json"].line(json.dumps({
         "remote_addr": "203.0.113.77", "request": f"GET {target} HTTP/1.1", "request_uri": target,
         "path": target, "http_referer": referrer, "referrer": referrer})))
@@ -285,10 +311,11 @@ def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
     s = SHIPPED.scrubber.to("log")
     for target in ("/p?uid=member-12345&e_n=$device:member-12345", "/p?gclid=EAIaIQ1234&ref=EAIaIQ1234",
                    "/p?e_n=MEMBER-12345&userId=member-12345", "/p?next=https%3A%2F%2Fa.example%2F%3Fr%3Dmember-12345"
-                   "&user%5Bid%5D=member-12345", "https://u:pw@h.example/p?q=1"):
+                   "&user%5Bid%5D=member-12345"):
         out = f._scrub_url(target, "path")
         assert out == s.url(target, "path", []) and "member-12345" not in out and "EAIaIQ1234" not in out
-        assert "pw@" not in out
+    assert f._scrub_url("https://u:pw@h.example/p?q=1", "referrer") == "https://h.example/p?q=1"
+    assert f._scrub_url("https://u:pw@h.example/p?q=1", "path") == "-"  # answered 400: no host is `u:pw@h...`
     # the target as nginx logs a backslash (\x5C): read as the server read it, a sensitive page
     line = '203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET /a\\x5C..\\x5Chealth\\x5Cx HTTP/1.1" 200 1 "-" "-"\n'
     assert '"GET /health/* HTTP/1.1"' in f.line(line)
@@ -299,4 +326,49 @@ def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
         path, referrer = _proxy_logs(target, referrer=ref if ref != "-" else "")
         out = f.line(f'203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET {_nginx_quoted(target)} HTTP/1.1" 200 1 '
                      f'"{_nginx_quoted(ref)}" "-"\n').split('"')
-        assert (out[1], out[3]) == (formats._quoted(f"GET {path} HTTP/1.1"), formats._quoted(referrer)), target
+        assert (out[1], out[3]) == (formats.quoted(f"GET {path} HTTP/1.1"), formats.quoted(referrer)), target
+
+
+# --- the core's shortcuts filter-log leans on give the answers of what they shortcut -----------------------------
+_TEXT = st.text(alphabet=st.sampled_from(list("abeyJ@+.:-() /\\%;#?\t\n0123456789xX") + ["٣", "\u3000", "é", "\x85"]),
+                max_size=40)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_TEXT, _paths(), _queries()))
+def test_the_detectors_precheck_answers_as_its_expression(text):
+    # could_contain answers ASCII text without _MAYBE when text lacks what every branch needs: never otherwise
+    assert detectors.could_contain(text) == (detectors._MAYBE.search(text) is not None), text
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_TEXT.map(lambda t: "/" + t), _paths(), _targets()))
+def test_a_plain_path_is_its_own_canonical_path(path):
+    # Scrubber.path and filter-log skip target.parse for a plain path: it must read as itself
+    if targets.plain(path):
+        assert targets.parse(path).path == path, path
+    assert targets.plain("/products/watch-42") and not targets.plain("//g/collect") and not targets.plain("/a?b")
+
+
+_SIEVED = [LogFilter(rules, "combined") for rules in (SHIPPED, policy.from_text(
+    POLICY + "beacons:\n  paths: {'/m/*': ga4, '*/hit.gif': snowplow, '/Exact/': ga4, '*.php': matomo}\n",
+    "sieve.yaml", secret=b"s"))]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_paths(), st.sampled_from(_BEACONS), st.text(alphabet="/abgcolectipmhrsx.*2vTEB", max_size=16),
+                 st.tuples(st.sampled_from(_BEACONS), st.sampled_from(["", "/", "x", "/x", "//"])).map("".join)))
+def test_the_beacon_sieve_lets_every_beacon_through(path):
+    # filter-log asks beacons.Settings.match only about paths the sieve lets through: none of its vendors' paths,
+    # nor any configured one, may be missed (then the proxy logs a collection path that filter-log would not)
+    try:
+        canonical = targets.parse(path).path
+    except targets.TargetError:
+        return
+    for f in _SIEVED:
+        try:
+            found = f.policy.beacons.match(canonical, f.policy.sites.default.beacon_paths) is not None
+        except vendors.AmbiguousPath:
+            found = True
+        assert f._may_be_beacon(canonical) or not found, canonical
+    assert not _SIEVED[0]._may_be_beacon("/products/watch-42")

@@ -16,7 +16,8 @@ from tests.helpers import REPO
 # What dashboards, alert rules, log readers and the README rely on: a change here is a change on the wire.
 PINNED = {
     Outcome: ("forwarded", "redirected", "refused", "bad_request", "not_forwarded", "head_too_large", "head_timeout",
-              "too_large", "upgrade_refused", "client_closed", "upstream_error", "upstream_timeout", "error"),
+              "too_large", "upgrade_refused", "client_closed", "upstream_error", "upstream_timeout", "error",
+              "acme_challenge"),
     Stage: ("requestheaders", "classify", "client_ip", "cookie", "set_cookie", "https_redirect", "https_headers",
             "access_log", "log_path", "log_referrer", "beacon"),
     ConsentState: ("none", "valid", "malformed", "unknown_key", "forged", "expired", "not_yet_valid", "withdrawn",

@@ -18,7 +18,7 @@ def iso(ts: float) -> str:
 _SEPARATORS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
 
 
-def _one_line(data: bytes) -> bytes:
+def one_line(data: bytes) -> bytes:
     if b"\xc2\x85" in data or b"\xe2\x80" in data:
         for raw, escaped in _SEPARATORS:
             data = data.replace(raw, escaped)
@@ -26,12 +26,12 @@ def _one_line(data: bytes) -> bytes:
 
 
 def json_line(r: LogRecord) -> bytes:
-    return _one_line(orjson.dumps(json_doc(r)))
+    return one_line(orjson.dumps(json_doc(r)))
 
 
 def linked_line(r: LogRecord, member: str, key_id: str) -> bytes:
     """A linked-log record: the anonymous record's fields plus the member it belongs to (consent scope `logs`)."""
-    return _one_line(orjson.dumps({"member": member, "consent_key": key_id, **json_doc(r)}))
+    return one_line(orjson.dumps({"member": member, "consent_key": key_id, **json_doc(r)}))
 
 
 def text(value: str) -> str:
@@ -86,7 +86,7 @@ def clf_time(ts: float) -> str:
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """A field inside "...": quotes, backslashes, C0 and C1 controls escaped as nginx does (\\xHH), and the
     Unicode line separators too (\\uHHHH), so a record is always one line to every reader."""
     if not value:
@@ -107,8 +107,8 @@ def combined_line(r: LogRecord) -> bytes:
     """Combined Log Format with the truncated address as host; GoAccess and AWStats read it as it is."""
     size = str(r.bytes) if r.bytes else "-"
     request = f"{r.method} {r.path} {r.proto}"
-    return (f'{r.client} - - [{clf_time(r.ts)}] "{_quoted(request)}" {r.status} {size} '
-            f'"{_quoted(r.referrer)}" "{_quoted(r.user_agent)}"\n').encode("utf-8", "backslashreplace")
+    return (f'{r.client} - - [{clf_time(r.ts)}] "{quoted(request)}" {r.status} {size} '
+            f'"{quoted(r.referrer)}" "{quoted(r.user_agent)}"\n').encode("utf-8", "backslashreplace")
 
 
 # format name -> (file name, line encoder)

@@ -62,6 +62,7 @@ def add_run_arguments(p, upstream_required: bool) -> None:
                         "certificates from a local CA in --confdir, for trials only")
     p.add_argument("--key", action=KeyAction, default=[], metavar="FILE",
                    help="the private key of the --cert before it (certbot's privkey.pem, cert-manager's tls.key)")
+    add_acme_arguments(p)
     p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
     p.add_argument("--geoip-db", metavar="MMDB",
                    help="MaxMind DB for coarse geography (GeoLite2/GeoIP2 City or Country, DB-IP lite)")
@@ -90,6 +91,53 @@ def add_run_arguments(p, upstream_required: bool) -> None:
                    help=f"where the demo CA and generated certificates live (default {DEFAULT_CONFDIR})")
     p.add_argument("--ready-file", metavar="FILE", help="write the bound addresses here as JSON once serving")
     p.add_argument("-v", "--verbose", action="store_true", help="log privproxy's debug messages")
+
+
+def add_acme_arguments(p) -> None:
+    from privproxy.acme_state import CHALLENGE_TYPES, LETS_ENCRYPT
+
+    p.add_argument("--acme", action="append", default=[], metavar="DOMAIN",
+                   help="obtain a certificate for DOMAIN from an ACME CA (Let's Encrypt by default) and renew it at "
+                        "two thirds of its lifetime, validated by TLS-ALPN-01 (port 443) or HTTP-01 (port 80) on "
+                        "privproxy's own listeners; served by SNI; repeatable (one certificate per name)")
+    p.add_argument("--acme-email", metavar="ADDR", help="the ACME account's contact (required with --acme)")
+    p.add_argument("--acme-directory", default=LETS_ENCRYPT, metavar="URL",
+                   help=f"the ACME directory (default Let's Encrypt production, {LETS_ENCRYPT}; its staging "
+                        "directory for trials)")
+    p.add_argument("--acme-ca", metavar="FILE",
+                   help="trust this CA certificate (PEM) for the ACME directory's TLS: a private ACME CA")
+    p.add_argument("--acme-dir", metavar="DIR",
+                   help="where the ACME account and certificates are kept, mode 0600 (default CONFDIR/acme); "
+                        "instances that share it share one account and one certificate per name")
+    p.add_argument("--acme-challenge", action="append", default=[], choices=CHALLENGE_TYPES, metavar="TYPE",
+                   help="answer only this challenge type (tls-alpn-01 or http-01; repeatable, in order of "
+                        "preference); default both, chosen by the listen ports, the other one after a failure")
+    p.add_argument("--acme-retry", type=int, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
+
+
+def check_acme(args) -> str | None:
+    """The --acme flags make sense together, before anything binds: the error message, or None."""
+    from privproxy import acme_state
+
+    acme = getattr(args, "acme", [])
+    if not acme:
+        given = [f for f, v in (("--acme-email", args.acme_email), ("--acme-ca", args.acme_ca),
+                                ("--acme-dir", args.acme_dir), ("--acme-challenge", args.acme_challenge)) if v]
+        if given:
+            return f"{given[0]} without --acme DOMAIN: name each domain to obtain a certificate for (--acme DOMAIN)"
+        return None
+    try:
+        for domain in acme:
+            acme_state.check_domain(domain)
+        if not args.acme_email:
+            return ("--acme needs --acme-email ADDR: the contact of the account privproxy registers with the CA "
+                    "(e.g. --acme-email ops@example.com)")
+        acme_state.check_email(args.acme_email)
+        acme_state.check_directory(args.acme_directory)
+        acme_state.check_ca_file(args.acme_ca or "")
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -128,10 +176,10 @@ def cmd(args) -> int:
         specs = mode_specs(args.upstream, args.listen or [DEFAULT_LISTEN])
     except ValueError as e:
         return fail(f"--upstream {args.upstream!r}: {e}" if "listen" not in str(e) else str(e))
-    if (problem := check_certificates(args)) is not None:
+    if (problem := check_certificates(args) or check_acme(args)) is not None:
         return fail(problem)
     try:
-        return event_loop_runner()(serve(args, specs, trial_ca_note=not args.cert))
+        return event_loop_runner()(serve(args, specs, trial_ca_note=not args.cert and not args.acme))
     except KeyboardInterrupt:
         return 0
 
@@ -208,6 +256,23 @@ def serving(host: str, port: int) -> str:
     return f"{line} on every {family} address ({shown}:{port})" if family else line
 
 
+def acme_options(args) -> dict[str, object]:
+    """The --acme flags as privproxy's mitmproxy options (none when the parser has no --acme, e.g. `demo`)."""
+    if not hasattr(args, "acme"):
+        return {}
+    opts: dict[str, object] = {
+        "privproxy_acme_domains": list(args.acme),
+        "privproxy_acme_email": str(args.acme_email or ""),
+        "privproxy_acme_directory": str(args.acme_directory),
+        "privproxy_acme_ca": str(args.acme_ca or ""),
+        "privproxy_acme_dir": str(args.acme_dir or ""),
+        "privproxy_acme_challenges": list(args.acme_challenge),
+    }
+    if args.acme_retry is not None:
+        opts["privproxy_acme_retry"] = int(args.acme_retry)
+    return opts
+
+
 async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False) -> int:
     from mitmproxy import exceptions, master, options
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
@@ -247,6 +312,7 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), t
             privproxy_instance=str(args.instance or ""),
             privproxy_require_secrets=bool(args.require_secrets),
             privproxy_upstream_timeout=float(args.upstream_timeout),
+            **acme_options(args),
         )
     except exceptions.OptionsError as e:
         return fail(str(e))

@@ -1,8 +1,9 @@
 """mitmproxy adapters: thin addon classes over privproxy's plain-Python core.
 
-List order is the data flow: options and policy, then classify (client, site), then HTTPS enforcement,
-then the log record, then metrics that read what the others decided; the certificates and the files'
-watchers; the upstream timer starts last, when the request leaves for the origin.
+List order is the data flow: options and policy, then classify (client, site), then the ACME CA's validations
+(answered once the request is read), then HTTPS enforcement, then the log record, then metrics that read what the
+others decided; the certificates and the files' watchers; the upstream timer starts last, when the request leaves
+for the origin.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from privproxy.mitm.access_log import AccessLog
+from privproxy.mitm.acme import AcmeCertificates
 from privproxy.mitm.certificates import Certificates
 from privproxy.mitm.exporter import MetricsExporter
 from privproxy.mitm.filter import PrivacyFilter
@@ -30,8 +32,8 @@ PROPAGATE = frozenset({"load", "configure"})
 def addons(shared: SharedState | None = None) -> list[object]:
     s = shared or SharedState()
     certificates = Certificates(s)
-    return [Options(s), PrivacyFilter(s), EnforceHttps(s), AccessLog(s), MetricsExporter(s), certificates,
-            PolicyReloader(s, certificates), UpstreamTimeout()]
+    return [Options(s), PrivacyFilter(s), AcmeCertificates(s, certificates), EnforceHttps(s), AccessLog(s),
+            MetricsExporter(s), certificates, PolicyReloader(s, certificates), UpstreamTimeout()]
 
 
 class Privproxy:

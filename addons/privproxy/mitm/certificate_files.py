@@ -26,11 +26,13 @@ class CertificateError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """One `--cert [DOMAIN=]FILE [--key FILE]`; key "" when the key is in the certificate file."""
+    """One `--cert [DOMAIN=]FILE [--key FILE]`; key "" when the key is in the certificate file. `acme`: the file
+    privproxy's ACME client keeps for `--acme DOMAIN` (key and chain in one file), served once it exists."""
 
     cert: str
     key: str = ""
     domain: str = ""
+    acme: bool = False
 
     @classmethod
     def parse(cls, cert: str, key: str = "") -> Spec:
@@ -44,6 +46,8 @@ class Spec:
         return (self.cert, self.key) if self.key else (self.cert,)
 
     def __str__(self) -> str:
+        if self.acme:
+            return f"--acme {self.domain} ({self.cert})"
         named = f"{self.domain}=" if self.domain else ""
         return f"--cert {named}{self.cert}" + (f" --key {self.key}" if self.key else "")
 

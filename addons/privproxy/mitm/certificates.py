@@ -1,6 +1,8 @@
 """Certificates: the operator's certificate files (`--cert FILE --key FILE` as certbot and cert-manager write them,
-or one combined PEM), served by SNI, re-read when they change on disk (a kubelet `..data` swap too) and on SIGHUP.
-A replacement that cannot be served keeps the certificate in service, and is logged and counted (C1, C15)."""
+or one combined PEM) and the ones privproxy obtains itself (`--acme DOMAIN`, kept by privproxy.mitm.acme), served
+by SNI, re-read when they change on disk (a kubelet `..data` swap, an ACME renewal, another instance's renewal in a
+shared --acme-dir) and on SIGHUP. A replacement that cannot be served keeps the certificate in service, and is
+logged and counted (C1, C15). An ACME name without a certificate yet gets mitmproxy's local-CA one until it has."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from mitmproxy import certs, ctx, exceptions
 
+from privproxy.acme_state import check_domain
 from privproxy.mitm import internals
+from privproxy.mitm.acme import ACME_OPTIONS, store_from_options
 from privproxy.mitm.certificate_files import CERT_HINT, CertificateError, Served, Spec, Stamp, is_ca, read, stamp
 from privproxy.mitm.exporter import certificate_name
 from privproxy.mitm.log_redaction import OPERATOR_MESSAGE
@@ -38,6 +42,26 @@ def parse_options(certs_option: list[str] | tuple[str, ...], keys_option: list[s
     return tuple(dict.fromkeys(specs))
 
 
+def acme_specs(options, files: tuple[Spec, ...]) -> tuple[Spec, ...]:
+    """The certificate file of each --acme name (it may not exist yet). A name also given to a --cert DOMAIN= is
+    refused: one source per name."""
+    store = store_from_options(options)
+    if store is None:
+        return ()
+    named = {s.domain for s in files if s.domain}
+    specs = []
+    for raw in options.privproxy_acme_domains:
+        try:
+            domain = check_domain(raw)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if domain in named:
+            raise exceptions.OptionsError(f"{domain}: both --acme and --cert {domain}=FILE — choose one source for "
+                                          "the name (drop the --cert to let privproxy obtain it, or the --acme)")
+        specs.append(Spec(str(store.certificate_path(domain)), "", domain, acme=True))
+    return tuple(dict.fromkeys(specs))
+
+
 class Certificates:
     def __init__(self, shared: SharedState) -> None:
         self.shared = shared
@@ -52,12 +76,16 @@ class Certificates:
         self._task: asyncio.Task[None] | None = None
 
     def configure(self, updated: set[str]) -> None:
-        if not updated & {"privproxy_certs", "privproxy_cert_keys", "confdir"}:
+        if not updated & {"privproxy_certs", "privproxy_cert_keys", "confdir", *ACME_OPTIONS}:
             return
-        specs = parse_options(ctx.options.privproxy_certs, ctx.options.privproxy_cert_keys)
+        files = parse_options(ctx.options.privproxy_certs, ctx.options.privproxy_cert_keys)
+        specs = files + acme_specs(ctx.options, files)
         now = datetime.datetime.now(datetime.UTC)
         try:
-            served = {spec: read(spec, now) for spec in specs}
+            served = {spec: read(spec, now) for spec in files}
+            for spec in specs[len(files):]:
+                if (s := self._stored(spec, now)) is not None:
+                    served[spec] = s
             entries = {spec: self._entry(s) for spec, s in served.items()}
         except CertificateError as e:
             raise exceptions.OptionsError(str(e)) from None
@@ -72,6 +100,18 @@ class Certificates:
         internals.choose_certificates(ctx.master, self.choose if specs else None)
         for s in served.values():
             self._warn(s, now)
+
+    @staticmethod
+    def _stored(spec: Spec, now: datetime.datetime) -> Served | None:
+        """An ACME name's stored certificate at start, or None: none yet, or one that cannot be served (said,
+        and ordered anew by privproxy.mitm.acme)."""
+        if stamp(spec) == (None,):
+            return None
+        try:
+            return read(spec, now)
+        except CertificateError as e:
+            logger.warning("privproxy: %s; a new certificate is ordered", e, extra=OPERATOR_MESSAGE)
+            return None
 
     def running(self) -> None:
         if self.specs and self._task is None:
@@ -100,9 +140,11 @@ class Certificates:
         now = datetime.datetime.now(datetime.UTC)
         results: list[Result] = []
         for spec in self.specs:
-            current = self.served[spec]
+            current = self.served.get(spec)  # None: an ACME name whose certificate has not been written yet
             st = stamp(spec)
-            if not force and st in (current.stamp, self._refused.get(spec)):
+            if current is None and st == (None,):
+                continue
+            if not force and st in (current.stamp if current else None, self._refused.get(spec)):
                 continue
             try:
                 new = read(spec, now, replacing=True)
@@ -115,7 +157,7 @@ class Certificates:
                 self._refused[spec] = st
                 self.shared.metrics.certificate_reload(Result.FAILURE)
                 logger.error("privproxy: %s; still serving the previous certificate (%s) for %s", e,
-                             current.describe(), spec, extra=OPERATOR_MESSAGE)
+                             current.describe() if current else "none", spec, extra=OPERATOR_MESSAGE)
                 results.append(Result.FAILURE)
                 continue
             self._suspect.pop(spec, None)
@@ -123,11 +165,11 @@ class Certificates:
             self.served[spec], self._entries[spec] = new, entry
             self.shared.metrics.certificate_reload(Result.SUCCESS)
             results.append(Result.SUCCESS)
-            if new.cert == current.cert:
+            if current is not None and new.cert == current.cert:
                 logger.info("privproxy: %s re-read, unchanged (%s)", spec, new.describe(), extra=OPERATOR_MESSAGE)
             else:
                 logger.warning("privproxy: now serving %s from %s (was %s)", new.describe(), spec,
-                               current.describe(), extra=OPERATOR_MESSAGE)
+                               current.describe() if current else "none", extra=OPERATOR_MESSAGE)
                 self._warn(new, now)
         if results:
             self._index()
@@ -157,16 +199,18 @@ class Certificates:
 
     def _index(self) -> None:
         """Names to entries, rebuilt whole and swapped in: the names in each certificate (the first --cert wins),
-        then the DOMAIN= names; any other name, or none, gets the first --cert without DOMAIN= (else the first)."""
+        then the DOMAIN= and --acme names; any other name, or none, gets the first --cert without DOMAIN= (else the
+        first certificate served)."""
         by_name: dict[str, certs.CertStoreEntry] = {}
-        for spec in self.specs:
+        serving = [spec for spec in self.specs if spec in self._entries]  # an ACME name may have none yet
+        for spec in serving:
             for name in self.served[spec].names:
                 by_name.setdefault(name, self._entries[spec])
-        for spec in self.specs:
+        for spec in serving:
             if spec.domain:
                 by_name[spec.domain] = self._entries[spec]
-        default = next((self._entries[s] for s in self.specs if not s.domain),
-                       self._entries[self.specs[0]] if self.specs else None)
+        default = next((self._entries[s] for s in serving if not s.domain),
+                       self._entries[serving[0]] if serving else None)
         self._by_name, self._default = by_name, default
 
     def _publish_expiries(self) -> None:

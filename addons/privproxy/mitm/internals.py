@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from mitmproxy import addonmanager, certs, ctx, flow as mflow, hooks, http
+from mitmproxy import addonmanager, certs, connection, ctx, flow as mflow, hooks, http, tls
 from mitmproxy.addons import proxyserver
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1, status_codes
@@ -35,6 +35,7 @@ from mitmproxy.proxy.layers.http._events import (
     ResponseEndOfMessage, ResponseHeaders, ResponseProtocolError, ResponseTrailers,
 )
 from mitmproxy.utils import asyncio_utils
+from OpenSSL import SSL
 
 from privproxy.mitm import flowview
 from privproxy.mitm.flowview import ErrorAnswer
@@ -197,6 +198,37 @@ def choose_certificates(master, choose: Choose | None) -> bool:
 
         tc.get_cert = get_cert
     return True
+
+
+ACME_TLS_ALPN = b"acme-tls/1"  # RFC 8737
+
+
+def acme_tls_alpn_sni(tls_start: tls.TlsData) -> str | None:
+    """The name a client handshake asks for when it offers ALPN `acme-tls/1` (an ACME CA validating TLS-ALPN-01),
+    else None. mitmproxy has read the ClientHello into the client connection before `tls_start_client`."""
+    client = tls_start.conn
+    if tls_start.is_dtls or not isinstance(client, connection.Client):
+        return None
+    return client.sni if ACME_TLS_ALPN in (client.alpn_offers or ()) else None
+
+
+def answer_acme_tls_alpn(tls_start: tls.TlsData, cert: x509.Certificate, key: PrivateKey) -> None:
+    """This handshake gets `cert` and negotiates `acme-tls/1` (RFC 8737 §3). A `tls_start_client` hook may set the
+    TlsData's SSL connection, and mitmproxy's TLS layer handshakes with whatever is there after the hooks: this one
+    replaces the one tlsconfig prepared (whose ALPN choice allows HTTP protocols only). The CA closes the connection
+    after the handshake; mitmproxy's HTTP layer behind it reads nothing and forwards nothing."""
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.use_certificate(cert)
+    context.use_privatekey(key)
+
+    def select(conn: SSL.Connection, offers: list[bytes]) -> bytes:
+        return ACME_TLS_ALPN if ACME_TLS_ALPN in offers else SSL.NO_OVERLAPPING_PROTOCOLS
+
+    context.set_alpn_select_callback(select)
+    conn = SSL.Connection(context)
+    conn.set_accept_state()
+    tls_start.ssl_conn = conn
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from privproxy import client_ip, policy
+from privproxy import acme_state, client_ip, policy
 from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.mitm import flowview, https, internals, log_redaction, proxy_protocol
 from privproxy.mitm.shared import SharedState
@@ -91,6 +91,24 @@ class Options:
         loader.add_option("privproxy_cert_keys", Sequence[str], [],
                           "The private-key file of each privproxy_certs entry, in the same order; empty or missing: "
                           "the key is in the certificate file.")
+        loader.add_option("privproxy_acme_domains", Sequence[str], [],
+                          "Obtain and renew a certificate for each of these names from an ACME CA (TLS-ALPN-01 or "
+                          "HTTP-01 answered on privproxy's own listeners), served by SNI.")
+        loader.add_option("privproxy_acme_email", str, "", "The ACME account's contact address (required with "
+                          "privproxy_acme_domains).")
+        loader.add_option("privproxy_acme_directory", str, acme_state.LETS_ENCRYPT,
+                          "The ACME directory URL; default Let's Encrypt production.")
+        loader.add_option("privproxy_acme_ca", str, "",
+                          "PEM file of the CA that signed the ACME directory's TLS certificate (a private CA); "
+                          "empty: the usual public roots.")
+        loader.add_option("privproxy_acme_dir", str, "",
+                          "Where the ACME account and certificates are kept (mode 0600); empty: CONFDIR/acme. "
+                          "Instances that share it share one account and one certificate per name.")
+        loader.add_option("privproxy_acme_challenges", Sequence[str], [],
+                          "The ACME challenge types to answer, in order of preference (tls-alpn-01, http-01); "
+                          "empty: both, chosen by the listen ports.")
+        loader.add_option("privproxy_acme_retry", int, int(acme_state.FIRST_RETRY),
+                          "Seconds before the first retry of a failed ACME order; doubling up to six hours.")
         loader.add_option("privproxy_max_request_head", int, 64 * 1024,
                           "Bytes a request line and its header fields may take; larger heads are answered 431.")
         loader.add_option("privproxy_request_head_timeout", int, 30,  # int: mitmproxy's --set parses no floats
