@@ -2,6 +2,7 @@
 the same nginx, under the same wrk load of mixed pages and beacons of every vendor over TLS.
 
     python bench/proxy_vs_mitmdump.py [--seconds 10] [--rounds 3] [--connections 16] [--json FILE]
+    python bench/proxy_vs_mitmdump.py --workers [...]   # privproxy run --workers 1 against --workers 2
     (scripts/bench-proxy installs nginx and wrk from Debian and runs it in the project's venv)
 
 Prints requests/s of each, the ratio (issue 8 asks privproxy >= 1.2x stock mitmdump), p50/p99 latency added
@@ -157,12 +158,29 @@ class Proxy:
                    "--set", f"confdir={tmp / 'mitm-conf'}"]
         else:
             self.metrics_port = free_port()
+            self.log_dir = Path(tempfile.mkdtemp(prefix=f"logs-{kind}-", dir=tmp))
+            ready = self.log_dir / "ready.json"
+            workers = kind.partition("-w")[2] or "1"  # privproxy-w2: --workers 2
             cmd = [str(bindir / "privproxy"), "run", "--upstream", f"http://127.0.0.1:{upstream}",
                    "--listen", f"127.0.0.1:{self.port}", "--config", str(REPO / "filters.yaml"),
-                   "--log-dir", str(tmp / "logs"), "--metrics", f"127.0.0.1:{self.metrics_port}",
-                   "--confdir", str(tmp / "mitm-conf")]
+                   "--log-dir", str(self.log_dir), "--metrics", f"127.0.0.1:{self.metrics_port}",
+                   "--confdir", str(tmp / "mitm-conf"), "--workers", workers, "--ready-file", str(ready)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{kind}.err", "ab"), env=env)
+        if self.metrics_port is not None:  # with workers the socket is bound before they serve: the ready file
+            deadline = time.monotonic() + 60
+            while not ready.exists() and self.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
         wait_port(self.port, self.proc)
+
+    def cpu(self) -> float:
+        """CPU seconds of the proxy: the process, or the supervisor and all its workers."""
+        if self.kind.startswith("privproxy-w"):
+            return metric(self.metrics(), "process_cpu_seconds_total")
+        return cpu_seconds(self.proc.pid)
+
+    def records(self) -> int:
+        path = self.log_dir / "access.jsonl"
+        return sum(1 for _ in path.open("rb")) if path.exists() else 0
 
     def metrics(self) -> str:
         if self.metrics_port is None:
@@ -183,18 +201,24 @@ def measure(kind: str, tmp: Path, upstream: int, script: Path, args) -> dict[str
     try:
         url = f"https://127.0.0.1:{p.port}"
         wrk(url, script, args.warmup, args.connections)
-        m0, cpu0 = p.metrics(), cpu_seconds(p.proc.pid)
+        m0, cpu0 = p.metrics(), p.cpu()
         r = wrk(url, script, args.seconds, args.connections)
-        cpu1, m1 = cpu_seconds(p.proc.pid), p.metrics()
+        cpu1, m1 = p.cpu(), p.metrics()
         r["cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / max(1, r["requests"])
         if m1:
             count, total = "privproxy_filter_duration_seconds_count", "privproxy_filter_duration_seconds_sum"
             n = metric(m1, count) - metric(m0, count)
             s = metric(m1, total) - metric(m0, total)
             r["filter_ms_per_request"] = s * 1000 / max(1, n)
-        return r
+        if kind.startswith("privproxy-w"):
+            time.sleep(1.0)  # the requests wrk left behind end (client_closed) and are counted
+            r["counted"] = sum(float(line.rsplit(" ", 1)[1]) for line in p.metrics().splitlines()
+                               if line.startswith("privproxy_requests_total{"))
     finally:
         p.stop()
+    if kind.startswith("privproxy-w"):
+        r["records"] = p.records()  # after the drain: every record flushed
+    return r
 
 
 def main() -> int:
@@ -204,6 +228,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument("--workers", action="store_true",
+                    help="compare privproxy run --workers 1 and --workers 2 (requests/s, CPU per request, and that "
+                         "the access log and the metrics count every request once) instead of stock mitmdump")
     args = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
@@ -217,13 +244,13 @@ def main() -> int:
             script = tmp / "mixed.lua"
             lua_script(script)
             direct = wrk(f"http://127.0.0.1:{nport}", script, args.seconds / 2, args.connections)
-            kinds = ("mitmdump", "mitmdump-q", "privproxy")
+            kinds = ("privproxy-w1", "privproxy-w2") if args.workers else ("mitmdump", "mitmdump-q", "privproxy")
             rounds: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
             for i in range(args.rounds):
                 order = kinds if i % 2 == 0 else tuple(reversed(kinds))
                 for kind in order:
                     rounds[kind].append(measure(kind, tmp, nport, script, args))
-                    print(f"round {i + 1} {kind:9s} {rounds[kind][-1]['rps']:8.0f} req/s", file=sys.stderr)
+                    print(f"round {i + 1} {kind:12s} {rounds[kind][-1]['rps']:8.0f} req/s", file=sys.stderr)
         finally:
             nginx.send_signal(signal.SIGQUIT)
             try:
@@ -233,6 +260,9 @@ def main() -> int:
 
     def median(kind: str, key: str) -> float:
         return statistics.median(r.get(key, 0.0) for r in rounds[kind])
+
+    if args.workers:
+        return report_workers(args, direct, rounds, median)
 
     ratio = median("privproxy", "rps") / median("mitmdump", "rps")
     ratio_q = median("privproxy", "rps") / median("mitmdump-q", "rps")
@@ -268,6 +298,36 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def report_workers(args, direct, rounds, median) -> int:
+    """--workers: 2 workers against 1 in the same run; each round's ratio, and the log and metric counts."""
+    w1, w2 = rounds["privproxy-w1"], rounds["privproxy-w2"]
+    per_round = [b["rps"] / a["rps"] for a, b in zip(w1, w2, strict=True) if a["rps"] > 0]
+    print(f"{'':22s}{'req/s':>9s}{'p50 +ms':>9s}{'p99 +ms':>9s}{'CPU ms/req':>12s}{'filter ms/req':>15s}")
+    for kind, label in (("privproxy-w1", "privproxy --workers 1"), ("privproxy-w2", "privproxy --workers 2")):
+        print(f"{label:22s}{median(kind, 'rps'):9.0f}"
+              f"{median(kind, 'p50_ms') - direct['p50_ms']:9.2f}{median(kind, 'p99_ms') - direct['p99_ms']:9.2f}"
+              f"{median(kind, 'cpu_ms_per_request'):12.3f}{median(kind, 'filter_ms_per_request'):15.3f}")
+    print(f"nginx alone: {direct['rps']:.0f} req/s, p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms")
+    ratio = median("privproxy-w2", "rps") / median("privproxy-w1", "rps")
+    print(f"ratio --workers 2 / --workers 1: {ratio:.2f}x (issue 22 asks >= 1.3x on 2 cores with nginx and wrk)")
+    print(f"per round: {', '.join(f'{r:.2f}x' for r in per_round)}; median {statistics.median(per_round):.2f}x")
+    mismatched = [(k, i + 1, r["records"], r["counted"]) for k, v in rounds.items() for i, r in enumerate(v)
+                  if r["records"] != r["counted"]]
+    print("access-log records == privproxy_requests_total in every run" if not mismatched
+          else f"records != counted (kind, round, records, counted): {mismatched}")
+    errors = {k: [(r["non_2xx"], r["socket_errors"]) for r in v if r["non_2xx"] or r["socket_errors"]]
+              for k, v in rounds.items()}
+    if any(errors.values()):
+        print(f"errors: {errors}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+            "requests_mix": f"{len(mixed())} requests per cycle (pages and beacons of 11 vendors), TLS, "
+                            f"{args.connections} connections, {args.seconds:g} s x {args.rounds} rounds",
+            "nginx_direct": direct, "rounds": rounds, "ratio": ratio, "ratio_per_round": per_round}, indent=2))
+    return 1 if mismatched else 0
 
 
 if __name__ == "__main__":

@@ -176,6 +176,29 @@ def build() -> dict:
           "by the detectors: write a `body` rule for the frequent ones (the tuning signal).", [
         instant(f"sum by (vendor) (increase(privproxy_beacon_fields_unclassified_total{{{SEL}}}[$__range]))",
                 "{{vendor}}")])
+    L.row("Analytics gateway (C4, C5, C6)")
+    L.add("timeseries", "Beacons sent to vendors", "Beacons privproxy sent straight to each vendor's collector "
+          "(beacons.forward), by the class of the vendor's answer.", [
+        target(f"sum by (vendor, class) (rate(privproxy_vendor_forwards_total{{{SEL}}}[{R}]))",
+               "{{vendor}} {{class}}")], w=8, unit="reqps")
+    L.add("timeseries", "Vendor failures", "Beacons a vendor did not answer (connect, tls, timeout, protocol, "
+          "too_large): the visitor got 502/504, nothing went to the origin. PrivproxyVendorFailing fires at 10%.", [
+        target(f"sum by (vendor, reason) (rate(privproxy_vendor_failures_total{{{SEL}}}[{R}]))",
+               "{{vendor}}: {{reason}}")], w=8, unit="ops")
+    L.add("timeseries", "Vendor latency p95", "Time from a beacon sent to the vendor to its response headers.", [
+        target(f"histogram_quantile(0.95, sum by (le, vendor) (rate(privproxy_vendor_latency_seconds_bucket"
+               f"{{{SEL}}}[{R}])))", "{{vendor}}")], w=8, unit="s")
+    L.add("timeseries", "Tracker scripts", "Scripts served from first-party paths (beacons.scripts): hit (cache), "
+          "miss (fetched), stale (the vendor failed: the cached copy), failed (502).", [
+        target(f"sum by (script, result) (rate(privproxy_vendor_scripts_total{{{SEL}}}[{R}]))",
+               "{{script}} {{result}}")], w=10, unit="reqps")
+    L.add("stat", "Script cache hits", "Share of tracker script requests answered from the cache.", [
+        target(f"sum(rate(privproxy_vendor_scripts_total{{{SEL},result=\"hit\"}}[{R}])) / "
+               f"sum(rate(privproxy_vendor_scripts_total{{{SEL}}}[{R}]))")], w=4, unit="percentunit")
+    L.add("timeseries", "Beacons kept from vendors by visitors' signals", "Consent per vendor: Sec-GPC or a GPP "
+          "opt-out and an advertising vendor, or a TCF string without the vendor's consent (only ever stricter).", [
+        target(f"sum by (vendor, signal) (rate(privproxy_vendor_opt_outs_total{{{SEL}}}[{R}]))",
+               "{{vendor}}: {{signal}}")], w=10, unit="ops")
     L.row("Member consent (C5, C12, C13)")
     L.add("timeseries", "Consent decisions by state", "One decision per request: valid (the member is linked), "
           "none (no token), why a token was refused (forged, expired, malformed, unknown_key, not_yet_valid), "

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import detectors
 from privproxy.beacons import Settings
 from privproxy.fields import (ECHO_ACTIONS, ECHO_MIN, ECHO_ROLES, MIN_NORMALIZED, REDACTED, Echoes, TooMuchWork,
                               normalize)
@@ -26,7 +25,7 @@ from privproxy.vendors.base import (CONTACT_NAMES, Beacon, Classifier, CodecErro
 
 # Why a beacon (or a field inside it) was not forwarded: the decoder's reasons, a body over the size limit,
 # and a bug in privproxy itself (never forwarded either).
-FAILURE_REASONS = CodecError.REASONS + ("internal_error",)
+FAILURE_REASONS = CodecError.REASONS + ("internal_error", "bot")  # bot: beacons.bots: drop
 
 # The bound on one beacon's cost (issue 17). Linear is not enough at the limits: scrubbing runs on the proxy's
 # one event loop, and 2 MiB of tiny values or hit lines took 4-17 s, during which no other request was answered.
@@ -381,7 +380,7 @@ class Walker:
     def name_leaks(self, name: str) -> bool:
         """Custom names are the sender's choice too: a key that is an email is personal data itself."""
         self.work(2 * len(name))
-        return detectors.could_contain(name) and bool(detectors.scan(name, self.s.detectors.enabled))
+        return self.s.detectors.could_contain(name) and bool(self.s.detectors.scan(name))
 
     def unknown_name(self, name: str) -> None:
         """Counted for the metric; the names (a few, for `explain`: the tuning signal) kept, never values."""
@@ -416,8 +415,7 @@ class Walker:
     def _b64_leaks(self, value: str) -> bool:
         """An unknown field holding base64 (JSON, a query string...) that decodes to personal data."""
         text = _b64_text(value)
-        return text is not None and detectors.could_contain(text) and \
-            bool(detectors.scan(text, self.s.detectors.enabled))
+        return text is not None and self.s.detectors.could_contain(text) and bool(self.s.detectors.scan(text))
 
     def apply(self, action: str, name: str, value: Any, rule: str, report_only: bool = False,
               role: str = "") -> Any:

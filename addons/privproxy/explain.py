@@ -7,7 +7,9 @@ all go through the code the proxy runs. tests/mitm/test_explain_matches_proxy.py
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from privproxy import pipeline
 from privproxy.access_log.record import LogRecord
@@ -104,6 +106,18 @@ class Explanation:
     @property
     def beacon_unclassified(self) -> int:
         return self.beacon_out.result.unclassified if self.beacon_out is not None else 0
+
+
+def har_samples(har: dict[str, Any]) -> Iterator[Sample]:
+    """The requests of a HAR file (browser devtools' export), with their cookies and Set-Cookie headers."""
+    for entry in har["log"]["entries"]:
+        req, resp = entry["request"], entry.get("response") or {}
+        headers = tuple((h["name"], h["value"]) for h in req.get("headers", []))
+        if not any(k.lower() == "cookie" for k, _ in headers) and req.get("cookies"):
+            headers += (("Cookie", "; ".join(f"{c['name']}={c['value']}" for c in req["cookies"])),)
+        set_cookies = tuple(h["value"] for h in resp.get("headers", []) if h["name"].lower() == "set-cookie")
+        post = (req.get("postData") or {}).get("text") or ""
+        yield Sample(req.get("method", "GET"), req["url"], headers, set_cookies, post.encode())
 
 
 def view_of(sample: Sample, client: str = "") -> RequestView:

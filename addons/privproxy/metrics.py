@@ -5,10 +5,15 @@ or the configuration only: never an address, id, URL or anything else a request 
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector,
-                               disable_created_metrics)
+                               disable_created_metrics, multiprocess)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from privproxy import __version__
 from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Source, Stage
@@ -40,6 +45,11 @@ DEFAULT_UPSTREAM_TIMEOUT = 60.0  # privproxy run --upstream-timeout's default
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 KEY_MODES = ("key_file", "secret", "ephemeral")  # privproxy.pseudonyms.Pseudonymizer.mode, and "ephemeral" in use
 UPSTREAM_SOURCES = (Source.ORIGIN, Source.VENDOR)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The first-party analytics gateway (privproxy.gateway): why a vendor's collector or script host failed, and
+# where a tracker script came from.
+VENDOR_FAILURES = ("connect", "tls", "timeout", "protocol", "too_large")
+SCRIPT_RESULTS = ("hit", "miss", "stale", "failed")
 
 
 def upstream_buckets(timeout: float) -> tuple[float, ...]:
@@ -86,9 +96,17 @@ class Labelled:
         return getattr(self.metric, name)
 
 
+def in_worker() -> bool:
+    """Values go to prometheus_client's multiprocess files (a worker of `privproxy run --workers`): set in the
+    environment before prometheus_client is imported, as prometheus_client itself reads it."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT) -> None:
         self.registry = r = registry or CollectorRegistry()
+        self._key_mode: Callable[[], str] | None = None
         self.requests = Counter("privproxy_requests", "Requests answered, by site, scheme and outcome.",
                                 ["site", "scheme", "outcome"], registry=r)
         self.redirects = Counter("privproxy_https_redirects", "Plain-HTTP requests redirected to HTTPS.",
@@ -113,7 +131,7 @@ class Metrics:
         self.reloads = Counter("privproxy_config_reloads", "Configuration (re)loads, by result.", ["result"],
                                registry=r)
         self.reload_success = Gauge("privproxy_config_last_reload_success_timestamp_seconds",
-                                    "When the active filters.yaml was loaded.", registry=r)
+                                    "When the active filters.yaml was loaded.", registry=r, multiprocess_mode="livemax")
         self.config = Info("privproxy_config", "The active filters.yaml.", registry=r)
         self.duration = Histogram("privproxy_request_duration_seconds",
                                   "Time from request start to the end of the response.", ["site"], registry=r)
@@ -156,18 +174,19 @@ class Metrics:
         self.protection_disabled = Gauge(
             "privproxy_protection_disabled",
             "1 for each shipped protection the active filters.yaml switches off with `disable:`, else 0 "
-            "(ids: privproxy.protections.IDS).", ["protection"], registry=r)
+            "(ids: privproxy.protections.IDS).", ["protection"], registry=r, multiprocess_mode="livemax")
         self.responses = Counter(
             "privproxy_responses",
             "Answers sent to visitors, by who made them (origin: the site's origin; vendor: the collector behind a "
             "beacon path; proxy: privproxy itself: redirects, refusals, beacons not forwarded, 502/504 when the "
             "origin failed) and status class.", ["source", "class"], registry=r)
         self.in_flight = Gauge("privproxy_requests_in_flight", "Requests received and not yet answered.",
-                               registry=r)
+                               registry=r, multiprocess_mode="livesum")
         self.certificate_expiry = Gauge(
             "privproxy_certificate_expiry_timestamp_seconds",
             "When each served certificate expires (its notAfter, seconds since the epoch), by the certificate's "
-            "configured name: its first DNS name, else its file name.", ["certificate"], registry=r)
+            "configured name: its first DNS name, else its file name.", ["certificate"], registry=r,
+            multiprocess_mode="livemin")
         self.acme_orders = Counter(
             "privproxy_acme_orders",
             "ACME orders (first certificates and renewals of --acme names), by result: a failure is retried with "
@@ -175,14 +194,39 @@ class Metrics:
         self.acme_failures = Gauge(
             "privproxy_acme_consecutive_failures",
             "Failed ACME orders in a row for each --acme name since its last certificate (0 after a success).",
-            ["certificate"], registry=r)
+            ["certificate"], registry=r, multiprocess_mode="livemax")
         self.key_mode = Gauge(
             "privproxy_pseudonym_key_mode",
             "1 for where the pseudonymization key in use comes from: key_file (shared and rotated), secret (a "
             "shared fixed secret) or ephemeral (a random key of this process: pseudonyms differ between instances "
-            "and change at every restart), else 0.", ["mode"], registry=r)
-        self._upstream_timeout = DEFAULT_UPSTREAM_TIMEOUT
-        self.upstream_latency = self._upstream_histogram(DEFAULT_UPSTREAM_TIMEOUT)
+            "and change at every restart), else 0.", ["mode"], registry=r, multiprocess_mode="livemax")
+        self.vendor_forwards = Counter(
+            "privproxy_vendor_forwards",
+            "Beacons privproxy sent straight to the vendor (beacons.forward), by vendor and the class of the "
+            "vendor's answer.", ["vendor", "class"], registry=r)
+        self.vendor_failures = Counter(
+            "privproxy_vendor_failures",
+            "Beacons a vendor's collector did not answer (connect, tls, timeout, protocol, too_large): the visitor "
+            "got privproxy's 502 or 504 and nothing reached the site's upstream.",
+            ["vendor", "reason"], registry=r)
+        self.vendor_latency = Histogram(
+            "privproxy_vendor_latency_seconds",
+            "Time from a beacon sent to the vendor's collector to its response headers, by vendor.",
+            ["vendor"], buckets=UPSTREAM_BUCKETS[:UPSTREAM_BUCKETS.index(60.0) + 1], registry=r)
+        self.vendor_opt_outs = Counter(
+            "privproxy_vendor_opt_outs",
+            "Beacons not sent to a vendor because the visitor's own signal refuses what the vendor is used for "
+            "(gpc: Sec-GPC and an advertising vendor; tcf: the TCF string lacks the vendor's or its purposes' "
+            "consent; gpp: a US GPP section opts out of sale, sharing or targeted advertising).", ["vendor", "signal"],
+            registry=r)
+        self.scripts = Counter(
+            "privproxy_vendor_scripts",
+            "Tracker script requests served from a first-party path (beacons.scripts), by path and where the answer "
+            "came from: hit (cache), miss (fetched), stale (the vendor failed: the cached copy), failed (502).",
+            ["script", "result"], registry=r)
+        # A worker's histogram has its final buckets from the start: multiprocess files keep every bucket written.
+        self._upstream_timeout = upstream_timeout
+        self.upstream_latency = self._upstream_histogram(upstream_timeout)
         Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
         for name, value in list(vars(self).items()):
@@ -214,7 +258,7 @@ class Metrics:
             self.requests.labels(site, record.scheme, record.outcome).inc()
             self.duration.labels(site).observe(record.duration_ms / 1000)
             self.countries.labels(state.place.country or UNKNOWN).inc()
-            source = answer_source(record.outcome, state.codec is not None, record.status)
+            source = answer_source(record.outcome, state.codec is not None or state.script is not None, record.status)
             cls = status_class(record.status)
             if source is not None and cls is not None:
                 self.responses.labels(source, cls).inc()
@@ -258,6 +302,26 @@ class Metrics:
         """A beacon answered here, not forwarded (a privproxy.beacon.FAILURE_REASONS value)."""
         self.beacon_failures.labels(vendor, reason or UNKNOWN).inc()
 
+    def vendor_answered(self, vendor: str, status: int, seconds: float) -> None:
+        """A vendor answered a beacon the gateway sent (vendor: a configured vendor name)."""
+        cls = status_class(status)
+        if cls is not None:
+            self.vendor_forwards.labels(vendor, cls).inc()
+        self.vendor_latency.labels(vendor).observe(max(0.0, seconds))
+        self.upstream_latency.labels(Source.VENDOR).observe(max(0.0, seconds))
+
+    def vendor_failed(self, vendor: str, reason: str) -> None:
+        """A vendor's collector or script host failed (reason: a VENDOR_FAILURES value)."""
+        self.vendor_failures.labels(vendor, reason).inc()
+
+    def vendor_opted_out(self, vendor: str, signal: str) -> None:
+        """A beacon kept from a vendor by the visitor's signal (a privproxy.vendor_consent.REFUSALS value)."""
+        self.vendor_opt_outs.labels(vendor, signal).inc()
+
+    def script_served(self, script: str, result: str) -> None:
+        """A tracker script request (script: its configured path; result: a SCRIPT_RESULTS value)."""
+        self.scripts.labels(script, result).inc()
+
     def failure(self, stage: Stage) -> None:
         """A filter failed outside the pipeline's own record of failures (FlowState.failures)."""
         self.failures.labels(stage).inc()
@@ -285,6 +349,9 @@ class Metrics:
     def policy_loaded(self, policy: Policy, when: float) -> None:
         """A Policy swapped in: its series zeroed, its switched-off protections, its key source and its hash."""
         self.preinit(policy.sites.names, policy.rules.rules)
+        for s in policy.beacons.scripts:
+            for result in SCRIPT_RESULTS:
+                self.scripts.labels(s.path, result)
         self.protections(policy.disabled)
         self.pseudonym_keys(policy.scrubber.pseudonymizer)
         self.config.info({"sha256": policy.sha256})
@@ -342,8 +409,19 @@ class Metrics:
         def current() -> str:
             return "ephemeral" if pseudonymizer.ephemeral else pseudonymizer.mode
 
+        if in_worker():  # no function gauges in the files: set now, and again at each refresh()
+            self._key_mode = current
+            self.refresh()
+            return
         for mode in KEY_MODES:
             self.key_mode.labels(mode).set_function(lambda m=mode: 1.0 if current() == m else 0.0)
+
+    def refresh(self) -> None:
+        """Values read from the process's state (a worker calls it every second): the pseudonym key's source."""
+        if self._key_mode is not None:
+            now = self._key_mode()
+            for mode in KEY_MODES:
+                self.key_mode.labels(mode).set(1.0 if now == mode else 0.0)
 
     # --- Set-up ---------------------------------------------------------------------------------------------------
 
@@ -358,6 +436,7 @@ class Metrics:
         """Zero series for every known label value, so rate() and alerts work before the first event."""
         from privproxy.access_log.sink import ERROR_REASONS
         from privproxy.beacon import FAILURE_REASONS
+        from privproxy.vendor_consent import REFUSALS as OPT_OUTS
         from privproxy.geo import RESULTS
         from privproxy.proxy_protocol import REASONS
         from privproxy.vendors import VENDORS
@@ -384,6 +463,13 @@ class Metrics:
             self.refusals.labels(reason)
         for vendor in VENDORS:
             self.unclassified.labels(vendor)
+            self.vendor_latency.labels(vendor)
+            for cls in STATUS_CLASSES:
+                self.vendor_forwards.labels(vendor, cls)
+            for reason in VENDOR_FAILURES:
+                self.vendor_failures.labels(vendor, reason)
+            for signal in OPT_OUTS:
+                self.vendor_opt_outs.labels(vendor, signal)
             for consent in BeaconConsent:
                 self.beacons.labels(vendor, consent)
             for reason in FAILURE_REASONS:
@@ -405,3 +491,83 @@ class Metrics:
 
 def _mode(report_only: bool) -> str:
     return "report_only" if report_only else "enforce"
+
+
+# --- `privproxy run --workers`: the supervisor's registry, the workers' summed ------------------------------------
+
+
+class WorkerMetrics:
+    """The supervisor's /metrics: every worker's privproxy_* series summed from prometheus_client's multiprocess
+    files (a dead worker's counts stay in its files, so counters never go backwards when one is replaced), the
+    supervisor's own series, the build, the rules the workers run, and process_* over the whole group."""
+
+    def __init__(self, directory: Path, pids: Callable[[], list[int]], shas: Callable[[], list[str]],
+                 workers: int, ready: Callable[[], int]) -> None:
+        self.directory = directory
+        self.registry = r = CollectorRegistry()
+        multiprocess.MultiProcessCollector(r, path=str(directory))
+        self.restarts = Counter("privproxy_worker_restarts", "Workers replaced after they ended unasked (crash, "
+                                "kill, out of memory), each after a backoff.", registry=r)
+        self.reload_rounds = Counter("privproxy_worker_reload_rounds",
+                                     "Configuration reloads across all workers: success when every worker runs the "
+                                     "new rules, failure when the file was refused (no worker reloads it) or a "
+                                     "worker kept the previous rules.", ["result"], registry=r)
+        for result in Result:
+            self.reload_rounds.labels(result)
+        Gauge("privproxy_workers", "Worker processes configured (--workers).", registry=r).set(workers)
+        Gauge("privproxy_workers_ready", "Worker processes serving now.", registry=r).set_function(
+            lambda: float(ready()))
+        Info("privproxy_build", "privproxy build information.", registry=r).info({"version": __version__})
+        r.register(_Group(pids, shas))
+
+    def restarted(self) -> None:
+        self.restarts.inc()
+
+    def reload_round(self, result: Result) -> None:
+        self.reload_rounds.labels(result).inc()
+
+    def worker_gone(self, pid: int) -> None:
+        """A worker ended: its live gauges (requests in flight...) leave the sums; its counters stay."""
+        multiprocess.mark_process_dead(pid, str(self.directory))
+
+
+class _Group:
+    """privproxy_config_info for the rules the workers report (two series while they disagree), and the process
+    metrics of the supervisor and its workers together. CPU of ended workers is the kernel's count of the
+    supervisor's reaped children, so process_cpu_seconds_total never goes backwards either."""
+
+    def __init__(self, pids: Callable[[], list[int]], shas: Callable[[], list[str]]) -> None:
+        self.pids, self.shas = pids, shas
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.start = time.time()
+
+    def collect(self) -> Iterable[object]:
+        info = InfoMetricFamily("privproxy_config", "The active filters.yaml (one series per version the workers "
+                                "run: two while a reload is under way or a worker kept the previous rules).")
+        for sha in sorted(set(self.shas())):
+            info.add_metric([], {"sha256": sha})
+        yield info
+        t = os.times()
+        cpu = t.user + t.system + t.children_user + t.children_system
+        rss = _rss(Path("/proc/self/statm"), self.page)
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+            rss += _rss(Path(f"/proc/{pid}/statm"), self.page)
+        yield CounterMetricFamily("process_cpu_seconds", "CPU time of the supervisor and every worker, past and "
+                                  "present, in seconds.", value=cpu)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the supervisor and its live "
+                                "workers, in bytes.", value=rss)
+        yield GaugeMetricFamily("process_start_time_seconds", "When the supervisor started, seconds since the epoch.",
+                                value=self.start)
+
+
+def _rss(statm: Path, page: int) -> float:
+    try:
+        return int(statm.read_text().split()[1]) * page
+    except (OSError, IndexError, ValueError):
+        return 0.0

@@ -5,6 +5,11 @@ A target and a referrer come out as the proxy's own record has them (pipeline.lo
 by a property test. Fail closed: a line that cannot be parsed is never written out as it came; it is dropped (or
 quarantined when the operator asks) and counted. Log lines repeat the same URLs, referrers and agents over and
 over, so each of those is scrubbed once and remembered (bounded caches).
+
+Besides Combined and JSON lines: Apache's vhost_combined (the Combined path after `%v:%p`), Apache and nginx error
+logs and the operator's own layout (`--regex` with named groups). In those, every address is truncated, request
+lines, URLs and file paths that end with a request's path go through the same URL rules, and all other text
+through the detectors (tests/unit/test_offline_formats.py).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from privproxy.scrub import SAFE, Change, split_origin, unquote_param
 from privproxy.sites import Site
 from privproxy.truncate import QUAD as _QUAD
 
-FORMATS = ("combined", "json")
+FORMATS = ("combined", "json", "vhost_combined", "apache-error", "nginx-error", "regex")  # regex: LogFilter(regex=)
 _UNPLANNED = object()
 _UNREADABLE = "\x00unreadable"  # LogFilter._target: a request target the proxy refuses (compared by `is`)
 _UNREADABLE_RULES = ("limit:unreadable_path",)
@@ -53,6 +58,31 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
 _PROTOCOLS = frozenset({"HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/2", "HTTP/3"})  # and so do these
 _REQUEST = re.compile(r"^([A-Z][A-Z0-9_-]{0,19}) (\S+) (HTTP/\d(?:\.\d)?)$")
 
+# Error logs and other layouts. A host name as a virtual host or a Host (an address is truncated instead).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
+# In an error message: a request line (1-3), an absolute URL (4), or a file path (the rest).
+_MESSAGE_TOKEN = re.compile(r"\b([A-Z][A-Z0-9_-]{0,19}) (\S+) (HTTP/\d(?:\.\d)?)(?![\w.])"
+                            r"|\b((?i:https?|wss?|ftp)://[^\s\"'<>]+)"
+                            r"|(?<![\w/.~:%-])/[^\s\"'<>,]*")
+# Apache 2.2 and 2.4 (`%t`, `%{u}t`, `%{cu}t`): `[Tue Dec 01 10:00:00.123456 2026]`, `[2026-12-01 10:00:00.123456]`
+_APACHE_TIME = re.compile(r"\[(?:[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{1,6})? \d{4}"
+                          r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d{1,6})?)\]")
+_APACHE_TAG = re.compile(r"[\w.-]*:\w+|\w+|pid \d+(?::tid \d+)?")  # [core:error], [error], [pid 1:tid 2]
+_NGINX_ERROR = re.compile(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[[a-z]+\] \d+#\d+: (?:\*\d+ )?)(.*)\Z", re.S)
+_NGINX_PAIR = re.compile(r', (client|server|request|subrequest|upstream|host|referrer): ("[^"]*"|[^",]*)')
+# --regex: what a named group holds, by its name (lower case); any other name is free text for the detectors.
+_GROUP_ROLES = {name: role for role, names in {
+    "address": ("host", "client", "client_ip", "clientip", "remote_addr", "remote_host", "remote_ip", "ip",
+                "x_forwarded_for", "forwarded_for", "real_ip"),
+    "request": ("request", "request_line"),
+    "path": ("path", "uri", "url", "request_uri", "target"),
+    "referrer": ("referrer", "referer", "http_referer"),
+    "user_agent": ("user_agent", "useragent", "agent", "http_user_agent", "ua"),
+    "server": ("vhost", "server", "server_name", "virtual_host"),
+    "drop": ("port", "remote_port", "client_port", "user", "remote_user", "auth_user", "ident", "cookie",
+             "authorization"),
+}.items() for name in names}
+
 # JSON log keys, lower-cased: nginx `escape=json` formats, Caddy, and privproxy's own schema.
 ADDRESS_KEYS = frozenset({"client", "client_ip", "remote_addr", "remote_ip", "ip", "clientip", "x_forwarded_for",
                           "http_x_forwarded_for", "x-forwarded-for", "realip", "real_ip", "http_x_real_ip"})
@@ -67,6 +97,41 @@ DROP_KEYS = frozenset({"remote_port", "client_port", "port", "cookie", "http_coo
                        "user_id", "sent_http_set_cookie"})
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A `--regex` layout: the expression, what each named group holds, the groups in the pattern's order."""
+
+    pattern: re.Pattern[str]
+    roles: dict[str, str]
+    order: tuple[str, ...]
+
+
+def compile_regex(text: str) -> Layout:
+    """The operator's layout; ValueError says what is wrong with it."""
+    try:
+        rx = re.compile(text)
+    except re.error as e:
+        raise ValueError(f"not a regular expression: {e}") from None
+    if not rx.groupindex:
+        raise ValueError("it names no group: write (?P<client>...), (?P<request>...), (?P<referrer>...)...")
+    order = tuple(sorted(rx.groupindex, key=rx.groupindex.__getitem__))
+    return Layout(rx, {n: _GROUP_ROLES.get(n.lower(), "text") for n in order}, order)
+
+
+def _nginx_tail(text: str) -> list[tuple[str, str]] | None:
+    """The fields nginx appends to an error (`, client: A, server: S, request: "..."`...), read to the end of
+    the line, or None."""
+    pairs = []
+    pos = 0
+    while pos < len(text):
+        m = _NGINX_PAIR.match(text, pos)
+        if m is None:
+            return None
+        pairs.append((m.group(1), m.group(2)))
+        pos = m.end()
+    return pairs if pairs and pairs[0][0] == "client" else None
+
+
 @dataclass
 class Stats:
     lines: int = 0
@@ -79,9 +144,12 @@ class Stats:
 class LogFilter:
     """One policy, one format; `line()` returns the filtered line or None (not written)."""
 
-    def __init__(self, policy: Policy, fmt: str = "combined", cache_size: int = 65536) -> None:
+    def __init__(self, policy: Policy, fmt: str = "combined", cache_size: int = 65536, regex: str | None = None
+                 ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: use {' or '.join(FORMATS)}")
+        if (fmt == "regex") != (regex is not None):
+            raise ValueError("the regex format needs a pattern (--regex), and only it")
         self.policy = policy
         self.fmt = fmt
         self._stats = Stats()
@@ -90,7 +158,7 @@ class LogFilter:
         self._tally: list[tuple[str, ...]] = []
         s = policy.scrubber.to("log")  # the proxy's access log is the same destination: same pseudonyms
         t = policy.truncation
-        combined = fmt == "combined"
+        combined = fmt in ("combined", "vhost_combined")  # vhost_combined is a Combined line after `host:port`
 
         def host(h: str) -> str:
             return truncate.truncate_text(h, t) or "-"  # a host name, garbage: nothing that can identify
@@ -119,13 +187,23 @@ class LogFilter:
         self._plans: dict[str, dict[str, tuple[str, str, str] | None]] = {"path": {}, "referrer": {}}
         self._host = lru_cache(maxsize=cache_size)(host)
         self._agent = lru_cache(maxsize=cache_size)(agent)
+        generalize.warm()  # before the workers are forked: each would compile ua-parser's regexes again
         self._free = lru_cache(maxsize=cache_size)(free)
         self._v4_24 = t.ipv4_prefix == 24
         self._pseudonym = s.pseudonymizer.pseudonym
         self._plain_prefix = quote(s.pseudonymizer.settings.prefix, safe=SAFE) == s.pseudonymizer.settings.prefix
-        self.line: Callable[[str], str | None] = self._combined if combined else self._json
+        self._not_combined = "not_vhost_combined" if fmt == "vhost_combined" else "not_combined"
+        self._regex = compile_regex(regex) if regex is not None else None
+        self._file_paths: dict[str, str] = {}
+        self.line: Callable[[str], str | None] = {
+            "combined": self._combined, "json": self._json, "vhost_combined": self._vhost_combined,
+            "apache-error": self._apache_error, "nginx-error": self._nginx_error, "regex": self._regex_line}[fmt]
         self._period = policy.scrubber.pseudonymizer.period()
         self._default_site = policy.sites.default
+        self._cut: dict[str, tuple[str, tuple[str, ...]]] = {}  # referrers cut to their origin -> record text
+        allow = policy.logging.query_allowlist
+        self._allowlist = allow.apply if allow.active else None  # logging.query_allowlist, when set
+        self._referrer_kept = policy.referrer.external == policy.referrer.internal == "keep"  # _logged: no cut
         self._may_be_beacon = BeaconSieve(
             [p for p, _ in policy.sites.default.beacon_paths + policy.beacons.paths]
             + [p for codec in vendors.VENDORS.values() for p in codec.paths])
@@ -156,7 +234,10 @@ class LogFilter:
         Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_offline.py).
         Remembered in the scope's whole-URL cache."""
         try:
-            out, rules = self._url(u, scope)
+            if self._allowlist is None and (scope == "path" or self._referrer_kept):
+                out, rules = self._url(u, scope)
+            else:
+                out, rules = self._logged(u, scope)
         except Exception:  # noqa: BLE001 -- fail closed as pipeline.log_record does: nothing of it is written
             out, rules = ("[redacted]" if scope == "path" else ""), (f"failure:log_{scope}",)
         if self._quote and _NEEDS_ESCAPE.search(out) is not None:
@@ -166,6 +247,34 @@ class LogFilter:
             cache.clear()
         got = cache[u] = out, rules
         return got
+
+    def _logged(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
+        """_url, with what pipeline.log_record does around Scrubber.url: a referrer first cut to the level of
+        `referrer:` (internal: a host of the default site, which `--site-host` adds to; a Combined line names no
+        Host), and the query reduced to `logging.query_allowlist` after the rules."""
+        lead: tuple[str, ...] = ()
+        if scope == "referrer":
+            kept = self.policy.referrer.reduce(u, self._default_site.matches)
+            if kept != u:
+                if not kept:
+                    return "", ("referrer",)
+                lead = ("referrer",)
+                # An origin alone: the same few on every line (search engines), and nothing in it depends on the
+                # pseudonym period (no path, no parameters), so it is scrubbed once.
+                if "/" not in kept.partition("//")[2]:
+                    got = self._cut.get(kept)
+                    if got is None:
+                        if len(self._cut) >= 4096:
+                            self._cut.clear()
+                        out, rules = self._url(kept, scope)
+                        got = self._cut[kept] = out, lead + rules
+                    return got
+                u = kept
+        out, rules = self._url(u, scope)
+        if self._allowlist is None:
+            return out, lead + rules if lead else rules
+        out, dropped = self._allowlist(out)
+        return out, lead + rules + ("query_allowlist",) * len(dropped)
 
     def _url(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
         """(text, rule ids) as the proxy's record has them (pipeline.log_record): Scrubber.url of the target as
@@ -415,7 +524,7 @@ class LogFilter:
         m = COMBINED.match(raw)
         if m is None:
             self._stats.lines += 1
-            self._reject("not_combined")
+            self._reject(self._not_combined)
             return None
         h, _ident, user, when, request, status, size, ref, agent, rest = m.groups()
         # The request too: the target nginx logs as `/a\x5C..\x5Chealth` is the `/a\..\health` the server read.
@@ -455,6 +564,226 @@ class LogFilter:
         if len(self._tally) > 4096:
             self._count()
         return out + "\n"
+
+    # --- Apache vhost_combined, Apache and nginx error logs, a layout named by a regular expression ----------
+    def _vhost_combined(self, raw: str) -> str | None:
+        """`%v:%p` and a Combined line: the virtual host kept when it is a host name (an address is truncated),
+        the rest filtered as Combined."""
+        head, sep, rest = raw.partition(" ")
+        if not sep or not head:
+            self._stats.lines += 1
+            self._reject("not_vhost_combined")
+            return None
+        out = self._combined(rest)
+        return None if out is None else f"{self._server(head)} {out}"
+
+    def _server(self, v: str) -> str:
+        """A server name, `name:port` or a Host: a host name is kept (lower case), an address truncated, anything
+        else `-`."""
+        name, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or (":" in name and not name.endswith("]")):
+            name, port = v, ""
+        if _HOST_NAME.fullmatch(name) is not None and not name.replace(".", "").isdigit():
+            out = name.lower()
+        else:
+            masked = truncate.truncate_text(name, self.policy.truncation)
+            if masked is None:
+                self._stats.rules["unreadable_host"] += 1
+                return "-"
+            out = f"[{masked}]" if ":" in masked else masked
+        return out + (":" + port if port else "")
+
+    def _address(self, v: str) -> str:
+        """A client address with or without its port (Apache writes an IPv6 one as `2001:db8::7:5678`): truncated,
+        the port dropped; `-` for anything that is no address (nothing of it is kept)."""
+        t = self.policy.truncation
+        masked = truncate.truncate_text(v, t)
+        if masked is None and ":" in v:
+            masked = truncate.truncate_text(v.rpartition(":")[0], t)
+        if masked is None:
+            self._stats.rules["unreadable_address"] += 1
+            return "-"
+        return masked
+
+    def _gap(self, text: str) -> str:
+        """Free text between the fields a layout names: addresses, e-mails, phone numbers... by the detectors."""
+        if not text or text.isspace():
+            return text
+        out, rules = self._free(text)
+        if rules:
+            self._tally.append(rules)
+        return out
+
+    def _message(self, text: str, escaped: bool) -> str:
+        """An error message: request lines and URLs through the URL rules, file paths as paths (a document
+        root followed by the request path), the text around them through the detectors. `escaped`: Apache's
+        `\\xHH` escapes, read back before the URL rules see a target."""
+        out = []
+        last = 0
+        for m in _MESSAGE_TOKEN.finditer(text):
+            token = m.group(0)
+            if m.group(1) is not None:  # a request line
+                target = _unescape(m.group(2)) if escaped else m.group(2)
+                got = f"{m.group(1)} {self._scrub_url(target, 'path')} {m.group(3)}"
+                end = m.end()
+            else:
+                stripped = token.rstrip(".,;:)]}'")
+                end = m.start() + len(stripped)
+                if m.group(4) is not None:  # an absolute URL
+                    got = self._scrub_url(_unescape(stripped) if escaped else stripped, "referrer")
+                else:
+                    got = self._file_path(stripped)
+            out.append(self._gap(text[last:m.start()]))
+            out.append(got)
+            last = end
+        out.append(self._gap(text[last:]))
+        return "".join(out)
+
+    def _file_path(self, p: str) -> str:
+        """A file path that may end with a request's path (`/usr/share/nginx/html/health/x`): the longest suffix
+        the path rules change is replaced by what they make of it; with a query, the URL rules. Cached."""
+        got = self._file_paths.get(p)
+        if got is not None:
+            return got
+        if "?" in p or "#" in p:
+            got = self._scrub_url(p, "path")
+        else:
+            got = p
+            starts = [i for i, c in enumerate(p) if c == "/"] or [0]
+            for i in starts[:32]:
+                ch: list[Change] = []
+                after, _ = self._s.path(p[i:], "path", ch)
+                if after != p[i:]:
+                    got = p[:i] + after
+                    self._tally.append(tuple(c.rule for c in ch))
+                    break
+        if len(self._file_paths) >= self._size:
+            self._file_paths.clear()
+        self._file_paths[p] = got
+        return got
+
+    def _done(self, out: str) -> str:
+        st = self._stats
+        st.written += 1
+        if len(self._tally) > 4096:
+            self._count()
+        # one record, one line, whatever a decoded value held
+        return (out.replace("\r", "\\r").replace("\n", "\\n") if "\n" in out or "\r" in out else out) + "\n"
+
+    def _apache_error(self, raw: str) -> str | None:
+        """Apache's error log (2.2 and 2.4 ErrorLogFormat): `[time] [module:level] [pid P:tid T] [client A:P]
+        message, referer: URL`. The client and `[remote A:P]` addresses truncated, ports dropped."""
+        raw = raw.rstrip("\r\n")
+        self._stats.lines += 1
+        m = _APACHE_TIME.match(raw)
+        if m is None:
+            self._reject("not_apache_error")
+            return None
+        out = [m.group(0)]
+        pos = m.end()
+        while raw.startswith(" [", pos) and len(out) < 8:
+            end = raw.find("]", pos + 2)
+            if end < 0:
+                break
+            inner = raw[pos + 2:end]
+            kind, sp, value = inner.partition(" ")
+            if kind in ("client", "remote") and sp:
+                inner = f"{kind} {self._address(value)}"
+            elif _APACHE_TAG.fullmatch(inner) is None:
+                inner = self._gap(inner)
+            out.append(f" [{inner}]")
+            pos = end + 1
+        message = raw[pos:]
+        message, sep, ref = message.rpartition(", referer: ")
+        if not sep:
+            message, ref = ref, ""
+        out.append(self._message(message, escaped=True))
+        if sep:
+            ref = _unescape(ref)
+            out.append(", referer: " + ((self._scrub_url(ref, "referrer") or "-") if ref not in ("", "-") else ref))
+        return self._done("".join(out))
+
+    def _nginx_error(self, raw: str) -> str | None:
+        """nginx's error log: `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID message, client: A, server: S,
+        request: "...", upstream: "...", host: "...", referrer: "..."`. The fields nginx appends are read only
+        when they run to the end of the line as nginx writes them; otherwise the whole message is free text."""
+        raw = raw.rstrip("\r\n")
+        self._stats.lines += 1
+        m = _NGINX_ERROR.match(raw)
+        if m is None:
+            self._reject("not_nginx_error")
+            return None
+        head, message = m.group(1), m.group(2)
+        tail: list[tuple[str, str]] | None = None
+        at = message.find(", client: ")
+        while at >= 0:
+            tail = _nginx_tail(message[at:])
+            if tail is not None:
+                message = message[:at]
+                break
+            at = message.find(", client: ", at + 1)
+        out = [head, self._message(message, escaped=False)]
+        for key, value in tail or ():
+            quoted_value = value.startswith('"')
+            v = value[1:-1] if quoted_value else value
+            if key == "client":
+                v = self._address(v)
+            elif key in ("server", "host"):
+                v = self._server(v) if v else v
+            elif key == "request":
+                rq = request_line(v)
+                v = f"{rq[0]} {self._scrub_url(rq[1], 'path')} {rq[2]}" if rq is not None else "-"
+            elif key == "subrequest":
+                v = self._scrub_url(v, "path")
+            elif v not in ("", "-"):  # upstream, referrer: URLs
+                v = self._scrub_url(v, "referrer") or "-"
+            out.append(f', {key}: "{v}"' if quoted_value else f", {key}: {v}")
+        return self._done("".join(out))
+
+    def _regex_line(self, raw: str) -> str | None:
+        """A line of the operator's own layout (`--regex` with named groups): each group by what its name says
+        (_GROUP_ROLES), every other character of the line through the detectors; a line it does not match is
+        not written."""
+        raw = raw.rstrip("\r\n")
+        self._stats.lines += 1
+        rx = self._regex
+        assert rx is not None
+        m = rx.pattern.search(raw)
+        if m is None:
+            self._reject("not_matching_regex")
+            return None
+        out = []
+        last = 0
+        for name in rx.order:
+            start, end = m.span(name)
+            if start < last:  # did not take part, or inside a group already written
+                continue
+            out.append(self._gap(raw[last:start]))
+            out.append(self._group(rx.roles[name], m.group(name)))
+            last = end
+        out.append(self._gap(raw[last:]))
+        return self._done("".join(out))
+
+    def _group(self, role: str, v: str) -> str:
+        if v in ("", "-"):
+            return v
+        if role == "address":
+            return ", ".join(self._address(p.strip()) for p in v.split(","))
+        if role == "request":
+            rq = request_line(v)
+            return f"{rq[0]} {self._scrub_url(rq[1], 'path')} {rq[2]}" if rq is not None else "-"
+        if role == "path":
+            return self._scrub_url(v, "path")
+        if role == "referrer":
+            return self._scrub_url(v, "referrer") or "-"
+        if role == "user_agent":
+            return self._agent(v) or "-"
+        if role == "server":
+            return self._server(v)
+        if role == "drop":
+            self._stats.rules["dropped_field"] += 1
+            return "-"
+        return self._gap(v)
 
     # --- JSON lines ---------------------------------------------------------------------------------------
     def _json(self, raw: str) -> str | None:
@@ -668,9 +997,9 @@ def filter_block(f: LogFilter, data: bytes) -> tuple[bytes, list[str]]:
 _worker: LogFilter | None = None
 
 
-def _init_worker(policy: Policy, fmt: str) -> None:
+def _init_worker(policy: Policy, fmt: str, regex: str | None = None) -> None:
     global _worker
-    _worker = LogFilter(policy, fmt)
+    _worker = LogFilter(policy, fmt, regex=regex)
     quiet_gc()
 
 
@@ -698,7 +1027,7 @@ def merge(total: Stats, part: Stats) -> None:
     total.reasons.update(part.reasons)
 
 
-def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes], workers: int
+def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes], workers: int, regex: str | None = None
                  ) -> Iterator[tuple[bytes, list[str], Stats]]:
     """Filtered blocks in input order, at most two blocks per worker in flight (memory stays bounded however
     long the log). Workers are forked, so they share the parent's pseudonymization secret (an ephemeral one
@@ -706,7 +1035,7 @@ def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes], workers: int
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt, regex)) as pool:
         pending: deque = deque()
         for data in source:
             pending.append(pool.apply_async(_filter_in_worker, (data,)))

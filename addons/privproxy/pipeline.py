@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from privproxy import beacon, client_ip, generalize, geo, https, target, truncate, vendors, wire
+from privproxy import beacon, beacons, client_ip, generalize, geo, https, target, truncate, vendors, wire
+from privproxy import referrer as ref_mod
 from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
@@ -77,6 +78,8 @@ class FlowState:
     decision: consent.Decision = consent.NONE  # member-linkage consent: one per request, only ever made stricter
     drop_headers: tuple[str, ...] = ()  # hop-only headers the origin must not get (the trusted consent header)
     codec: Codec | None = None  # the analytics vendor whose collection path this request is for
+    forward: beacons.Forward | None = None  # the beacon goes straight to its vendor (privproxy.gateway)
+    script: beacons.Script | None = None  # a vendor's tracker script privproxy serves from this path
     failures: list[tuple[Stage, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
 
@@ -131,6 +134,8 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None,
                 match, state.answer = None, (400, "ambiguous_path")
             if match is not None:
                 state.codec, state.beacon_path = match
+            elif view.method in ("GET", "HEAD"):
+                state.script = policy.beacons.script_for(state.target.path)
             if not state.https and hs.redirect and not hs.is_exempt(state.target):
                 state.redirect = https.redirect_location(state.host, state.target.raw, hs)
                 state.refused = state.redirect is None
@@ -256,6 +261,9 @@ def scrub_beacon(state: FlowState, view: RequestView, body: bytes, content_type:
     assert state.codec is not None and state.target is not None
     b = Beacon(view.method, state.beacon_path, state.target.query or "", content_type, content_encoding, body)
     try:
+        if state.policy.beacons.bots == "drop" and generalize.agent(view.first("user-agent") or "").bot:
+            state.filter_seconds += time.perf_counter() - t0
+            return beacon.Result(state.codec.name, False, "", b"", reason="bot")  # a crawler counts no visitor
         codec = vendors.sniff(state.codec, b)
         state.codec = codec
         result = beacon.process(codec, b, state.scrubber.to(codec.name), state.policy.beacons, state.consent,
@@ -330,7 +338,8 @@ def forward_beacon(state: FlowState, view: RequestView, body: bytes) -> BeaconFo
     result = scrub_beacon(state, view, body, view.first("content-type") or "", view.first("content-encoding") or "")
     if not result.forward:
         return BeaconForward(result)
-    assert state.target is not None
+    assert state.target is not None and state.codec is not None
+    state.forward = state.policy.beacons.forward_for(state.codec.name)  # after sniff: the vendor it decoded as
     out = BeaconForward(result, f"{state.beacon_path}?{result.query}" if result.query else state.beacon_path,
                         body=result.body)
     changes = beacon_headers(state, view.first, result.echoes)
@@ -408,12 +417,35 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
         return []
 
 
+def logged_referrer(policy: Policy, url: str, own: Callable[[str], bool], changes: list[Change] | None) -> str:
+    """What of a Referer the log keeps before the URL rules (privproxy.referrer): the level for an external or
+    internal page (filter-log reduces the same way, with its --site-host as the site's hosts)."""
+    kept = policy.referrer.reduce(url, own)
+    if kept != url and changes is not None:
+        changes.append(Change("referrer", "referrer", "referrer", "generalize" if kept else "drop", url, kept or None,
+                              False))
+    return kept
+
+
+def logged_query(policy: Policy, url: str, changes: list[Change] | None) -> str:
+    """A scrubbed URL with only the parameters `logging.query_allowlist` names, when it is set."""
+    out, dropped = policy.logging.query_allowlist.apply(url)
+    if dropped and changes is not None:
+        changes.extend(Change("query", name, "query_allowlist", "drop", url, out, False) for name in dropped)
+    return out
+
+
 def log_record(state: FlowState, view: RequestView, status: int, size: int | None, outcome: Outcome,
                ended: float, user_agent: str = "", referrer: str = "", instance: str = "") -> LogRecord:
     """The access-log record: truncated address, scrubbed URL and referrer, generalized user agent."""
     t0 = time.perf_counter()
     scrubber = state.scrubber.to("log")
     t = state.target
+    try:
+        agent = generalize.agent(user_agent)
+    except Exception as e:  # noqa: BLE001 - fail closed: an agent that could not be read is logged as none
+        state.failures.append((Stage.ACCESS_LOG, type(e).__name__))
+        agent = generalize.Agent()
     try:
         if t is None:
             path = "-"  # refused before it could be read: nothing of it is known to be safe
@@ -423,11 +455,17 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
             path = scrubber.url(state.beacon_path, "path", state.changes)
         else:
             path = scrubber.url(t.raw, "path", state.changes)
+        path = logged_query(state.policy, path, state.changes)
     except Exception as e:  # noqa: BLE001 - fail closed: no path rather than an unscrubbed one
         state.failures.append((Stage.LOG_PATH, type(e).__name__))
         path = "[redacted]"
     try:
-        ref = scrubber.url(referrer, "referrer", state.changes) if referrer else ""
+        ref = ""
+        if referrer:
+            own = ref_mod.host_name(state.host) if state.host else ""
+            kept = logged_referrer(state.policy, referrer, lambda h: h == own or state.site.matches(h), state.changes)
+            ref = logged_query(state.policy, scrubber.url(kept, "referrer", state.changes), state.changes) \
+                if kept else ""
     except Exception as e:  # noqa: BLE001 - fail closed: no referrer rather than an unscrubbed one
         state.failures.append((Stage.LOG_REFERRER, type(e).__name__))
         ref = ""
@@ -449,12 +487,14 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         duration_ms=round(max(0.0, ended - state.started) * 1000, 3),
         outcome=outcome,
         tls=view.tls_version,
-        user_agent=formats.text(generalize.user_agent(user_agent)),
+        user_agent=formats.text(str(agent)),
+        bot=agent.bot,
         referrer=formats.text(ref),
         country=state.place.country,
         region=state.place.subdivision,
         city=state.place.city,
         instance=instance,
+        vendor=state.codec.name if state.forward is not None and state.codec is not None else "",
     )
     state.filter_seconds += time.perf_counter() - t0
     return record

@@ -16,6 +16,8 @@ from typing import Any
 
 from privproxy import (beacons, client_ip, detectors, fields, geo, https, protections, pseudonyms, schema, scrub,
                        sites, truncate)
+from privproxy import disclosure
+from privproxy import generalize, referrer
 from privproxy.access_log import settings as log_settings
 from privproxy.consent import decision as consent
 from privproxy.errors import ConfigError, ConfigErrors
@@ -42,6 +44,8 @@ class Policy:
     geo: geo.Settings = field(default_factory=lambda: geo.Settings())
     beacons: beacons.Settings = field(default_factory=lambda: beacons.Settings())
     consent: consent.Settings = field(default_factory=lambda: consent.Settings())
+    referrer: referrer.Settings = field(default_factory=lambda: referrer.Settings())
+    disclosure: disclosure.Settings = field(default_factory=lambda: disclosure.Settings())
     _by_country: dict[str, scrub.Scrubber] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=())
     # The shipped baseline (privproxy.protections): protections this file switches off with `disable:`, the
@@ -78,13 +82,17 @@ def load(path: str | Path) -> Policy:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the file: {e}", path=str(p),
                           hint="check permissions and that it is UTF-8") from None
-    return from_text(text, str(p))
+    policy = from_text(text, str(p))
+    generalize.warm()  # the proxy's first request (and every filter-log worker) finds ua-parser ready
+    return policy
 
 
 DEFAULT_FILE = Path(__file__).with_name("default_filters.yaml")
 # Sections taken whole from the shipped file when a filters.yaml leaves them out; rules and sensitive paths are
 # merged by id instead (protections.merge).
-INHERITED_SECTIONS = tuple(x for x in SECTIONS if x not in ("version", "disable", "rules", "sensitive_paths"))
+# `disclosure` names the company publishing the notice: never taken from the shipped file.
+INHERITED_SECTIONS = tuple(x for x in SECTIONS if x not in ("version", "disable", "rules", "sensitive_paths",
+                                                            "disclosure"))
 
 
 def default() -> Policy:
@@ -163,7 +171,7 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None,
     warnings: list[str] = []
     scrubber = scrub.Scrubber(
         rules=RuleSet.build(rules),
-        detectors=detectors.parse(section("detectors")),
+        detectors=detectors.parse(section("detectors"), frozenset().union(*(r.regions for r in rules))),
         sensitive_paths=paths,
         pseudonymizer=Pseudonymizer(psettings, secret=secret),
         truncation=truncation,
@@ -182,8 +190,10 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None,
         scrubber=scrubber,
         logging=log_settings.parse(section("logging")),
         geo=geo.parse(section("geo"), path),
-        beacons=beacons.parse(section("beacons")),
+        beacons=beacons.parse(section("beacons"), path),
         consent=consent.parse(section("consent"), path, warnings),
+        referrer=referrer.parse(section("referrer")),
+        disclosure=disclosure.parse(s.get("disclosure"), path),
         warnings=(),
     )
     disabled = tuple(listed)

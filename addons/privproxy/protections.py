@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 RULES = {
     "click-ids": "rule `click-ids`: ad click ids (gclid, fbclid, ...) removed from URLs and cookies",
     "contact-params": "rule `contact-params`: e-mail, phone, name and address parameters redacted",
+    "personal-names": "rule `personal-names`: first, last and full name parameters (fname, last_name...) redacted",
     "visitor-ids": "rule `visitor-ids`: account and visitor id parameters pseudonymized",
     "secrets": "rule `secrets`: tokens, passwords and session ids removed from URLs",
     "tracking-cookies": "rule `tracking-cookies`: analytics and advertising cookies pseudonymized, not set",

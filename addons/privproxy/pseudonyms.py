@@ -131,6 +131,17 @@ def advance(key: bytes, period: str, rotation: str, index: int) -> tuple[int, by
     return n, key
 
 
+_group: tuple[str, bytes] | None = None  # (period, key): see share_random_key
+
+
+def share_random_key(period: str, key: bytes) -> None:
+    """In a worker of `privproxy run --workers`: where this process would draw a random key (no key file read, no
+    secret), start from the one its supervisor drew for all its workers, so a visitor gets the same pseudonym
+    whichever worker answers. Like a process's own random key it is never stored and dies with the supervisor."""
+    global _group
+    _group = (period, key) if key else None
+
+
 def destination_key(key: bytes, name: str) -> bytes:
     return hmac.digest(key, b"privproxy/destination/v1/" + name.encode(), "sha256")
 
@@ -374,7 +385,9 @@ class Pseudonymizer(KeyedPseudonyms):
             return
         if self.mode == "key_file":
             self._poll(index)
-        if self._index < 0:  # no key file could be read: a random key of this process, never stored
+        if self._index < 0 and _group is not None:  # a worker: the random key its supervisor drew for all
+            self._set(*advance(_group[1], _group[0], rotation, index))
+        elif self._index < 0:  # no key file could be read: a random key of this process, never stored
             self._set(index, secrets.token_bytes(KEY_BYTES))
         elif index > self._index:  # the period turned: one way forward, the old key dropped
             self._set(*advance(self._key, self._period, rotation, index))

@@ -9,6 +9,8 @@ from typing import Any
 
 from privproxy import (beacons, client_ip, detectors, fields, geo, https, protections, pseudonyms, scrub, sites,
                        truncate)
+from privproxy import disclosure
+from privproxy import referrer
 from privproxy.access_log import settings as log_settings
 from privproxy.consent import decision as consent
 from privproxy.schema_types import T, integer, obj
@@ -32,6 +34,8 @@ FILTERS = obj("privproxy filters.yaml", {
     "beacons": beacons.SCHEMA,
     "consent": consent.SCHEMA,
     "logging": log_settings.SCHEMA,
+    "referrer": referrer.SCHEMA,
+    "disclosure": disclosure.SCHEMA,
 }, required=("version",))
 
 

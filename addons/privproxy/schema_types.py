@@ -32,6 +32,7 @@ class T:
     maximum: int | None = None
     default: Any = None
     pattern: str | None = None
+    options: tuple[T, ...] = ()  # any_of: the shapes a value may take (a short string or the full object)
 
     def at(self, path: str) -> T:
         """The node at a dotted path below this one: `hsts`, `keys[]`, `{}`."""
@@ -84,6 +85,8 @@ class T:
             d["type"] = "array"
             assert self.values is not None
             d["items"] = self.values.json()
+        elif self.kind == "any_of":
+            d["anyOf"] = [o.json() for o in self.options]
         else:
             d["type"] = self.kind
         if self.enum:
@@ -119,6 +122,11 @@ def string(doc: str, enum: tuple[Any, ...] = (), default: Any = None, pattern: s
 def integer(doc: str, minimum: int | None = None, maximum: int | None = None, default: Any = None,
             enum: tuple[Any, ...] = ()) -> T:
     return T("integer", doc, minimum=minimum, maximum=maximum, default=default, enum=enum)
+
+
+def any_of(doc: str, *options: T) -> T:
+    """A value of any of these shapes (e.g. `URL` or `{url: URL, ...}`); its section's parser reads it."""
+    return T("any_of", doc, options=options)
 
 
 def boolean(doc: str, default: bool) -> T:

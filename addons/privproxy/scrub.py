@@ -218,9 +218,9 @@ class Scrubber:
             return value
         if _URLISH.match(value):
             return self.url(value, scope, changes, depth + 1)
-        if not detectors.could_contain(value):
+        if not self.detectors.could_contain(value):
             return value
-        hits = detectors.scan(value, self.detectors.enabled)
+        hits = self.detectors.scan(value)
         if not hits:
             return value
         out, pos = [], 0
@@ -307,6 +307,8 @@ class Scrubber:
         if depth > MAX_DEPTH:
             self._record(changes, Change(scope, "", "limit:depth", "redact", url, REDACTED, False))
             return REDACTED
+        if ("&#" in url or "&commat;" in url) and "email" in self.detectors.order:
+            url = self._entity_emails(url, scope, changes)
         # A request target (scope "path", not nested) is origin-form, where `//health/x` is the path the origin
         # routes as /health/x (RFC 9112 3.2.1), not a reference to a host `health`.
         prefix, rest = ("", url) if depth == 0 and scope == "path" and url.startswith("/") else \
@@ -326,6 +328,22 @@ class Scrubber:
         if sep_f and new_fragment:
             out += "#" + new_fragment
         return out
+
+    def _entity_emails(self, url: str, scope: str, changes: list[Change] | None) -> str:
+        """Emails whose '@' is an HTML entity (`jane&#64;example.com`), replaced before the URL is split: its
+        `#` and `&` would cut them in two at the fragment or a parameter, and neither half is an email."""
+        spans = list(detectors.entity_emails(url))
+        if not spans or self.report_only:
+            if spans:
+                self._record(changes, Change(scope, "url", "detector:email", "redact", url, url, True))
+            return url
+        out, pos = [], 0
+        for start, end in spans:
+            out += (url[pos:start], "[email]")
+            pos = end
+        after = "".join(out) + url[pos:]
+        self._record(changes, Change(scope, "url", "detector:email", "redact", url, after, False))
+        return after
 
     def sensitive(self, path: str) -> SensitivePath | None:
         combined = self.sensitive_any
@@ -354,14 +372,14 @@ class Scrubber:
         # are not parsed in a path), whether or not the detectors would find anything in it.
         encoded_slash = "%2f" in path or "%2F" in path
         if not encoded_slash and not target.needs_resolution(path) \
-                and not detectors.could_contain(unquote(path, errors="replace") if "%" in path else path):
+                and not self.detectors.could_contain(unquote(path, errors="replace") if "%" in path else path):
             return path, False
         segments, trailing = target.raw_segments(path)
         out = []
         for seg, params in segments:
             raw = unquote(seg, errors="replace") if "%" in seg else seg
             # The detectors see decoded text, so the cheap check does too.
-            if raw and (detectors.could_contain(raw) or (encoded_slash and _URLISH.match(raw))):
+            if raw and (self.detectors.could_contain(raw) or (encoded_slash and _URLISH.match(raw))):
                 after = self.free("path", "segment", raw, changes, depth=MAX_DEPTH)  # no URL recursion in a segment
                 if after is None:
                     after = REDACTED

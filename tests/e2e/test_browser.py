@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from privproxy.demo import site
-from tests.helpers import start_proxy
+from tests.helpers import REPO, start_proxy
 from tests.tools import require
 from tests.unit.vendors.test_codecs import all_text
 
@@ -121,3 +121,46 @@ def test_consenting_member_in_a_real_browser(tmp_path, monkeypatch):
     records = [json.loads(x) for x in linked.read_text().splitlines()]
     assert records and {r["member"] for r in records} == {site.DEMO_MEMBER}
     assert site.DEMO_MEMBER not in (p.log_dir / "access.jsonl").read_text()
+
+
+def test_demo_beacons_go_through_the_gateway_to_the_vendor(tmp_path):
+    """As `privproxy demo` runs it: every vendor in beacons.forward, toward the demo's stand-in vendor. The page's
+    eleven beacons reach the vendor scrubbed, with the truncated address, and none reaches the origin."""
+    chromium = require("chromium", "chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (a test extra)")
+    site.RECEIVED.clear()
+    origin, vendor = site.start(), site.start_vendor()
+    cfg = tmp_path / "filters.yaml"
+    cfg.write_text(site.gateway_config((REPO / "filters.yaml").read_text(),
+                                       f"http://127.0.0.1:{vendor.server_address[1]}"))
+    p = start_proxy(tmp_path / "p", f"http://127.0.0.1:{origin.server_address[1]}", config=cfg)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                page.goto(f"https://localhost:{p.port}/analytics?gclid=EAIaIQobChMI-demo", timeout=20000)
+                page.wait_for_function("document.title.startsWith('beacons sent')", timeout=20000)
+                title = page.title()
+            finally:
+                browser.close()
+        deadline = time.monotonic() + 10
+        while len(site.RECEIVED) < 11 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        received = list(site.RECEIVED)
+        records = p.log_records(wait_for=13)
+    finally:
+        p.stop()
+        origin.shutdown()
+        vendor.shutdown()
+    assert title == "beacons sent: 11", title
+    assert len(received) == 11 and {r["at"] for r in received} == {"vendor"}  # nothing at the origin
+    for r in received:
+        body = base64.b64decode(r["body"])
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        text = all_text(r["path"]) + " " + all_text(body) + " " + json.dumps(r["headers"])
+        assert not [s for s in SECRETS if s in text], r["path"][:80]
+        assert r["headers"]["x-forwarded-for"] == "127.0.0.0" and r["headers"]["host"].startswith("127.0.0.1:")
+    beacon_records = [r for r in records if r.get("vendor")]
+    assert len(beacon_records) == 11 and {r["source"] for r in beacon_records} == {"vendor"}

@@ -134,7 +134,9 @@ def test_filter_log_writes_what_the_proxy_logged_for_the_same_requests(tmp_path,
     proxy = (p.log_dir / "access.log").read_text().splitlines()
     raw = "".join(f'127.9.8.7 - - [01/Dec/2026:12:00:00 +0000] "GET {nginx_quoted(target)} HTTP/1.1" 200 5 '
                   f'"{nginx_quoted(ref)}" "curl/8.1.0"\n' for target, ref in SENT)
-    r = subprocess.run([*privproxy_exe(), "filter-log", "--quiet", "--config", str(REPO / "filters.yaml")],
+    # the proxy keeps the path of referrers from its request's Host (localhost): filter-log is told it
+    r = subprocess.run([*privproxy_exe(), "filter-log", "--quiet", "--config", str(REPO / "filters.yaml"),
+                        "--site-host", "localhost"],
                        input=raw.encode(), capture_output=True, timeout=120,
                        env={**ENV, "PRIVPROXY_SECRET": "test-secret-0123456789"})
     assert r.returncode == 0, r.stderr
@@ -147,3 +149,35 @@ def test_filter_log_writes_what_the_proxy_logged_for_the_same_requests(tmp_path,
     for secret in ("member-4711", "EAIaIQ", "s3cret", "smith", "jane", "0123456789ABCDEF", "pw@", JWT[:20],
                    "203.0.113.77", "abcd:12"):
         assert secret not in text, secret
+
+
+def test_other_layouts_through_the_command_line(tmp_path):
+    # issue 21 item 5: Apache vhost_combined and error logs, nginx error logs, a layout of the operator's own
+    vhost = ('shop.example:443 203.0.113.77 - jane [01/Dec/2026:10:00:00 +0000] "GET /p?uid=member-9&gclid=EAIaSecret '
+             'HTTP/1.1" 200 5 "https://mail.example/?email=jane%40example.com" "curl/8.1.0"\n')
+    apache = ("[Tue Dec 01 10:00:00.123456 2026] [core:error] [pid 123:tid 456] [client 203.0.113.77:5678] AH00126: "
+              "Invalid URI in request GET /x?uid=member-9 HTTP/1.1, referer: https://r.example/?gclid=EAIaSecret\n")
+    nginx = ('2026/12/01 10:00:00 [error] 123#0: *1 open() "/usr/share/nginx/html/u/jane@example.com" failed (2: No '
+             'such file or directory), client: 2001:db8:abcd:12::7, server: shop.example, request: "GET '
+             '/u/jane@example.com?uid=member-9 HTTP/1.1", host: "shop.example", referrer: "https://r.example/?tel='
+             '090-1234-5678"\n')
+    custom = "ip=203.0.113.77 path=/p?uid=member-9 note=jane@example.com\n"
+    cases = [(("--format", "vhost_combined"), vhost), (("--format", "apache-error"), apache),
+             (("--format", "nginx-error"), nginx), (("--regex", r"ip=(?P<client>\S+) path=(?P<path>\S+)"), custom)]
+    for args, line in cases:
+        src = tmp_path / "in.log"
+        src.write_text(line * 50 + "not a line of this layout 203.0.113.77\n")
+        q = tmp_path / "q.log"
+        r = run(*args, "--jobs", "2", "--quarantine", str(q), str(src), str(tmp_path / "out.log"))
+        assert r.returncode == 0, r.stderr
+        out = (tmp_path / "out.log").read_text()
+        assert len(out.splitlines()) == 50, (args, out)
+        for secret in ("member-9", "EAIaSecret", "jane", "203.0.113.77", "abcd:12", "1234-5678", "5678]"):
+            assert secret not in out, (args, secret, out)
+        assert q.read_text() == "not a line of this layout 203.0.113.77\n"
+        assert b"51 lines read, 50 written, 1 not parsed" in r.stderr, r.stderr
+    assert out.startswith("ip=203.0.113.0 path=/p?uid=pp_")
+    r = run("--regex", r"(\S+)", stdin=b"x\n")
+    assert r.returncode == 1 and b"--regex: it names no group" in r.stderr and b"Traceback" not in r.stderr
+    r = run("--regex", "x", "--format", "json", stdin=b"x\n")
+    assert r.returncode == 2  # one layout or the other

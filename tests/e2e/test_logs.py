@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from tests.helpers import CLIENT_IP, REPO, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, REPO, privproxy_exe, request, start_proxy, tls_context
 from tests.tools import require
 
 
@@ -75,7 +75,7 @@ def test_combined_log_reads_in_goaccess_and_json_matches(tmp_path, origin):
         request(p.port, "/products?q=watch&gclid=EAIaIQ-secretclick", tls=ctx,
                 headers={"User-Agent": 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 '
                                        '(KHTML, like Gecko) Version/17.2 Safari/605.1.15',
-                         "Referer": 'https://search.example/?q="quoted"&email=jane%40example.com'})
+                         "Referer": 'https://localhost/?q="quoted"&email=jane%40example.com'})  # the site's own
         request(p.port, "/newsletter?email=jane.doe%40example.com", tls=ctx)
         request(p.port, "/plain")
         records = p.log_records(wait_for=3)
@@ -97,3 +97,38 @@ def test_combined_log_reads_in_goaccess_and_json_matches(tmp_path, origin):
     assert r.returncode == 0, r.stderr
     general = json.loads(report.read_text())["general"]
     assert general["total_requests"] == 3 and general["failed_requests"] == 0
+
+
+def test_vhost_combined_is_read_by_goaccess_and_by_filter_log(tmp_path, origin):
+    # issue 21 item 5: Apache's vhost_combined from the proxy's own writer; C3: existing tools read it
+    goaccess = require("goaccess", "goaccess")
+    p = start_proxy(tmp_path / "p", origin.url, "--log-format", "vhost_combined", config=REPO / "filters.yaml")
+    ctx = tls_context(p.ca)
+    try:
+        request(p.port, "/products?q=watch&uid=member-42&gclid=EAIaIQ-secretclick", tls=ctx,
+                headers={"Referer": "https://shop.example/cart?email=jane%40example.com"})
+        request(p.port, "/health/clinic-7", tls=ctx)
+        log = p.log_dir / "access.log"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 2):
+            time.sleep(0.1)
+    finally:
+        p.stop()
+    assert not (p.log_dir / "access.jsonl").exists()
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"localhost:{p.port} 127.9.8.0 - - [") for line in lines)
+    text = log.read_text()
+    assert "member-42" not in text and "secretclick" not in text and "jane" not in text
+    assert '"GET /health/* HTTP/1.1"' in lines[1]
+    report = tmp_path / "report.json"
+    r = subprocess.run([goaccess, str(log), "--log-format=VCOMBINED", "--no-global-config", "-o", str(report)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    general = json.loads(report.read_text())["general"]
+    assert general["total_requests"] == 2 and general["failed_requests"] == 0
+    # filter-log reads the proxy's own layout back: every line parses, nothing left to change
+    r = subprocess.run([*privproxy_exe(), "filter-log", "--config", str(REPO / "filters.yaml"), "--format",
+                        "vhost_combined", str(log)], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "PRIVPROXY_SECRET": "logs-test"})
+    assert r.returncode == 0 and "2 lines read, 2 written, 0 not parsed" in r.stderr, r.stderr
+    assert [line.split(" ", 1)[0] for line in r.stdout.splitlines()] == [f"localhost:{p.port}"] * 2

@@ -216,14 +216,16 @@ def prometheus(tmp_path):
     """Two proxies scraped as the Prometheus Operator scrapes the shipped PodMonitor's pods (job
     `<namespace>/privproxy`, namespace, pod, container, endpoint labels):
     A (pod privproxy-a) serves a certificate that expires in 10 days in front of an origin that is slow on /slow;
-    B (pod privproxy-b) is in report-only mode, has no pseudonymization secret, and its origin is down."""
+    B (pod privproxy-b) is in report-only mode, has no pseudonymization secret, its origin is down, and it serves a
+    tracker script (beacons.scripts, never fetched)."""
     exe = require("prometheus", "prometheus")
     slow = SlowOrigin()
     ca = Authority()
     cert = tmp_path / "site.pem"
     ca.issue(SITE, days=10).write(cert)
     report_only = tmp_path / "report-only.yaml"
-    report_only.write_text("version: 1\nreport_only: true\ndisable: [report-only]\n")
+    report_only.write_text("version: 1\nreport_only: true\ndisable: [report-only]\n"  # a script: its series exist
+                           "beacons: {scripts: {/js/script.js: 'https://127.0.0.1:9/js/script.js'}}\n")
     a = start_proxy(tmp_path / "a", slow.url, "--cert", str(cert), metrics=True)
     b = start_proxy(tmp_path / "b", f"http://127.0.0.1:{free_port()}", config=report_only, metrics=True,
                     env={"PRIVPROXY_SECRET": ""})
@@ -440,6 +442,18 @@ def test_the_alerts_fire_after_their_for_under_operator_labels(tmp_path):
                   {"instance": a["instance"], "source": "proxy", "severity": "warning"}),
             alert("PrivproxyUpstreamSlow", "15m", {"instance": a["instance"], "severity": "warning"}),
             alert("PrivproxyConfigMismatch", "15m", {"job": job, "namespace": NAMESPACE, "severity": "warning"}),
+        ]},
+        {"interval": "1m", "input_series": [  # the gateway: A's posthog collector fails a fifth of the time
+            series("privproxy_vendor_failures_total", {**a, "vendor": "posthog", "reason": "timeout"}, "0+20x30"),
+            series("privproxy_vendor_forwards_total", {**a, "vendor": "posthog", "class": "2xx"}, "0+80x30"),
+            series("privproxy_vendor_failures_total", {**b, "vendor": "posthog", "reason": "timeout"}, "0+1x30"),
+            series("privproxy_vendor_forwards_total", {**b, "vendor": "posthog", "class": "2xx"}, "0+99x30"),
+            series("privproxy_vendor_failures_total", {**b, "vendor": "ga4", "reason": "connect"}, "0+5x30"),  # down
+        ], "alert_rule_test": [
+            alert("PrivproxyVendorFailing", "9m"),  # pending from the first rate (1m), for 10m
+            alert("PrivproxyVendorFailing", "12m",
+                  {"instance": a["instance"], "vendor": "posthog", "severity": "warning"},
+                  {"instance": b["instance"], "vendor": "ga4", "severity": "warning"}),
         ]},
     ]
     spec = tmp_path / "rules.test.yml"

@@ -78,7 +78,7 @@ def test_script_shim_loads():
         module = tctx.script(str(REPO / "addons" / "privproxy_mitmdump.py"))
         (one,) = module.addons  # a single addon: mitmproxy's per-addon dispatch is paid once
         names = [type(a).__name__ for a in one.components]
-        assert names == [type(a).__name__ for a in privproxy.mitm.addons()]  # the same chain, in the same order, as `run`
+        assert names == [type(a).__name__ for a in privproxy.mitm.addons()]  # the chain `run` builds, in its order
         assert names[:2] == ["Options", "PrivacyFilter"] and names[-1] == "UpstreamTimeout"
 
 

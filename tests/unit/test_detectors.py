@@ -230,7 +230,16 @@ PATHOLOGICAL = {
     "mynumber": [_pathological("1234 "), _pathological("1")],
     "jwt": [_pathological("eyJ"), _pathological("eyJaaaa."), _pathological("eyJaaaa.eyJ"),
             _pathological("a", "eyJaaaa.eyJ")],
+    # issue 21: the library-checked finders and the encoded emails
+    "iban": [_pathological("DE89 "), _pathological("DE"), _pathological("DE8937040044 ")],
+    "ssn": [_pathological("123-45-"), _pathological("1 ")],
+    "corporate_number": [_pathological("T"), _pathological("1-2345-"), _pathological("5835678256246 ")],
+    "vat": [_pathological("DE1"), _pathological("DE123456789 ")],
 }
+PATHOLOGICAL["email"] += [_pathological("a&#64;"), _pathological("%2540a"), _pathological("QAQA"),
+                          _pathological("amFuZUBleGFtcGxlLmNvbQ== "), _pathological("\uff20a")]
+PATHOLOGICAL["phone"] += [_pathological("\uff10\uff10-"), _pathological("81 90 1234 5678 "),
+                          _pathological("555.123.4567.")]
 _MB = 1 << 20
 
 
@@ -297,3 +306,135 @@ def _mynumber_v1(digits: str) -> bool:
 @given(st.text(alphabet="0123456789", min_size=12, max_size=12))
 def test_mynumber_check_digit_as_the_ordinance_writes_it(digits):
     assert detectors.mynumber_ok(digits) == _mynumber_v1(digits)
+
+
+# --- issue 21: detectors from kept libraries (phonenumbers, python-stdnum), encoded emails, custom detectors ----
+@pytest.mark.parametrize("text", ["555-123-4567", "(555) 123-4567", "555.123.4567", "+1 555 123 4567",
+                                  "+1-212-555-0123", "81 90 1234 5678", "０９０－１２３４－５６７８", "090.1234.5678",
+                                  "+44 7700 900123", "030 1234567"])
+def test_phone_in_national_and_international_forms(text):
+    line = f"call {text} now"
+    assert [line[s:e] for s, e in detectors.find_phone(line, ("JP", "US", "DE"))] == [text]
+
+
+@pytest.mark.parametrize("text,number", [
+    ("room 5 090-1234-5678", "090-1234-5678"), ("090-1234-5678 2024", "090-1234-5678"),
+    ("+1 555 123 4567 9", "+1 555 123 4567"), ("1-415-555-0132", "1-415-555-0132"),
+    ("+81 9012345678", "+81 9012345678")])
+def test_phone_next_to_other_numbers_and_in_coarser_groups(text, number):
+    assert [text[s:e] for s, e in detectors.find_phone(text, ("JP", "US"))] == [number]
+
+
+@pytest.mark.parametrize("text", ["1700000000", "1700000000123", "2024-01-15", "order 4155550132", "v=10.20.30.40",
+                                  "12-34-56-78-90", "203.0.113.77", "2024 01 15 10 30", "07700 900123"])
+def test_phone_leaves_timestamps_order_numbers_and_addresses(text):
+    assert list(detectors.find_phone(text, ("JP", "US"))) == []
+
+
+@pytest.mark.parametrize("name,text", [
+    ("iban", "GB82 WEST 1234 5698 7654 32"), ("iban", "DE89370400440532013000"),
+    ("iban", "fr1420041010050500013m02606"),
+    ("ssn", "536-22-1234"), ("ssn", "536 22 1234"), ("corporate_number", "T5835678256246"),
+    ("corporate_number", "5835678256246"), ("corporate_number", "5-8356-7825-6246"), ("vat", "DE136695976"),
+    ("vat", "ATU13585627"), ("vat", "NL004495445B01"), ("card", "4111.1111.1111.1111"),
+])
+def test_standard_numbers_with_their_check_digits(name, text):
+    assert found(f"x {text} y", name) == [text]
+
+
+@pytest.mark.parametrize("name,text", [
+    ("iban", "GB82 WEST 1234 5698 7654 33"), ("ssn", "666-12-3456"), ("ssn", "078-05-1120"), ("ssn", "536221234"),
+    ("corporate_number", "1700000000001"), ("corporate_number", "5835678256245"), ("vat", "DE136695977"),
+    ("vat", "de136695976"),
+])
+def test_standard_numbers_that_fail_their_check(name, text):
+    assert found(f"x {text} y", name) == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+    ("to jane&#64;example.com.", "jane&#64;example.com"),
+    ("jane&#x40;example.com", "jane&#x40;example.com"), ("jane&commat;example.com", "jane&commat;example.com"),
+    ("jane%40example.com", "jane%40example.com"), ("jane%252540example.com", "jane%252540example.com"),
+    ("amFuZUBleGFtcGxlLmNvbQ==", "amFuZUBleGFtcGxlLmNvbQ=="),
+    ("dG86amFuZUBleGFtcGxlLmNvbQ", "dG86amFuZUBleGFtcGxlLmNvbQ"),
+])
+def test_emails_spelled_otherwise(text, expected):
+    assert found(text, "email") == [expected]
+    assert detectors.could_contain(text)
+
+
+@pytest.mark.parametrize("text", ["QUFBQUFBQUFB", "products", "WatchSeries2024", "&#65;bc", "100%25"])
+def test_encoded_look_alikes_are_no_email(text):
+    assert found(text, "email") == []
+
+
+_PIECES_21 = ["0", "1", "5", "9", "４", " ", "-", ".", "(", ")", "+", "＋", "@", "＠", "﹫", "a", "x", "A", "B", "Q",
+              "E",
+              "U", "k", "T", "D", "W", "DE", "GB82", "WEST", "ATU", "NL", "&", "#", ";", "&#64;", "&#x40;", "&commat;",
+              "%", "%40", "%2540", "25", "40", "amFu", "ZUBl", "eGFt", "cGxl", "LmNv", "bQ==", "－", "ー", "\u3000",
+              "555", "123", "4567", "536", "22", "1234", "5835678256246", "example.com", "jane"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES_21), max_size=24).map("".join))
+def test_the_cheap_precheck_never_hides_a_hit_of_the_new_detectors(text):
+    if detectors.scan(text, tuple(detectors.FINDERS)):
+        assert detectors.could_contain(text), text
+    assert detectors.could_contain(text) == (detectors._MAYBE.search(text) is not None), text
+
+
+def _custom(text: str):
+    from privproxy import policy
+
+    return policy.from_text(text, "f.yaml", secret=b"custom")
+
+
+def test_custom_detectors_run_in_linear_time_and_act():
+    p = _custom("version: 1\ndetectors:\n  custom:\n    - {id: member_number, pattern: 'M-[0-9]{8}', action: hash}\n"
+                "    - {id: ticket, pattern: '(?i)tk(?:-[a-z0-9]+)+', why: 'nested, still linear in RE2'}\n")
+    s = p.scrubber.to("log")
+    out = s.url("/p?note=M-12345678+and+TK-ab-cd&page=2", "path", [])
+    assert "12345678" not in out and "pp_" in out and "[ticket]" in out and out.endswith("&page=2")
+    assert p.scrubber.detectors.could_contain("M-12345678")  # the pre-check asks the custom patterns too
+    text = "tk" + "-a" * 200_000 + "!"  # catastrophic for a backtracking engine with a nested quantifier
+    assert [d.detector for d in p.scrubber.detectors.scan(text)] == ["ticket"]
+
+
+@pytest.mark.parametrize("entry,where,what", [
+    ("{id: a, pattern: '(a)\\1'}", "4:24", "backreferences"), ("{id: b, pattern: 'x(?=y)'}", "4:24", "lookarounds"),
+    ("{id: c, pattern: 'a*'}", "4:24", "empty text"), ("{id: phone, pattern: 'x'}", "4:12", "built-in"),
+    ("{id: Bad Id, pattern: 'x'}", "4:12", "lower-case"), ("{id: d}", "4:7", "needs a `pattern`"),
+    ("{id: e, pattern: 'x', action: truncate}", "4:37", "redact"),
+])
+def test_a_bad_custom_detector_names_its_line_and_the_fix(entry, where, what):
+    from privproxy.errors import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as e:
+        _custom(f"version: 1\ndetectors:\n  custom:\n    - {entry}\n")
+    assert f"f.yaml:{where}:" in str(e.value) and what in str(e.value), str(e.value)
+
+
+def test_phone_regions_and_the_rules_regions():
+    p = _custom("version: 1\nrules:\n  - {id: r, action: drop, scopes: [query], names: [x], regions: [KR]}\n")
+    assert p.scrubber.detectors.phone_regions == ("JP", "US", "KR")  # the shipped [JP, US], then the rules' countries
+    assert p.scrubber.detectors.scan("tel 010-1234-5678")  # a Korean mobile in national form
+    from privproxy.errors import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as e:
+        _custom("version: 1\ndetectors:\n  phone_regions: [JP, XX]\n")
+    assert "f.yaml:3:23: detectors.phone_regions[1]" in str(e.value)
+
+
+@pytest.mark.parametrize("target,expected", [
+    ("/c?note=call+555-123-4567", "/c?note=call%20[phone]"), ("/p?acct=GB82WEST12345698765432", "/p?acct=[iban]"),
+    ("/f?v=536-22-1234", "/f?v=[ssn]"), ("/b?n=4111111111111111", "/b?n=[card]"),
+    ("/s?fname=Jane", "/s?fname=[redacted]"),
+    ("/s?first_name=Jane&last_name=Doe", "/s?first_name=[redacted]&last_name=[redacted]"),
+    ("/m?to=amFuZUBleGFtcGxlLmNvbQ%3D%3D", "/m?to=[email]"), ("/i?id=T5835678256246", "/i?id=[corporate_number]"),
+])
+def test_through_the_shipped_rules(target, expected):
+    from privproxy import policy
+
+    p = policy.default()
+    assert p.scrubber.to("log").url(target, "path", []) == expected

@@ -16,7 +16,23 @@ UA = {
     "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0": "Firefox 121 (Linux)",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 "
     "Mobile Safari/537.36": "Chrome 120 (Android)",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)": "Bot (Other)",
+    # named crawlers keep their family (ua-parser's crawler list), and say they are one
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)": "Googlebot 2 (bot)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)": "bingbot 2 (bot)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)":
+        "GPTBot 1 (bot)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)": "FacebookBot 1 (bot)",
+    # in-app browsers keep theirs
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "[FBAN/FBIOS;FBDV/iPhone14,2;FBMD/iPhone;FBSN/iOS;FBSV/17.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5]": "Facebook (iOS)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "Instagram 307.0.0.34.111 (iPhone14,2; iOS 17_1; en_US; en; scale=3.00; 1170x2532; 531680476)":
+        "Instagram 307 (iOS)",
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+    "Chrome/119.0.6045.163 Mobile Safari/537.36 MicroMessenger/8.0.43.2480(0x28002B37) NetType/WIFI "
+    "Language/zh_CN": "WeChat 8 (Android)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "Safari Line/13.20.0": "LINE 13 (iOS)",
     "curl/8.5.0": "curl 8 (Other)",
     "": "",
 }
@@ -25,6 +41,19 @@ UA = {
 @pytest.mark.parametrize("ua,expected", UA.items())
 def test_user_agent(ua, expected):
     assert generalize.user_agent(ua) == expected
+
+
+@pytest.mark.parametrize("ua,bot", [(ua, "(bot)" in out) for ua, out in UA.items()])
+def test_crawlers_are_marked(ua, bot):
+    assert generalize.agent(ua).bot is bot
+
+
+@pytest.mark.parametrize("ua", ["Mozilla/5.0 (compatible; jane.doe.5551234bot/1.0)",
+                                "Mozilla/5.0 (compatible; " + "x" * 60 + "bot/1.0)", "Mozilla/5.0 \udcff\udcfe"])
+def test_a_family_copied_from_the_agent_never_carries_its_text(ua):
+    # ua-parser's `(\w+)bot` rules copy the sender's text into the family: only product-like names are kept
+    out = generalize.user_agent(ua)
+    assert "5551234" not in out and "xxxxxxxx" not in out and out in ("Bot (bot)", "Other (Other)")
 
 
 @pytest.mark.parametrize("given,expected", [("1536x864", "1920x1024"), ("390x844", "414x1024"),

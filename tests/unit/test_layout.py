@@ -30,10 +30,8 @@ WITHOUT_OWN_TESTS = frozenset({
     "cli/dsr.py",  # the e2e and unit dsr tests drive it
     "cli/explain.py",  # tests/e2e/test_explain.py
     "cli/filter_log.py",  # tests/e2e/test_filter_log.py
-    "cli/report.py",
     "cli/run.py",  # every e2e test starts it
     "cli/schema.py",
-    "controls.py",
     "demo/site.py",
     "errors.py",
     "pipeline.py",  # covered by tests/mitm/* and tests/unit/test_explain.py
@@ -51,7 +49,7 @@ WITHOUT_OWN_TESTS = frozenset({
     "vendors/universal_analytics.py",
     "yamlsrc.py",  # covered by tests/unit/test_policy.py
 })
-CEILING = 29  # len(WITHOUT_OWN_TESTS) when the list was written; lower it as entries go, never raise it
+CEILING = 27  # len(WITHOUT_OWN_TESTS) when the list was written; lower it as entries go, never raise it
 
 
 def modules() -> list[str]:

@@ -306,9 +306,9 @@ def test_long_names_and_agents_are_not_memoized():
     rules = RuleSet.build((Rule("ids", "hash", frozenset({"query"}), ("uid",)),))
     rules.find("query", "x" * 100_000)
     assert all(len(name) <= 256 for _, name in rules.memo)
-    before = generalize._user_agent.cache_info().currsize
+    before = generalize._agent.cache_info().currsize
     assert generalize.user_agent("Mozilla/5.0 " + "x" * 100_000) == "Other (Other)"
-    assert generalize._user_agent.cache_info().currsize == before
+    assert generalize._agent.cache_info().currsize == before
     assert generalize.user_agent("curl/8.5.0") == "curl 8 (Other)"
     before = truncate._parse_ip.cache_info().currsize
     assert truncate.parse_ip(" " * 100_000 + "203.0.113.77") is not None  # parsed, not kept

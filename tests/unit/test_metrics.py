@@ -48,6 +48,11 @@ SHAPE = {
     "privproxy_acme_consecutive_failures": ("certificate",),
     "privproxy_pseudonym_key_mode": ("mode",),
     "privproxy_upstream_latency_seconds": ("source",),
+    "privproxy_vendor_forwards": ("vendor", "class"),
+    "privproxy_vendor_failures": ("vendor", "reason"),
+    "privproxy_vendor_latency_seconds": ("vendor",),
+    "privproxy_vendor_scripts": ("script", "result"),
+    "privproxy_vendor_opt_outs": ("vendor", "signal"),
     "privproxy_build": (),
 }
 # prometheus_client's ProcessCollector on the same registry (Linux): the standard process_* series

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from privproxy import detectors, offline, pipeline, policy, truncate, vendors
 from privproxy import target as targets
 from privproxy.access_log import formats
+from privproxy.cli.filter_log import with_site_hosts
 from privproxy.offline import LogFilter
 from privproxy.outcome import Outcome
 from tests.helpers import REPO
 
 POLICY = """
 version: 1
+sites: {default: {hosts: [ref.example, a.example]}}  # referrers from these are internal: path and query kept, scrubbed
 rules:
   - {id: click, action: drop, scopes: [query], names: [gclid]}
   - {id: mail, action: redact, scopes: [query], names: [email]}
@@ -142,7 +144,10 @@ def test_request_lines_read_without_the_expression_as_with_it(text):
 # style, values that are identifiers elsewhere in the same URL (echoes), nested URLs.
 SHIPPED = policy.from_text((REPO / "filters.yaml").read_text(encoding="utf-8"), "filters.yaml",
                            secret=b"filter-log-equality")
-_FILTERS = {fmt: LogFilter(SHIPPED, fmt) for fmt in ("combined", "json")}  # warm caches across examples
+# The proxy keeps the path of referrers from the request's own Host (referrer.internal) and cuts the others to
+# their origin (referrer.external); filter-log reads no Host and is told the site's with --site-host.
+_SITE = with_site_hosts(SHIPPED, ["shop.example"])
+_FILTERS = {fmt: LogFilter(_SITE, fmt) for fmt in ("combined", "json")}  # warm caches across examples
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 _SEGMENTS = ["p", "products", "watch-42", "cart", "search", "g", "collect", "news", "ja", "static", "app.4f2.js",
              "index.html", "health", "HEALTH", "Health", "h%65alth", "%68EALTH", "heal%74h", "medical", "recruit",
@@ -273,9 +278,15 @@ def _proxy_logs(target: str, referrer: str) -> tuple[str, str]:
                                 get_all=lambda name: index.get(name, []), authority=authority,
                                 fields=(("Host", host), ("User-Agent", "curl/8.1.0")))
     state = pipeline.begin(view, SHIPPED)
-    record = pipeline.log_record(state, view, 200, 512, Outcome.FORWARDED, state.started, user_agent="curl/8.1.0",
-                                 referrer=referrer)
-    return record.path, record.referrer
+    record = pipeline.log_record(state, view, 200, 512, Outcome.FORWARDED, state.started, user_agent="curl/8.1.0")
+    # The referrer as a request to the site's own Host logs it: the Host filter-log is told about (--site-host).
+    # A refused head or another authority names no Host or another one, which a log line does not show.
+    ref_view = pipeline.RequestView(peer="198.51.100.7", tls=True, method="GET", host="shop.example", path="/",
+                                    get_all=lambda name: {"host": ["shop.example"]}.get(name, []),
+                                    fields=(("Host", "shop.example"),))
+    ref_state = pipeline.begin(ref_view, SHIPPED)
+    return record.path, pipeline.log_record(ref_state, ref_view, 200, 1, Outcome.FORWARDED, ref_state.started,
+                                            referrer=referrer).referrer
 
 
 def _nginx_quoted(v: str) -> str:
@@ -314,7 +325,9 @@ def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
                    "&user%5Bid%5D=member-12345"):
         out = f._scrub_url(target, "path")
         assert out == s.url(target, "path", []) and "member-12345" not in out and "EAIaIQ1234" not in out
-    assert f._scrub_url("https://u:pw@h.example/p?q=1", "referrer") == "https://h.example/p?q=1"
+    assert f._scrub_url("https://u:pw@h.example/p?q=1", "referrer") == "https://h.example"  # external: its origin
+    own = LogFilter(with_site_hosts(SHIPPED, ["h.example"]), "combined")  # internal: path and query kept, scrubbed
+    assert own._scrub_url("https://u:pw@h.example/p?q=1", "referrer") == "https://h.example/p?q=1"
     assert f._scrub_url("https://u:pw@h.example/p?q=1", "path") == "-"  # answered 400: no host is `u:pw@h...`
     # the target as nginx logs a backslash (\x5C): read as the server read it, a sensitive page
     line = '203.0.113.77 - - [01/Dec/2026:12:00:00 +0000] "GET /a\\x5C..\\x5Chealth\\x5Cx HTTP/1.1" 200 1 "-" "-"\n'

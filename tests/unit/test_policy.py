@@ -150,8 +150,9 @@ def test_a_file_of_only_version_gets_every_shipped_protection():
     assert [r.id for r in p.rules.rules] == [r.id for r in shipped.rules.rules]
     assert p.rules.rules == tuple(dataclasses.replace(r, line=0) for r in shipped.rules.rules)
     assert [sp.id for sp in p.scrubber.sensitive_paths] == [sp.id for sp in shipped.scrubber.sensitive_paths]
-    assert p.inherited == ("click-ids", "contact-params", "visitor-ids", "secrets", "tracking-cookies",
-                           "device-detail", "health", "medical", "recruiting", "careers-apply", "inquiry")
+    assert p.inherited == ("click-ids", "contact-params", "personal-names", "visitor-ids", "secrets",
+                           "tracking-cookies", "device-detail", "health", "medical", "recruiting", "careers-apply",
+                           "inquiry")
     assert "https" in p.inherited_sections and "beacons" in p.inherited_sections and p.disabled == ()
     url = p.scrubber.url("/p?gclid=G1&uid=U1&email=a%40b.example", "query", [])
     assert "G1" not in url and "U1" not in url and "a%40b" not in url
@@ -205,7 +206,8 @@ rules:
     ("ip_truncation: {ipv4_prefix: 32}\n", "2:30: ip_truncation.ipv4_prefix", "ip-truncation"),
     ("unknown_fields: keep\n", "2:17: unknown_fields", "unknown-fields"),
     ("report_only: true\n", "2:14: report_only", "report-only"),
-    ("detectors: {enabled: [email, phone, ip, card, jwt]}\n", "2:22: detectors.enabled", "detector:mynumber"),
+    ("detectors: {enabled: [email, jwt, ip, iban, card, corporate_number, ssn, vat, phone]}\n",
+     "2:22: detectors.enabled", "detector:mynumber"),
     ("detectors: {actions: {ip: hash}}\n", "2:27: detectors.actions.ip", "detector:ip"),
     ("beacons:\n  vendors: [ga4, universal_analytics, snowplow, segment, mixpanel, amplitude, posthog, meta_pixel,"
      " adobe, plausible]\n", "3:12: beacons.vendors", "vendor:matomo"),

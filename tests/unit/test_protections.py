@@ -62,12 +62,12 @@ def test_merge_keeps_the_files_order_then_the_unmentioned_shipped_ones():
     base = policy.default()
     mine = (Rule("mine", "drop", frozenset({"query"}), ("x",)), Rule("secrets", "drop", frozenset({"query"}), ("t",)))
     rules, paths, inherited = protections.merge(mine, (), base, frozenset({"click-ids", "health"}))
-    assert [r.id for r in rules] == ["mine", "secrets", "contact-params", "visitor-ids", "tracking-cookies",
-                                     "device-detail"]
+    assert [r.id for r in rules] == ["mine", "secrets", "contact-params", "personal-names", "visitor-ids",
+                                     "tracking-cookies", "device-detail"]
     assert rules[0] is mine[0] and all(r.line == 0 for r in rules[2:])
     assert [sp.id for sp in paths] == ["medical", "recruiting", "careers-apply", "inquiry"]
-    assert inherited == ("contact-params", "visitor-ids", "tracking-cookies", "device-detail", "medical",
-                         "recruiting", "careers-apply", "inquiry")
+    assert inherited == ("contact-params", "personal-names", "visitor-ids", "tracking-cookies", "device-detail",
+                         "medical", "recruiting", "careers-apply", "inquiry")
 
 
 def test_locate_finds_keys_items_and_the_nearest_present_parent():

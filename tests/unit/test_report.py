@@ -5,20 +5,37 @@ from __future__ import annotations
 
 import datetime
 import re
-import subprocess
 from html.parser import HTMLParser
 
 import pytest
 
 from privproxy import policy, protections, report, vendors
-from tests.helpers import REPO, privproxy_exe
+from tests.helpers import REPO
 
 SHIPPED = (REPO / "filters.yaml").read_text()
 WHEN = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
 
 
-def md(text: str = SHIPPED) -> str:
-    return report.markdown(report.build(policy.from_text(text, "filters.yaml"), "0.1.0", WHEN))
+CONTROLS_FILE = REPO / "docs" / "controls.yaml"
+DISCLOSURE = f"""
+disclosure:
+  controller: Sample Watch Co., Ltd.
+  representative: Taro Yamada
+  address: 1-2-3 Nishi-Tokyo, Tokyo
+  contact: privacy@sample.example
+  effective_date: 2026-12-01
+  purposes: [running and securing the website, statistics of its use]
+  controls_file: {CONTROLS_FILE}
+  ja:
+    controller: 株式会社サンプル時計
+    representative: 代表取締役 山田太郎
+    contact: 個人情報お問い合わせ窓口（privacy@sample.example）
+    purposes: [ウェブサイトの運営と安全管理, ウェブサイトの利用状況の統計]
+"""
+
+
+def md(text: str = SHIPPED, lang: str = "en") -> str:
+    return report.markdown(report.build(policy.from_text(text, "filters.yaml"), "0.1.0", WHEN, lang))
 
 
 def disabling(text: str, *ids: str) -> str:
@@ -59,9 +76,12 @@ def test_shipped_rules_report_every_record_kind_retention_and_control():
     for cid in [f"C{i}" for i in range(1, 16)]:
         assert re.search(rf"^\| {cid} \|", controls, re.M), cid
     assert "`visitor-ids`" in row(controls, "C2") and "`health`" in row(controls, "C10")
-    assert "001 §9.2.1" in row(controls, "C2")
+    # the clauses come from the company's controls file, not from code
+    assert "001 §9.2.1" not in controls and "disclosure.controls_file" in controls
+    assert "001 §9.2.1" in row(section(md(SHIPPED + DISCLOSURE), "Controls and the rules that enforce them"), "C2")
     assert "sha256 `" + policy.from_text(SHIPPED, "filters.yaml").sha256[:16] in text
-    assert "Warning" not in text
+    assert text.count("Warning") == 1 and "no `disclosure:` section" in text
+    assert "Warning" not in md(SHIPPED + DISCLOSURE)
 
 
 @pytest.mark.parametrize("old, new, where, before, after, disable", [
@@ -150,20 +170,88 @@ def test_html_is_a_standalone_page_with_everything_escaped():
     p = Collect()
     p.feed(page)
     assert p.tags.count("table") == 6 and "h1" in p.tags and p.tags.count("h2") == 9
+    assert '<html lang="en">' in page
     assert "How this website processes access information" in "".join(p.text)
 
 
-def test_cli_writes_md_and_html_and_names_config_errors(tmp_path):
-    cfg = tmp_path / "filters.yaml"
-    cfg.write_text(SHIPPED.replace("ipv4_prefix: 24", "ipv4_prefix: 20"))
-    r = subprocess.run(privproxy_exe() + ["report", "--config", str(cfg)], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0 and "first 20 bits" in r.stdout and r.stdout.startswith("# ")
-    out = tmp_path / "notice.html"
-    r = subprocess.run(privproxy_exe() + ["report", "--config", str(cfg), "--format", "html", "-o", str(out)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and out.read_text().startswith("<!doctype html>")
-    cfg.write_text("version: 1\nip_truncation:\n  ipv4_prefx: 24\n")
-    r = subprocess.run(privproxy_exe() + ["report", "--config", str(cfg)], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 1 and f"{cfg}:3" in r.stderr and "ipv4_prefx" in r.stderr and not r.stdout
+
+
+def test_the_disclosure_section_names_who_publishes_the_notice():
+    text = md(SHIPPED + DISCLOSURE)
+    who = section(text, "Who is responsible")
+    assert row(who, "Controller").endswith("| Sample Watch Co., Ltd. |")
+    assert row(who, "Contact for questions and requests").endswith("| privacy@sample.example |")
+    assert row(who, "Effective from").endswith("| 1 December 2026 |") and "1-2-3 Nishi-Tokyo" in who
+    assert "running and securing the website" in who
+    assert "how Sample Watch Co., Ltd. (\"we\") processes" in text and "It applies from 2026-12-01." in text
+    # the promises and documents are the controls file's
+    controls = section(text, "Controls and the rules that enforce them")
+    assert "001: Citizen Watch Co., Ltd., Handling of Personal Information" in controls
+    assert "000 §7; 001 §7.2" in row(controls, "C1")
+
+
+def test_claims_stay_true_pseudonyms_are_personal_data_and_time_is_as_configured():
+    # 001 §6 / 003: what is published must be what happens
+    for text in (md(), md(SHIPPED + DISCLOSURE)):
+        assert "cannot identify" not in text.lower() and "are anonymous" not in text
+        log = section(text, "Access logs")
+        assert "pseudonymized, not anonymous" in log and "personal data under the GDPR" in log
+        assert "Art. 4(5)" in log and "pseudonymously processed information" in log
+    json_format = "\nlogging:\n  format: json "
+    assert json_format in SHIPPED
+    assert row(section(md(), "Access logs"), "Time of the request").endswith("| kept to the millisecond (UTC) | C3 |")
+    combined = md(SHIPPED.replace(json_format, "\nlogging:\n  format: vhost_combined "))
+    assert "| kept to the second (UTC) |" in row(section(combined, "Access logs"), "Time of the request")
+    both = md(SHIPPED.replace(json_format, "\nlogging:\n  format: both "))
+    assert "to the millisecond (UTC) in the JSON log and to the second" in both
+    assert "keep the hour" not in md()
+    ja = md(SHIPPED.replace(json_format, "\nlogging:\n  format: combined "), "ja")
+    assert "| アクセス日時 | 協定世界時（UTC）で秒単位まで保存 | C3 |" in ja
+
+
+def test_japanese_notice_is_written_for_japanese_readers():
+    text = md(SHIPPED + DISCLOSURE, "ja")
+    assert text.startswith("# 本ウェブサイトにおけるアクセス情報の取扱いについて\n")
+    assert "株式会社サンプル時計（以下「当社」といいます）は、" in text
+    assert "本書は 2026年12月1日から適用します。" in text
+    who = section(text, "取扱いの責任者")
+    assert row(who, "事業者の名称").endswith("| 株式会社サンプル時計 |")
+    assert row(who, "代表者").endswith("| 代表取締役 山田太郎 |")
+    assert row(who, "適用開始日").endswith("| 2026年12月1日 |")
+    assert "ウェブサイトの運営と安全管理、ウェブサイトの利用状況の統計" in who
+    log = section(text, "アクセスログ")
+    assert "匿名化したものではありません" in log and "仮名加工情報" in log
+    assert "個人データに当たります（第4条第5号" in log
+    assert "先頭の 24 ビット（IPv4）" in row(log, "IP アドレス") and "30日を経過した後に削除します" in log
+    assert row(log, "Cookie").endswith("| 記録しません | C4 |")
+    assert "当社は" in text and "ます。" in text  # 敬体
+    controls = section(text, "管理策と、それを実施する設定・ルール")
+    assert "通信を暗号化します。" in row(controls, "C1") and "000 §7; 001 §7.2" in row(controls, "C1")
+    # no English sentence left in the prose (rule ids, names and settings aside)
+    prose = [line for line in text.splitlines() if line and not line.startswith(("|", "#"))]
+    for line in prose:
+        assert not re.search(r"\b(?:the|is|are|and|of)\b", line.replace("`", " ")), line
+    assert "注意" not in text
+    assert "> **注意：** 設定に `disclosure:` の節がないため" in md(SHIPPED, "ja")
+    page = report.html(report.build(policy.from_text(SHIPPED + DISCLOSURE, "filters.yaml"), "0.1.0", WHEN, "ja"))
+    assert '<html lang="ja">' in page and "<h2>アクセスログ（C2、C3、C8、C9、C10、C11）</h2>" in page
+
+
+def test_no_company_is_written_into_the_code():
+    source = (REPO / "addons" / "privproxy" / "report.py").read_text()
+    for name in ("Citizen", "CASIO", "actio Inc", "001 §", "000 §"):
+        assert name not in source, name
+    assert not (REPO / "addons" / "privproxy" / "controls.py").exists()
+
+
+
+
+def test_every_shipped_protection_is_described_in_japanese():
+    for pid in protections.IDS:
+        assert report._protection_ja(pid) != protections.IDS[pid], (
+            f"{pid}: add its Japanese description to report.PROTECTIONS_JA")
+    no_click_ids = re.sub(r"  - id: click-ids\n.*?\n\n", "", SHIPPED, count=1, flags=re.S)
+    text = md(disabling(no_click_ids, "click-ids"), "ja")
+    assert row(section(text, "無効にしている保護機能"), "`click-ids`").endswith(
+        "| ルール `click-ids`：広告クリック ID（gclid、fbclid など）を URL と Cookie から削除 |")
+    assert "> **注意：** privproxy が標準で備える保護機能のうち 1 件を" in text

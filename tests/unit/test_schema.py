@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import certifi
 import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from privproxy import (beacons, client_ip, detectors, fields, geo, https, policy, protections, pseudonyms, schema,
-                       scrub, sites, truncate)
+from privproxy import (beacons, client_ip, detectors, disclosure, fields, geo, https, policy, protections,
+                       pseudonyms, schema, scrub, sites, truncate)
 from privproxy.access_log import settings as log_settings
 from privproxy.cli.schema import SHIPPED, render
 from privproxy.consent import decision as consent
@@ -64,7 +65,8 @@ def test_every_declared_key_is_accepted_by_the_parser():
     text = """
 version: 1
 disable: [hsts, unknown-fields, detector:email, detector:phone, detector:ip, detector:card, detector:mynumber,
-          detector:jwt, signal:dnt, signal:tcf, vendor:universal_analytics, vendor:snowplow, vendor:segment,
+          detector:jwt, detector:iban, detector:corporate_number, detector:ssn, detector:vat,
+          signal:dnt, signal:tcf, vendor:universal_analytics, vendor:snowplow, vendor:segment,
           vendor:mixpanel, vendor:amplitude, vendor:posthog, vendor:meta_pixel, vendor:adobe, vendor:plausible]
 sites:
   shop: {hosts: [shop.example], upstream: "http://127.0.0.1:9", beacon_paths: {/m/collect: ga4}}
@@ -83,10 +85,12 @@ report_only: false
 unknown_fields: keep
 rules:
   - {id: a, action: hash, scopes: [query], names: [x], controls: [C2], why: w, report_only: true, regions: [EU, JP]}
-detectors: {enabled: [email], actions: {email: hash}}
+detectors: {enabled: [email], actions: {email: hash}, phone_regions: [JP, DE],
+            custom: [{id: member_no, pattern: "M-[0-9]{8}", action: hash, why: w}]}
+referrer: {external: strip_query, internal: origin}
 sensitive_paths:
   - {id: h, pattern: /h/**, replace: /h/*, controls: [C10]}
-logging: {format: both, rotation: {daily: false, max_size_mb: 10}, retention_days: 14}
+logging: {format: both, rotation: {daily: false, max_size_mb: 10}, retention_days: 14, query_allowlist: [q, "utm_*"]}
 geo: {database: /var/lib/GeoIP/GeoLite2-City.mmdb, granularity: city, small_cell: {k: 3, window_seconds: 60}}
 beacons:
   vendors: [ga4, matomo]
@@ -95,6 +99,12 @@ beacons:
           contact: redact, click_id: redact, fingerprint: redact, device: drop}
   max_body_kb: 64
   max_decompressed_kb: 256
+  bots: drop
+  forward: {ga4: "https://region1.google-analytics.com",
+            posthog: {url: "https://eu.i.posthog.com", strip_prefix: /ingest, allow_http: false,
+                      purposes: [analytics], gvl_id: 1234}}
+  forward_ca: FORWARD_CA
+  scripts: {/js/script.js: "https://plausible.io/js/script.js"}
 consent:
   enabled: true
   cookie: member_consent
@@ -107,12 +117,28 @@ consent:
   withdrawal_cookie: consent_withdrawn
   revocation_file: /etc/privproxy/revoked.txt
   linked_log: {retention_days: 365}
+disclosure:
+  controller: Sample K.K.
+  representative: Taro Yamada
+  address: Tokyo
+  contact: privacy@sample.example
+  privacy_officer: Hanako Sato
+  policy_url: https://sample.example/privacy
+  effective_date: "2026-12-01"   # as an editor's YAML 1.2 reads it; unquoted works too (test_disclosure)
+  purposes: [statistics]
+  controls_file: CONTROLS_FILE
+  en: {controller: Sample K.K., representative: T. Yamada, address: Tokyo, contact: a@sample.example,
+       privacy_officer: H. Sato, policy_url: "https://sample.example/en/privacy", purposes: [statistics]}
+  ja: {controller: 株式会社サンプル, representative: 山田太郎, address: 東京都, contact: 窓口,
+       privacy_officer: 佐藤花子, policy_url: "https://sample.example/privacy", purposes: [統計]}
 """
+    text = text.replace("FORWARD_CA", certifi.where())  # forward_ca is read (and checked) when parsed
+    text = text.replace("CONTROLS_FILE", str(REPO / "docs" / "controls.yaml"))
     data = as_data(text)
     used = set(data)
     assert used == schema.keys(), "the sample must cover every section"
     for section in ("ip_truncation", "client_ip", "https", "pseudonymization", "detectors", "logging", "geo",
-                    "beacons", "consent"):
+                    "beacons", "consent", "referrer"):
         assert set(data[section]) == schema.keys(section), section
     assert set(data["rules"][0]) == schema.keys("rules[]")
     assert set(data["sensitive_paths"][0]) == schema.keys("sensitive_paths[]")
@@ -124,7 +150,16 @@ consent:
     assert set(p.disabled) == set(data["disable"])  # every weakening here is named, and only those
     assert set(data["logging"]["rotation"]) == schema.keys("logging.rotation")
     assert set(data["geo"]["small_cell"]) == schema.keys("geo.small_cell")
+    assert set(data["disclosure"]) == schema.keys("disclosure")
+    assert set(data["disclosure"]["ja"]) == set(data["disclosure"]["en"]) == schema.keys("disclosure.ja")
+    assert p.disclosure.text("controller", "ja") == "株式会社サンプル" and len(p.disclosure.controls.controls) == 15
     assert p.https.min_tls == "TLS1_3" and p.truncation.ipv4_prefix == 16
+    assert set(data["detectors"]["custom"][0]) == schema.keys("detectors.custom[]")
+    d = p.scrubber.detectors
+    assert d.phone_regions[:2] == ("JP", "DE") and "FR" in d.phone_regions  # and the countries of `regions: [EU]`
+    assert d.custom[0].id == "member_no" and d.action("member_no") == "hash"
+    assert p.referrer.external == "strip_query" and p.referrer.internal == "origin" and p.beacons.bots == "drop"
+    assert p.logging.query_allowlist.keeps("utm_source") and not p.logging.query_allowlist.keeps("page")
     assert p.logging.format == "both" and p.logging.rotation.max_bytes == 10 * 1024 * 1024
     assert not p.logging.rotation.daily and p.logging.rotation.retention_days == 14
     assert p.geo.granularity == "city" and p.geo.small_cell_k == 3 and p.geo.window_seconds == 60
@@ -134,6 +169,9 @@ consent:
     assert p.beacons.codec_for("/x/tracker.php").name == "matomo"
     assert p.beacons.codec_for("/track") is None  # mixpanel is not enabled
     assert p.sites.for_host("shop.example").beacon_paths == (("/m/collect", "ga4"),)
+    assert set(data["beacons"]["forward"]["posthog"]) == set(schema.node("beacons.forward{}").options[1].props)
+    assert p.beacons.forward_for("posthog").target("/ingest/e/") == "/e/" and p.beacons.forward_ca
+    assert p.beacons.script_for("/js/script.js").url == "https://plausible.io/js/script.js"
     assert set(data["consent"]["keys"][0]) == schema.keys("consent.keys[]")
     assert set(data["consent"]["linked_log"]) == schema.keys("consent.linked_log")
     c = p.consent
@@ -207,11 +245,12 @@ def test_a_section_left_out_or_empty_is_its_settings_defaults(name):
 def test_the_schema_is_assembled_from_the_section_modules():
     modules = {"disable": protections, "sites": sites, "ip_truncation": truncate, "client_ip": client_ip,
                "https": https, "pseudonymization": pseudonyms, "rules": fields, "detectors": detectors, "geo": geo,
-               "beacons": beacons, "consent": consent, "logging": log_settings}
+               "beacons": beacons, "consent": consent, "logging": log_settings, "disclosure": disclosure}
     for name, module in modules.items():
         assert schema.node(name) is module.SCHEMA, name
     assert schema.node("sensitive_paths") is scrub.SENSITIVE_PATHS
     assert schema.node("unknown_fields") is scrub.UNKNOWN_FIELDS and schema.node("report_only") is scrub.REPORT_ONLY
     assert policy.SECTIONS == tuple(schema.FILTERS.props) == (
         "version", "disable", "sites", "ip_truncation", "client_ip", "https", "pseudonymization", "report_only",
-        "unknown_fields", "rules", "detectors", "sensitive_paths", "geo", "beacons", "consent", "logging")
+        "unknown_fields", "rules", "detectors", "sensitive_paths", "geo", "beacons", "consent", "logging", "referrer",
+        "disclosure")

@@ -1,4 +1,4 @@
-"""Access-log line formats: JSON lines (schema v1, orjson) and the Combined Log Format (C3)."""
+"""Access-log line formats: JSON lines (schema v1, orjson), the Combined Log Format and Apache's vhost_combined (C3)."""
 
 from __future__ import annotations
 
@@ -67,8 +67,13 @@ def json_doc(r: LogRecord) -> dict[str, object]:
         "user_agent": r.user_agent,
         "referrer": r.referrer,
     }
+    if r.bot:
+        doc["bot"] = True
     if r.instance:
         doc["instance"] = r.instance
+    if r.vendor:  # the gateway sent it to the vendor: the answer is the vendor's unless privproxy's own 502/504
+        doc["vendor"] = r.vendor
+        doc["source"] = "vendor" if r.outcome == "forwarded" else "proxy"
     if r.country:
         doc["country"] = r.country
         if r.region:
@@ -111,10 +116,30 @@ def combined_line(r: LogRecord) -> bytes:
             f'"{quoted(r.referrer)}" "{quoted(r.user_agent)}"\n').encode("utf-8", "backslashreplace")
 
 
-# format name -> (file name, line encoder)
-FORMATS = {"json": ("access.jsonl", json_line), "combined": ("access.log", combined_line)}
+def vhost(r: LogRecord) -> str:
+    """Apache's `%v:%p`: the virtual host the record names (the Host as the proxy logs it: a name, or a truncated
+    address) and its port, the scheme's default when the Host names none; `-` when the proxy logged no Host."""
+    if r.host in ("", "-"):
+        return "-"
+    name, port = r.host, "443" if r.scheme == "https" else "80"
+    head, sep, given = name.rpartition(":")
+    if sep and given.isdigit() and (head.endswith("]") or ":" not in head):  # `name:port`, `[v6]:port`
+        return name
+    return f"{name}:{port}"
+
+
+def vhost_combined_line(r: LogRecord) -> bytes:
+    """Apache's vhost_combined, `%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i"`: the Combined line
+    after the virtual host, so GoAccess (`--log-format=VCOMBINED`) splits the statistics per site."""
+    return f"{vhost(r)} ".encode("utf-8", "backslashreplace") + combined_line(r)
+
+
+# format name -> (file name, line encoder). vhost_combined takes Combined's file name: one text log per directory,
+# in the layout the operator chose.
+FORMATS = {"json": ("access.jsonl", json_line), "combined": ("access.log", combined_line),
+           "vhost_combined": ("access.log", vhost_combined_line)}
 LINKED_FILE = "linked.jsonl"
-FORMAT_CHOICES = ("json", "combined", "both")
+FORMAT_CHOICES = ("json", "combined", "vhost_combined", "both")
 
 
 def selected(choice: str) -> tuple[str, ...]:

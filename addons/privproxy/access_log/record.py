@@ -31,3 +31,5 @@ class LogRecord:
     region: str = ""  # subdivision, when configured and not too rare
     city: str = ""  # only with geo.granularity: city
     instance: str = ""  # which proxy process wrote it (several instances behind one load balancer)
+    bot: bool = False  # the user agent is a crawler (ua-parser's "Spider", or it names itself a bot)
+    vendor: str = ""  # a beacon privproxy sent straight to this vendor (beacons.forward), not to the upstream

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from privproxy import query_allowlist
 from privproxy.access_log.formats import FORMAT_CHOICES
 from privproxy.access_log.rotation import Rotation
 from privproxy.schema_types import boolean, integer, obj, string
@@ -19,6 +20,7 @@ MB = 1024 * 1024
 class Settings:
     format: str = "json"
     rotation: Rotation = Rotation()
+    query_allowlist: query_allowlist.Allowlist = query_allowlist.Allowlist()
 
 
 DEFAULT = Settings()
@@ -28,11 +30,13 @@ ROTATION = obj("When the live file is moved aside as <name>-YYYY-MM-DD[.N].", {
                            default=(DEFAULT.rotation.max_bytes or 0) // MB),
 })
 SCHEMA = obj("The access log: format, rotation, retention (C3, C9, C11).", {
-    "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); both. `--log-format` overrides "
+    "format": string("json: access.jsonl; combined: access.log (GoAccess, AWStats); vhost_combined: access.log in "
+                     "Apache's vhost_combined (`host:port` first); both: json and combined. `--log-format` overrides "
                      "it.", enum=FORMAT_CHOICES, default=DEFAULT.format),
     "rotation": ROTATION,
     "retention_days": integer("Rotated files older than this many days are deleted; 0 keeps them forever.", 0,
                               default=DEFAULT.rotation.retention_days or 0),
+    "query_allowlist": query_allowlist.SCHEMA,
 })
 
 
@@ -46,4 +50,4 @@ def parse(node: Node | None) -> Settings:
         daily=ROTATION.read(r, "daily"),
         max_bytes=size_mb * MB if size_mb else None,
         retention_days=SCHEMA.read(m, "retention_days") or None,
-    ))
+    ), query_allowlist.parse(m.get("query_allowlist")))

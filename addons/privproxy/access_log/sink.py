@@ -54,9 +54,13 @@ class Sink:
     def __init__(self, path: Path, stream: str, on_error: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rotation: rot.Rotation | None = None,
                  wall: Callable[[], float] = time.time, locked: bool = False,
-                 close_wait: float = CLOSE_WAIT) -> None:
+                 close_wait: float = CLOSE_WAIT, shared: bool = False) -> None:
         self.path = path
         self._lock = lock.TryLock(path) if locked else None  # files `dsr erase` may rewrite
+        # Other processes append to the same file (the workers of `run --workers`): one of them rotates it, under
+        # this lock, and the others notice the new file (see _rotate_shared).
+        self._rotating = lock.TryLock(path.with_name(f"{path.name}.rotation")) if shared else None
+        self._ino = path.stat().st_ino if shared and path.exists() else None  # the live file as last known
         self.rotation = rotation
         self.wall = wall
         # The UTC day the live file's records belong to: after a restart, the day it was last written.
@@ -201,15 +205,45 @@ class Sink:
         now = self.wall()
         today = rot.day_of(now)
         r = self.rotation
+        if self._rotating is not None and self._fd is not None and r.max_bytes is not None:
+            self._bytes = os.fstat(self._fd).st_size  # the other writers' records count too
         new_day = r.daily and today != self._day
         too_big = r.max_bytes is not None and self._bytes > 0 and self._bytes + incoming > r.max_bytes
         if not (new_day or too_big):
+            return
+        if self._rotating is not None:
+            self._rotate_shared(today, now)
             return
         self._close()
         if rot.rotate(self.path, self._day) is not None:
             self.rotations += 1
         self._day, self._bytes = today, 0
         rot.delete_expired(self.path, r.retention_days, now)
+
+    def _rotate_shared(self, today: str, now: float) -> None:
+        """Rotate a file other processes append to: whoever takes the lock first and still finds the file it knows
+        moves it aside; the others find another file (or none) there and only reopen. Whole-record O_APPEND
+        writes never interleave, and a record written to the old file after the rename still lands in its day's
+        file. The lock is only tried (the event loop never waits): taken, the rotation is being done now."""
+        assert self._rotating is not None and self.rotation is not None
+        try:
+            if not self._rotating.acquire():
+                return
+        except OSError as e:
+            self._count(e)
+            return
+        try:
+            try:
+                current: int | None = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            self._close()
+            if current is not None and current == self._ino and rot.rotate(self.path, self._day) is not None:
+                self.rotations += 1
+                rot.delete_expired(self.path, self.rotation.retention_days, now)
+            self._day, self._bytes = today, 0
+        finally:
+            self._rotating.release()
 
     def expire(self) -> int:
         """Delete rotated files past retention now (also done at every rotation)."""
@@ -225,7 +259,10 @@ class Sink:
             self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._bytes = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self._bytes = st.st_size
+        if self._rotating is not None:
+            self._ino = st.st_ino
         return self._fd
 
     def _count(self, e: OSError, reason: str = "", dropped: int = 0) -> None:
@@ -261,6 +298,8 @@ class Sink:
         self._close()
         if self._lock is not None:
             self._lock.close()
+        if self._rotating is not None:
+            self._rotating.close()
 
 
 def _size_of(p: Path) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from privproxy import __version__
 
-COMMANDS = ("run", "demo", "check", "explain", "filter-log", "schema", "consent", "dsr", "report", "keys")
+COMMANDS = ("run", "demo", "check", "explain", "tune", "filter-log", "schema", "consent", "dsr", "report", "keys")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

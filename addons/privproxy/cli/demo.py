@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from privproxy import policy
 from privproxy.cli import run
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
@@ -46,6 +47,20 @@ def cmd(args) -> int:
     origin = site.start()
     args.upstream = args.upstream or f"http://127.0.0.1:{origin.server_address[1]}"
     args.log_dir = args.log_dir or str(Path(tempfile.gettempdir()) / "privproxy-demo")
+    vendor = None
+    if not args.config:  # the analytics gateway: the page's beacons go to a stand-in vendor, not to the origin
+        vendor = site.start_vendor()
+        vendor_url = f"http://127.0.0.1:{vendor.server_address[1]}"
+        shipped = Path("filters.yaml") if Path("filters.yaml").is_file() else policy.DEFAULT_FILE
+        derived = Path(args.log_dir) / "demo-filters.yaml"
+        try:
+            derived.parent.mkdir(parents=True, exist_ok=True)
+            derived.write_text(site.gateway_config(shipped.read_text(encoding="utf-8"), vendor_url))
+            load_policy(str(derived))
+        except (OSError, PrivproxyError) as e:
+            return report(e) if isinstance(e, PrivproxyError) else fail(f"cannot write {derived}: {e}")
+        args.config = str(derived)
+        print(f"privproxy demo: analytics vendor at {vendor_url} (beacons.forward in {derived})", file=sys.stderr)
     try:
         specs = run.mode_specs(args.upstream, args.listen or [run.DEFAULT_LISTEN])
     except ValueError as e:
@@ -66,3 +81,5 @@ def cmd(args) -> int:
         return 0
     finally:
         origin.shutdown()
+        if vendor is not None:
+            vendor.shutdown()

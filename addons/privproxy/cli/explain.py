@@ -79,31 +79,11 @@ def _samples(args) -> Iterator[core.Sample]:
         yield core.Sample(method, args.url, tuple(headers), body=body)
     elif args.har:
         with open(args.har, encoding="utf-8") as f:
-            har = json.load(f)
-        for entry in har["log"]["entries"]:
-            req, resp = entry["request"], entry.get("response") or {}
-            headers = tuple((h["name"], h["value"]) for h in req.get("headers", []))
-            if not any(k.lower() == "cookie" for k, _ in headers) and req.get("cookies"):
-                headers += (("Cookie", "; ".join(f"{c['name']}={c['value']}" for c in req["cookies"])),)
-            set_cookies = tuple(h["value"] for h in resp.get("headers", []) if h["name"].lower() == "set-cookie")
-            post = (req.get("postData") or {}).get("text") or ""
-            yield core.Sample(req.get("method", "GET"), req["url"], headers, set_cookies, post.encode())
+            yield from core.har_samples(json.load(f))
     else:
-        from mitmproxy import http, io  # only this input needs mitmproxy
+        from privproxy.mitm import flowfile  # only this input needs mitmproxy
 
-        with open(args.flows, "rb") as f:
-            for flow in io.FlowReader(f).stream():
-                if not isinstance(flow, http.HTTPFlow):
-                    continue
-                resp, req = flow.response, flow.request
-                # What the visitor sent: over TLS or not (the client connection, not the upstream's scheme), to
-                # the Host it named, the target as sent.
-                scheme = "https" if flow.client_conn.tls_established else "http"
-                yield core.Sample(
-                    req.method, f"{scheme}://{req.host_header or req.pretty_host}{req.path}",
-                    tuple(req.headers.items(multi=True)),
-                    tuple(resp.headers.get_all("set-cookie")) if resp is not None else (),
-                    req.raw_content or b"")
+        yield from flowfile.samples(args.flows)
 
 
 def _cut(v: str | None) -> str:

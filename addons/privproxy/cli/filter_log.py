@@ -1,7 +1,8 @@
-"""`privproxy filter-log [--format combined|json] [--config FILE] [IN [OUT]]`: scrub existing access logs."""
+"""`privproxy filter-log [--format F | --regex RE] [--config FILE] [IN [OUT]]`: scrub existing access and error logs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
@@ -10,22 +11,43 @@ import time
 from privproxy import offline
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
+from privproxy.policy import Policy
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("filter-log", help="apply the rules to an existing nginx/Apache/Caddy access log")
     p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default or -: standard input)")
     p.add_argument("output", nargs="?", metavar="OUT", help="file to write (default or -: standard output)")
-    p.add_argument("--format", choices=offline.FORMATS, default="combined",
-                   help="combined (also Common Log Format) or json lines (default: combined)")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--format", choices=[f for f in offline.FORMATS if f != "regex"], default="combined",
+                        help="combined (also Common Log Format), json lines, vhost_combined (Apache, `%%v:%%p` "
+                             "first), apache-error or nginx-error (default: combined)")
+    layout.add_argument("--regex", metavar="RE",
+                        help="any other layout: a Python regular expression with named groups, e.g. "
+                             "(?P<client>...) (?P<request>...) (?P<referrer>...) (?P<user_agent>...); groups named "
+                             "host/client/ip are truncated, request/path/url and referrer go through the URL rules, "
+                             "user_agent is generalized, user/port/cookie become `-`, everything else (and the text "
+                             "between groups) goes through the detectors")
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml, else built-in rules)")
     p.add_argument("--quarantine", metavar="FILE",
                    help="write lines that cannot be parsed here, unfiltered, mode 0600 (default: drop them)")
+    p.add_argument("--site-host", action="append", default=[], metavar="HOST",
+                   help="a host name of the site whose log this is (repeatable; `*.example.com` for subdomains): "
+                        "referrers from it are internal and keep their path (filters.yaml `referrer:`), as the "
+                        "proxy keeps those from the request's own Host; the default site's `hosts` count too")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--jobs", type=int, default=default_jobs(), metavar="N",
                    help=f"worker processes for a file (default: the CPUs available, here {default_jobs()}); "
                         "a pipe is filtered line by line in one process")
     p.set_defaults(func=cmd)
+
+
+def with_site_hosts(policy: Policy, hosts: list[str]) -> Policy:
+    """The policy with `hosts` added to its default site's (the site a log line without a Host belongs to)."""
+    d = policy.sites.default
+    extra = tuple(h.strip().lower().rstrip(".") for h in hosts if h.strip())
+    return dataclasses.replace(policy, sites=dataclasses.replace(policy.sites, default=dataclasses.replace(
+        d, hosts=d.hosts + extra)))
 
 
 def default_jobs() -> int:
@@ -63,10 +85,18 @@ def cmd(args) -> int:
         args.input = None
     if args.output == "-":
         args.output = None
+    fmt = "regex" if args.regex is not None else args.format
+    if args.regex is not None:
+        try:
+            offline.compile_regex(args.regex)
+        except ValueError as e:
+            return fail(f"--regex: {e}")
     try:
         policy = load_policy(args.config)
     except PrivproxyError as e:
         return report(e)
+    if args.site_host:
+        policy = with_site_hosts(policy, args.site_host)
     try:
         src = open(args.input, "rb") if args.input else sys.stdin.buffer
     except OSError as e:
@@ -79,7 +109,7 @@ def cmd(args) -> int:
             quarantine = open(fd, "w", encoding="utf-8", newline="")
     except OSError as e:
         return fail(f"{e.filename}: {e.strerror}; check the path and permissions")
-    filt = offline.LogFilter(policy, args.format)
+    filt = offline.LogFilter(policy, fmt, regex=args.regex)
     st = os.fstat(src.fileno())
     size = st.st_size if args.input else 0
     progress = Progress(size, bool(args.input) and not args.quiet and sys.stderr.isatty())
@@ -97,7 +127,7 @@ def cmd(args) -> int:
     regular = stat.S_ISREG(st.st_mode)
     try:
         if args.jobs > 1 and regular:
-            results = offline.run_parallel(policy, args.format, source(), args.jobs)
+            results = offline.run_parallel(policy, fmt, source(), args.jobs, args.regex)
         else:
             offline.quiet_gc()
             results = ((*offline.filter_block(filt, data), None) for data in source())

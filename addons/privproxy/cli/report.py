@@ -1,4 +1,4 @@
-"""`privproxy report [--config FILE] [--format md|html] [-o FILE]`: the public disclosure from the rules (C7)."""
+"""`privproxy report [--config FILE] [--lang en|ja] [--format md|html] [-o FILE]`: the public disclosure (C7)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
                                       "from the rules in force")
     p.add_argument("--config", metavar="FILE", help="filters.yaml (default: ./filters.yaml, else the built-in rules)")
     p.add_argument("--format", choices=core.FORMATS, default="md", help="Markdown (default) or a standalone HTML page")
+    p.add_argument("--lang", choices=core.LANGS, default="en",
+                   help="en (default) or ja: the notice written for Japanese readers; filters.yaml `disclosure:` "
+                        "names the controller and contact, and its controls_file the policy clauses")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     p.set_defaults(func=cmd)
 
@@ -26,7 +29,7 @@ def cmd(args) -> int:
         policy = load_policy(args.config)
     except PrivproxyError as e:
         return print_errors(e)
-    text = core.render(core.build(policy, __version__), args.format)
+    text = core.render(core.build(policy, __version__, lang=args.lang), args.format)
     if not args.output:
         sys.stdout.write(text)
         return 0

@@ -46,6 +46,10 @@ class KeyAction(argparse.Action):
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run the proxy in front of a website")
     add_run_arguments(p, upstream_required=True)
+    p.add_argument("--workers", default=os.environ.get("PRIVPROXY_WORKERS", "1"), metavar="N|auto",
+                   help="serve with N worker processes under one supervisor (auto: one per usable CPU; default "
+                        "$PRIVPROXY_WORKERS, else 1, a single process): the same listen sockets, one access log, "
+                        "one metrics endpoint")
     p.set_defaults(func=cmd)
 
 
@@ -66,8 +70,9 @@ def add_run_arguments(p, upstream_required: bool) -> None:
     p.add_argument("--log-dir", metavar="DIR", help="write access logs here (access.jsonl and/or access.log)")
     p.add_argument("--geoip-db", metavar="MMDB",
                    help="MaxMind DB for coarse geography (GeoLite2/GeoIP2 City or Country, DB-IP lite)")
-    p.add_argument("--log-format", choices=("json", "combined", "both"),
-                   help="access.jsonl (json), access.log in Combined Log Format, or both "
+    p.add_argument("--log-format", choices=("json", "combined", "vhost_combined", "both"),
+                   help="access.jsonl (json), access.log in Combined Log Format or Apache's vhost_combined, or "
+                        "json and combined both "
                         "(default: filters.yaml's logging.format, else json)")
     p.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics (HOST defaults to 127.0.0.1)")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
@@ -167,21 +172,53 @@ def check_certificates(args) -> str | None:
 
 
 def cmd(args) -> int:
+    from privproxy import pseudonyms, workers
+
+    worker = workers.worker_spec()  # a worker of `run --workers N`: its supervisor's sockets, status file, key
+    if worker is not None:
+        pseudonyms.share_random_key(worker.key_period, worker.key)
+        args.metrics = args.ready_file = None  # the supervisor serves them for all its workers
     try:
-        load_policy(args.config)  # fail before binding anything, with FILE:LINE:COL
+        n = 1 if worker is not None else workers.parse_workers(getattr(args, "workers", "1"))
+    except ValueError as e:
+        return fail(str(e))
+    try:
+        loaded = load_policy(args.config)  # fail before binding anything, with FILE:LINE:COL
     except PrivproxyError as e:
         return report(e)
     try:
         sites.parse_upstream(args.upstream)
-        specs = mode_specs(args.upstream, args.listen or [DEFAULT_LISTEN])
+        listens = args.listen or [DEFAULT_LISTEN]
+        if worker is not None:  # the ports the supervisor bound (port 0 resolved)
+            listens = [workers.listen_argument(host, port) for host, port, _ in worker.listen]
+        specs = mode_specs(args.upstream, listens)
     except ValueError as e:
         return fail(f"--upstream {args.upstream!r}: {e}" if "listen" not in str(e) else str(e))
     if (problem := check_certificates(args) or check_acme(args)) is not None:
         return fail(problem)
+    if n > 1:
+        return supervise(args, n, listens, loaded)
     try:
-        return event_loop_runner()(serve(args, specs, trial_ca_note=not args.cert and not args.acme))
+        return event_loop_runner()(serve(args, specs, trial_ca_note=not args.cert and not args.acme, worker=worker))
     except KeyboardInterrupt:
         return 0
+
+
+def supervise(args, n: int, listens: list[str], loaded) -> int:
+    """`--workers N`: this process binds the sockets and supervises N copies of this command, each a worker."""
+    from privproxy import workers
+    from privproxy.mitm.exporter import parse_listen as parse_status
+
+    setup_logging(args.verbose)
+    command = [sys.executable, "-m", "privproxy", *sys.argv[1:], "--workers", "1"]
+    try:
+        return workers.supervise(
+            n, command, [parse_listen(v) for v in listens], config=args.config,
+            require_secrets=bool(args.require_secrets), drain_timeout=float(args.drain_timeout),
+            rotation=loaded.scrubber.pseudonymizer.settings.rotation,
+            status=parse_status(args.metrics) if args.metrics else None, ready_file=args.ready_file or "")
+    except OSError as e:
+        return fail(str(e))
 
 
 def event_loop_runner():
@@ -218,10 +255,11 @@ def setup_logging(verbose: bool) -> None:
 class Announce:
     """Prints where the proxy listens once the servers are bound (addresses of this host, not of clients)."""
 
-    def __init__(self, log_dir: str | None, metrics_addon, trial_ca: Path | None = None) -> None:
+    def __init__(self, log_dir: str | None, metrics_addon, trial_ca: Path | None = None, quiet: bool = False) -> None:
         self.log_dir = log_dir
         self.metrics_addon = metrics_addon
         self.trial_ca = trial_ca
+        self.quiet = quiet  # a worker other than the first of `run --workers`: the first one says it
 
     def running(self) -> None:
         from mitmproxy import ctx
@@ -232,6 +270,8 @@ class Announce:
         # mitmproxy dispatches every hook to every addon; errorcheck only watches startup, which the Master
         # checks right after this hook. Take it out of the chain a moment later, so requests do not pay for it.
         asyncio.get_running_loop().call_later(1.0, internals.retire_errorcheck, master)
+        if self.quiet:
+            return
         ps = master.addons.get("proxyserver")
         for addr in ps.listen_addrs():
             print(f"privproxy: {serving(addr[0], addr[1])}", file=sys.stderr, flush=True)
@@ -273,7 +313,8 @@ def acme_options(args) -> dict[str, object]:
     return opts
 
 
-async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False) -> int:
+async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False,
+                worker=None) -> int:
     from mitmproxy import exceptions, master, options
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
@@ -288,11 +329,15 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), t
     opts = options.Options()
     m = master.Master(opts)
     m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them
-    ours = privproxy.mitm.addons()
+    ours = privproxy.mitm.addons(None if worker is None else worker_state(args))
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
     drain = Drain()
+    if worker is not None:
+        extra_addons = (*extra_addons, *worker_addons(worker, ours, exporter))
     m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons, Announce(args.log_dir, exporter, trial_ca)]),
+                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons,
+                                           Announce(args.log_dir, exporter, trial_ca,
+                                                    quiet=worker is not None and worker.index > 0)]),
                  errorcheck.ErrorCheck())
     try:
         opts.update(
@@ -332,3 +377,28 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), t
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     await m.run()
     return 0
+
+
+def worker_state(args):
+    """A worker's shared state: metrics in the supervisor's multiprocess files, log files shared with the other
+    workers (rotation coordinated between them)."""
+    from privproxy.metrics import Metrics
+    from privproxy.mitm.shared import SharedState
+
+    shared = SharedState(Metrics(upstream_timeout=float(args.upstream_timeout)))
+    shared.shared_logs = True
+    return shared
+
+
+def worker_addons(worker, ours, exporter) -> tuple[object, ...]:
+    """A worker listens on its supervisor's sockets, reloads filters.yaml only when the supervisor (which validated
+    it) sends SIGHUP, and reports its state to the supervisor."""
+    from privproxy.mitm import internals
+    from privproxy.mitm.reload import PolicyReloader
+    from privproxy.mitm.worker import WorkerStatus
+
+    internals.listen_on(worker.sockets())
+    for addon in ours:
+        if isinstance(addon, PolicyReloader):
+            addon.watch = False
+    return (WorkerStatus(exporter.shared, exporter, worker.status),)

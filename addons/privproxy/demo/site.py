@@ -1,5 +1,6 @@
 """The built-in sample site the demo puts behind the proxy: a few pages, cookies, and a page that shows what
-the origin received (so a visitor can see their address arrive truncated)."""
+the origin received (so a visitor can see their address arrive truncated); and a stand-in analytics vendor, to
+which the proxy's analytics gateway sends the page's beacons (`beacons.forward`)."""
 
 from __future__ import annotations
 
@@ -42,12 +43,13 @@ RECEIVED: deque[dict] = deque(maxlen=200)
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "ExampleOrigin/1.0"
+    role = "origin"  # who received a beacon: the site's origin, or the stand-in vendor (VendorHandler)
 
     def collect(self, body: bytes) -> bool:
         """Beacons to first-party collection paths land here, as a vendor's collector would get them."""
         if vendors.codec_for_path(self.path.split("?", 1)[0]) is None:
             return False
-        RECEIVED.append({"method": self.command, "path": self.path,
+        RECEIVED.append({"at": self.role, "method": self.command, "path": self.path,
                          "headers": {k.lower(): v for k, v in self.headers.items()},
                          "body": base64.b64encode(body).decode()})
         self.send(204, b"", "text/plain")
@@ -69,11 +71,13 @@ class Handler(BaseHTTPRequestHandler):
                       "<script src=\"/static/beacons.js\"></script>",
                       cookies=["_ga=GA1.1.1234567890.1700000000; Path=/; Max-Age=63072000"])
         elif path == "/collector":
-            rows = "".join(f"<h3>{html.escape(r['method'])} {html.escape(r['path'][:300])}</h3><pre>"
+            rows = "".join(f"<h3>{html.escape(r['method'])} {html.escape(r['path'][:300])} (at the {r['at']})</h3><pre>"
                            f"{html.escape(base64.b64decode(r['body'])[:2000].decode('utf-8', 'replace'))}</pre>"
                            for r in reversed(RECEIVED))
             self.page("What the analytics vendor received", "<p>Beacons as they left privproxy: ids pseudonymized, "
-                      "emails and click ids gone, addresses truncated (gzip bodies shown compressed).</p>" +
+                      "emails and click ids gone, addresses truncated (gzip bodies shown compressed). With the "
+                      "analytics gateway on (<code>beacons.forward</code>, as <code>privproxy demo</code> sets it) "
+                      "they went straight to the stand-in vendor, never to this origin.</p>" +
                       (rows or "<p>nothing yet: open <a href=\"/analytics\">the analytics page</a></p>"))
         elif path == "/api/received":
             self.send(200, json.dumps(list(RECEIVED)).encode(), "application/json")
@@ -135,6 +139,49 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Set-Cookie", c)
         self.end_headers()
         self.wfile.write(payload)
+
+
+class VendorHandler(Handler):
+    """The stand-in vendor's collector: beacons only, recorded in RECEIVED (which the origin's /collector shows)."""
+
+    server_version = "DemoVendor/1.0"
+    role = "vendor"
+
+    def do_GET(self) -> None:
+        if not self.collect(b""):
+            self.send(404, b"not found\n", "text/plain")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if not self.collect(self.rfile.read(length) if length else b""):
+            self.send(404, b"not found\n", "text/plain")
+
+
+def start_vendor(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """The stand-in analytics vendor, plain HTTP on loopback (`allow_http: true` in beacons.forward)."""
+    server = ThreadingHTTPServer((host, port), VendorHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="demo-vendor", daemon=True).start()
+    return server
+
+
+def gateway_config(text: str, vendor_url: str) -> str:
+    """filters.yaml `text` with every vendor's beacons sent to `vendor_url` by the analytics gateway, unless it
+    configures `beacons.forward` itself."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round trip: the file's comments and order stay
+    data = yaml.load(text)
+    section = data.setdefault("beacons", {})
+    if section is None:
+        section = data["beacons"] = {}
+    if "forward" not in section:
+        section["forward"] = {name: {"url": vendor_url, "allow_http": True} for name in vendors.VENDORS}
+    out = StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
 
 
 def start(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:

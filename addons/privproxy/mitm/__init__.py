@@ -1,6 +1,7 @@
 """mitmproxy adapters: thin addon classes over privproxy's plain-Python core.
 
-List order is the data flow: options and policy, then classify (client, site), then the ACME CA's validations
+List order is the data flow: options and policy, then classify (client, site), then the analytics gateway (beacons
+and scripts privproxy answers from the vendors, mitm.gateway), then the ACME CA's validations
 (answered once the request is read), then HTTPS enforcement, then the log record, then metrics that read what the
 others decided; the certificates and the files' watchers; the upstream timer starts last, when the request leaves
 for the origin.
@@ -17,6 +18,7 @@ from privproxy.mitm.acme import AcmeCertificates
 from privproxy.mitm.certificates import Certificates
 from privproxy.mitm.exporter import MetricsExporter
 from privproxy.mitm.filter import PrivacyFilter
+from privproxy.mitm.gateway import VendorGateway
 from privproxy.mitm.https import EnforceHttps
 from privproxy.mitm.options import Options
 from privproxy.mitm.reload import PolicyReloader
@@ -32,8 +34,8 @@ PROPAGATE = frozenset({"load", "configure"})
 def addons(shared: SharedState | None = None) -> list[object]:
     s = shared or SharedState()
     certificates = Certificates(s)
-    return [Options(s), PrivacyFilter(s), AcmeCertificates(s, certificates), EnforceHttps(s), AccessLog(s),
-            MetricsExporter(s), certificates, PolicyReloader(s, certificates), UpstreamTimeout()]
+    return [Options(s), PrivacyFilter(s), VendorGateway(s), AcmeCertificates(s, certificates), EnforceHttps(s),
+            AccessLog(s), MetricsExporter(s), certificates, PolicyReloader(s, certificates), UpstreamTimeout()]
 
 
 class Privproxy:

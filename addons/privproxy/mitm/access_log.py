@@ -60,14 +60,15 @@ class AccessLog:
                 pass  # the sinks meet the same error at their first write, and count it with its reason
             for name in formats.selected(fmt):
                 filename, _ = formats.FORMATS[name]
-                sink = Sink(Path(d) / filename, LogStream.ACCESS, self._on_error, rotation=rotation)
+                sink = Sink(Path(d) / filename, LogStream.ACCESS, self._on_error, rotation=rotation,
+                            shared=self.shared.shared_logs)
                 sink.expire()
                 self.shared.sinks[name] = sink
             if policy is not None and policy.consent.enabled:
                 linked_rotation = dataclasses.replace(rotation or Rotation(),
                                                       retention_days=policy.consent.linked_retention_days)
                 self.shared.linked = Sink(Path(d) / formats.LINKED_FILE, LogStream.LINKED, self._on_error,
-                                          locked=True, rotation=linked_rotation)
+                                          locked=True, rotation=linked_rotation, shared=self.shared.shared_logs)
                 self.shared.linked.expire()
 
     def _on_error(self, stream: str, reason: str) -> None:

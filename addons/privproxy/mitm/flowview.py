@@ -210,6 +210,25 @@ def answer_here(flow: http.HTTPFlow, outcome: Outcome, status: int, body: bytes,
     flow.request.stream = False
 
 
+def answer_as_received(flow: http.HTTPFlow, outcome: Outcome, status: int, fields: Iterable[tuple[str, str]],
+                       raw_body: bytes) -> None:
+    """An answer another server made (a vendor's, through privproxy.gateway): its header fields in order, repeated
+    ones kept (Set-Cookie), and its body as received (still in its Content-Encoding)."""
+    context(flow).outcome = outcome
+    resp = http.Response.make(status, b"", [(k.encode("latin-1"), _encode(v)) for k, v in fields])
+    resp.raw_content = raw_body
+    resp.headers["content-length"] = str(len(raw_body))
+    flow.response = resp
+    flow.request.stream = False
+
+
+def outgoing(flow: http.HTTPFlow) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    """The request as it would go upstream now: method, target, header fields, body (after apply_beacon)."""
+    req = flow.request
+    fields = [(k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in req.headers.fields]
+    return req.method, req.path, fields, req.raw_content or b""
+
+
 def set_outcome(flow: http.HTTPFlow, outcome: Outcome | None) -> None:
     context(flow).outcome = outcome
 

@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import itertools
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,6 +111,20 @@ def give_up_on_origin(flow: http.HTTPFlow, answer: bytes) -> bool:
     else:
         reader.cancel("privproxy gave up on the origin")
     return True
+
+
+def listen_on(sockets: dict[tuple[str, int], list[socket.socket]]) -> None:
+    """Reverse listeners on these (host, port) accept on the given sockets, bound and listening already (the
+    supervisor's, inherited by a worker of `run --workers`), instead of binding their own. Process-wide."""
+    own = mode_servers.ReverseInstance.listen
+
+    async def listen(self, host: str, port: int):
+        given = sockets.get((host, port))
+        if not given or self.mode.transport_protocol != "tcp":
+            return await own(self, host, port)
+        return [await asyncio.start_server(self.handle_stream, sock=s) for s in given]
+
+    mode_servers.ReverseInstance.listen = listen
 
 
 async def stop_listening(master) -> None:

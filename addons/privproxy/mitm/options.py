@@ -65,7 +65,8 @@ class Options:
                           "privproxy's filters.yaml; empty: ./filters.yaml when present, else built-in defaults.")
         loader.add_option("privproxy_log_dir", str, "", "Directory for privproxy's access logs; empty: no log.")
         loader.add_option("privproxy_log_format", str, "",
-                          "Access-log format: json, combined or both; empty: filters.yaml's logging.format.")
+                          "Access-log format: json, combined, vhost_combined or both; empty: filters.yaml's "
+                          "logging.format.")
         loader.add_option("privproxy_geoip_db", str, "",
                           "MaxMind DB (.mmdb) for coarse geography; empty: filters.yaml's geo.database.")
         loader.add_option("privproxy_metrics", str, "",

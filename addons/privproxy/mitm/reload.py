@@ -33,6 +33,7 @@ class PolicyReloader:
         self.certificates = certificates
         self._task: asyncio.Task[None] | None = None
         self._seen: tuple[int, int, int] | None = None
+        self.watch = True  # poll filters.yaml; a worker of `run --workers` reloads on its supervisor's SIGHUP only
 
     def _stamp(self) -> tuple[int, int, int] | None:
         path = config_path(ctx.options.privproxy_config)
@@ -50,7 +51,8 @@ class PolicyReloader:
     def running(self) -> None:
         self._handle_sighup()
         self._seen = self._stamp()
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        if self.watch:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
 
     def _handle_sighup(self) -> None:
         try:

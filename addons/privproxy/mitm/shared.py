@@ -25,6 +25,7 @@ class SharedState:
         self.locator: geo.Locator | None = None
         self.proxy_protocol = False  # reverse listeners require a PROXY header from a trusted proxy
         self.instance = ""  # names this process in log records; set by --instance or from host and port
+        self.shared_logs = False  # other processes (the workers of `run --workers`) append to the same log files
 
     def all_sinks(self) -> list[Sink]:
         return [*self.sinks.values(), *([self.linked] if self.linked is not None else [])]
