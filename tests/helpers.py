@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,9 +56,12 @@ class Recorded:
 
 
 class Origin:
-    """A real HTTP server on 127.0.0.1 that records every request it receives."""
+    """A real HTTP server on 127.0.0.1 that records every request it receives and answers as told per path
+    (else `default`); HTTPS when given a server-side `tls` context."""
 
-    def __init__(self, responses: dict[str, tuple[int, list[tuple[str, str]], bytes]] | None = None) -> None:
+    def __init__(self, responses: dict[str, tuple[int, list[tuple[str, str]], bytes]] | None = None, *,
+                 default: tuple[int, list[tuple[str, str]], bytes] = (200, [], b"hello"),
+                 tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Recorded] = []
         self.responses = responses or {}
         self.lock = threading.Lock()
@@ -77,7 +81,7 @@ class Origin:
                     headers.setdefault(k.lower(), []).append(v)
                 with origin.lock:
                     origin.requests.append(Recorded(self.command, self.path, headers, body, self.client_address[0]))
-                status, extra, payload = origin.responses.get(self.path.split("?")[0], (200, [], b"hello"))
+                status, extra, payload = origin.responses.get(self.path.split("?")[0], default)
                 self.send_response(status)
                 for k, v in extra:
                     self.send_header(k, v)
@@ -85,9 +89,11 @@ class Origin:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -240,3 +246,14 @@ def metric(p: Proxy, name: str, **labels: str) -> float:
         if line.startswith(want + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{want} not exported")
+
+
+def http_status(url: str) -> int:
+    """The status of a GET of `url` (an error status too), 0 while nothing answers there."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +43,19 @@ _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 # (spaces, dots, dashes, parentheses in ASCII and fullwidth, the ideographic space, the katakana long mark written
 # for a dash), with an optional `+`; phonenumbers (libphonenumber's metadata) decides (find_phone).
 _PHONE_SEP = r"[ \t.\-()\u3000\u2010-\u2015\u2212\u30fc\uff08\uff09\uff0d\uff0e]"
-PHONE = re.compile(rf"(?<![\w+\uff0b])(?:[+\uff0b] ?)?[(\uff08]?\d{{1,15}}(?:{_PHONE_SEP}{{1,2}}\d{{1,15}}){{0,6}}")
+# The lookahead: nine digits with at most two separators between neighbours, which every candidate of nine digits
+# or more has (find_phone reports no fewer), so digit soup is passed over in C instead of one Python step a match.
+PHONE = re.compile(rf"(?<![\w+\uff0b])(?=(?:[+\uff0b] ?)?[(\uff08]?\d(?:{_PHONE_SEP}{{0,2}}\d){{8}})"
+                   rf"(?:[+\uff0b] ?)?[(\uff08]?\d{{1,15}}(?:{_PHONE_SEP}{{1,2}}\d{{1,15}}){{0,6}}")
 _PHONE_GROUPS = re.compile(rf"{_PHONE_SEP}+")
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # PHONE, CARD and MYNUMBER repeat only a bounded number of times, so each start position costs at most a
 # constant and stays linear. EMAIL and JWT do not (run with finditer they are quadratic in a long run of
 # their characters): find_email and find_jwt give the same spans in linear time.
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")  # the candidates find_card tries, as one regex
-_DIGIT_CHAIN = re.compile(r"\d+(?:[ -]\d+)*")  # CARD's candidates lie in these: digits, single separators
+# CARD's candidates lie in these: digits, single separators; only chains of 13 characters or more can hold one, and
+# the lookahead (necessary for those) passes over shorter ones in C.
+_DIGIT_CHAIN = re.compile(r"(?=[\d -]{13})\d+(?:[ -]\d+)*")
 _ANY_DIGIT, _SPACE = re.compile(r"\d"), re.compile(" ")
 _ASCII_DIGIT_TO_N = str.maketrans("0123456789", "n" * 10)
 MYNUMBER = re.compile(r"(?<!\d)\d{4}[ -]?\d{4}[ -]?\d{4}(?!\d)")
@@ -114,15 +120,20 @@ def find_phone(text: str, regions: tuple[str, ...] = DEFAULT_REGIONS) -> Iterato
         start, end = m.start(), m.start() + len(cand)
         if end < len(text) and (text[end].isalnum() or text[end] == "_"):
             continue  # `ISBN 978-4-06-519981-7x`, `12-34-56789abc`: part of a word
+        groups = [g.span() for g in _DIGIT_RUN.finditer(cand)]
+        ends = list(itertools.accumulate(b - a for a, b in groups))  # digits up to and including each group
+        if ends[-1] < _MIN_DIGITS:
+            continue  # too few digits for any phone number: decided without libphonenumber (hostile digit soup)
         if _is_phone(cand, regions):
             yield start, end
             continue
         # A number next to another (`room 5 090-1234-5678`, `090-1234-5678 2024`) makes one candidate that reads
         # as none: the runs of its groups are tried, longest first (at most 7 groups: a bounded number of tries).
-        groups = [g.span() for g in _DIGIT_RUN.finditer(cand)]
         i = 0
         while i < len(groups):
             for j in range(len(groups) - 1, i - 1, -1):
+                if ends[j] - (ends[i - 1] if i else 0) < _MIN_DIGITS:
+                    break  # shorter runs have fewer digits still
                 a = 0 if i == 0 else groups[i][0]  # the first group keeps its `+` or `(`
                 if _is_phone(cand[a:groups[j][1]].rstrip(")\uff09"), regions):
                     yield start + a, start + groups[j][1]
@@ -132,10 +143,11 @@ def find_phone(text: str, regions: tuple[str, ...] = DEFAULT_REGIONS) -> Iterato
 
 
 _DIGIT_RUN = re.compile(r"\d+")
+_MIN_DIGITS = 9  # the fewest digits of a number find_phone reports (_digits_ok)
 
 
 def _digits_ok(cand: str) -> bool:
-    return 9 <= sum(c.isdigit() for c in cand) <= 15 and _DOTTED_QUAD.fullmatch(cand) is None
+    return _MIN_DIGITS <= sum(c.isdigit() for c in cand) <= 15 and _DOTTED_QUAD.fullmatch(cand) is None
 
 
 @lru_cache(maxsize=4096)  # the same numbers recur (a shop's own number in every footer link); parsing costs ~60 us
@@ -506,7 +518,7 @@ def could_contain(text: str) -> bool:
     scrubbing of a plain path (filter-log meets a new path on most lines). ASCII text without anything every
     branch needs at the least (one of '@', '+', '%', '&', the J of 'eyJ' or an upper-case A to P, which both a
     VAT prefix and the base64 of an '@' hold; two dots, two colons or nine digits: \\d is [0-9] in ASCII) is
-    answered by C string methods instead, with the same answer (tests/unit/test_offline.py compares them)."""
+    answered by C string methods instead, with the same answer (tests/unit/test_log_filter.py compares them)."""
     if text.isascii() and text.count(".") < 2 and text.count(":") < 2:
         raw = text.encode()
         n = len(raw)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from privproxy import pipeline
+from privproxy import gateway, pipeline, script_cache
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
 from privproxy.outcome import Outcome
@@ -158,10 +158,16 @@ def explain(policy: Policy, sample: Sample, country: str = "", client: str = "")
     if own is None and state.codec is not None:
         beacon_out = pipeline.forward_beacon(state, view, sample.body)
         r = beacon_out.result
-        if r.forward:
+        if r.forward and state.forward is not None:  # beacons.forward: straight to the vendor (mitm.gateway)
+            forwarded, own = _to_vendor(state, view, beacon_out, bool(client))
+        elif r.forward:
             forwarded = Forwarded(beacon_out.target, _shown(beacon_out.fields, client), beacon_out.body)
         else:
             own = pipeline.Answer(r.status, Outcome.NOT_FORWARDED, (("cache-control", "no-store"),))
+    elif own is None and state.script is not None:  # beacons.scripts: fetched without anything of the visitor
+        forwarded = Forwarded(state.script.url, script_cache.REQUEST_HEADERS, b"")
+    elif own is None and gateway.serves_gpc_json(state, view.method):
+        own = pipeline.Answer(200, Outcome.FORWARDED, (("content-type", "application/json"),))
     elif own is None:
         forwarded = Forwarded(state.forward_target or view.path, _shown(pipeline.forward_fields(state, view.fields),
                                                                         client), sample.body)
@@ -172,6 +178,21 @@ def explain(policy: Policy, sample: Sample, country: str = "", client: str = "")
     out = Explanation(sample, state, forwarded, own, record, kept_sc, bool(client), beacon_out)
     _classify(policy, out, view)
     return out
+
+
+def _to_vendor(state: FlowState, view: RequestView, out: BeaconForward, client_known: bool
+               ) -> tuple[Forwarded | None, pipeline.Answer | None]:
+    """A beacon of a vendor in beacons.forward, as mitm.gateway sends it: refused by the visitor's own signals
+    (204, nothing sent), or the request the vendor's collector gets (without a known client, without the
+    address fields the gateway adds)."""
+    assert state.forward is not None
+    query = (state.target.query or "") if state.target is not None else ""
+    if gateway.refused(state.forward, view.get_all, state.policy.consent, query) is not None:
+        return None, pipeline.Answer(204, Outcome.NOT_FORWARDED, (("cache-control", "no-store"),))
+    client = state.client.truncated if state.client is not None and client_known else ""
+    req = gateway.vendor_request(state.forward, view.method, out.target, out.fields, out.body, client,
+                                 state.policy.beacons.limits)
+    return Forwarded(req.url, _shown(list(req.headers), client), req.body), None
 
 
 def _shown(fields: list[tuple[str, str]], client: str) -> tuple[tuple[str, str | None], ...]:

@@ -197,11 +197,15 @@ def refused(forward: beacons.Forward, get_all: Callable[[str], list[str]], setti
             query: str = "") -> str | None:
     """Which of the visitor's own signals refuses this vendor's purposes (privproxy.vendor_consent), or None.
     `get_all`: the request's header values by lower-case name; `query`: the beacon's query as sent (`gpp`,
-    `gpp_sid`)."""
+    `gpp_sid`, Consent Mode's `gcs` and `gcd`)."""
     tcf = consent.cookie_values(get_all("cookie"), settings.tcf_cookie) if settings.tcf_cookie else []
-    params = parse_qs(query, keep_blank_values=True) if "gpp" in query else {}
+    params = parse_qs(query, keep_blank_values=True) if "gpp" in query or "gc" in query else {}
     gpp = (params["gpp"][0], ",".join(params.get("gpp_sid", []))) if params.get("gpp") else None
-    return vendor_consent.refusal(forward.purposes, forward.gvl_id, get_all("sec-gpc"), tcf, settings.honor_gpc, gpp)
+    # Consent Mode: any gcs/gcd on the hit that denies counts (a second spelling can only make it stricter)
+    mode = frozenset().union(*(vendor_consent.consent_mode_denies(gcs, "") for gcs in params.get("gcs", [])),
+                             *(vendor_consent.consent_mode_denies("", gcd) for gcd in params.get("gcd", [])))
+    return vendor_consent.refusal(forward.purposes, forward.gvl_id, get_all("sec-gpc"), tcf, settings.honor_gpc, gpp,
+                                  mode)
 
 
 def serves_gpc_json(state: FlowState, method: str) -> bool:

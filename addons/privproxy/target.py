@@ -97,7 +97,7 @@ def plain(path: str) -> bool:
 
     Most paths are (no `%`, `//`, `/.`, `;`, `\\`, `?` or refused character): two C searches say so, where a
     parse of a path not seen before costs a cache miss and a Target, several times more (filter-log meets a new
-    path on most lines; tests/unit/test_offline.py checks the two agree)."""
+    path on most lines; tests/unit/test_log_filter.py checks the two agree)."""
     return path[:1] == "/" and BAD_CHAR.search(path) is None and _COMPLEX.search(path) is None and "?" not in path
 
 

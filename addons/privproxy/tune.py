@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from privproxy import explain, offline
+from privproxy import explain, log_filter
 from privproxy.policy import Policy
 from privproxy.scrub import unquote_param
 
@@ -216,10 +216,10 @@ def log_samples(lines: Iterable[str], fmt: str) -> Iterator[explain.Sample]:
 
 
 def _combined_sample(raw: str) -> explain.Sample | None:
-    m = offline.COMBINED.match(raw)
+    m = log_filter.COMBINED.match(raw)
     if m is None:
         return None
-    rq = offline.request_line(m.group(5))
+    rq = log_filter.request_line(m.group(5))
     if rq is None:
         return None
     headers = [(k, v) for k, v in (("Referer", m.group(8)), ("User-Agent", m.group(9))) if v and v != "-"]
@@ -235,17 +235,17 @@ def _json_sample(raw: str) -> explain.Sample | None:
         return None
     flat = _flat(doc)
     method, target = flat.get("method", "GET"), None
-    for k in offline.REQUEST_LINE_KEYS:
-        rq = offline.request_line(flat[k]) if k in flat else None
+    for k in log_filter.REQUEST_LINE_KEYS:
+        rq = log_filter.request_line(flat[k]) if k in flat else None
         if rq is not None:
             method, target = rq[0], rq[1]
-    for k in offline.URL_KEYS:
+    for k in log_filter.URL_KEYS:
         if target is None and k in flat:
             target = flat[k]
     if not target:
         return None
-    headers = [(h, flat[k]) for h, keys in (("Referer", offline.REFERRER_KEYS), ("User-Agent", offline.AGENT_KEYS))
-               for k in keys if flat.get(k)]
+    named = (("Referer", log_filter.REFERRER_KEYS), ("User-Agent", log_filter.AGENT_KEYS))
+    headers = [(h, flat[k]) for h, keys in named for k in keys if flat.get(k)]
     return explain.Sample(method if method.isalpha() else "GET", target, tuple(headers))
 
 

@@ -6,6 +6,9 @@ less scrubbed (member consent stays privproxy.consent.decision's).
   nothing.
 - An IAB TCF v2.2 string (consent.tcf_cookie), for a vendor with a `gvl_id`: its vendor consent bit, and the TCF
   purposes of each purpose it is used for; an unreadable string refuses.
+- Google Consent Mode on the beacon (`gcs`, `gcd`): analytics_storage denied refuses `analytics` vendors;
+  ad_storage, ad_user_data or ad_personalization denied refuses `advertising` vendors. Google's own tags would
+  still send a cookieless ping; privproxy sends nothing, which is stricter.
 - An IAB GPP string on the beacon (`gpp`, with `gpp_sid` naming the sections that apply): an opt-out of sale,
   sharing or targeted advertising in the US national section or a state section refuses `advertising` vendors;
   an unreadable string refuses them too.
@@ -21,7 +24,7 @@ from privproxy.consent import signals
 # 9 (understand audiences); advertising 1, 2-4 (basic, profile-based and personalised ads), 7 (measure ads).
 TCF_PURPOSES = {"analytics": (1, 8, 9), "advertising": (1, 2, 3, 4, 7)}
 GPC_JSON_PATH = "/.well-known/gpc.json"
-REFUSALS = ("gpc", "tcf", "gpp")  # privproxy_vendor_opt_outs_total{signal}
+REFUSALS = ("gpc", "tcf", "gpp", "consent_mode")  # privproxy_vendor_opt_outs_total{signal}
 
 # TCF v2.2 core segment: the vendor consent section starts after PublisherCC (bit 213): MaxVendorId 16,
 # IsRangeEncoding 1, then a bit per vendor, or NumEntries 12 and entries (IsARange 1, Start 16 [, End 16]).
@@ -156,12 +159,38 @@ def gpp_opts_out(gpp: str, sids: str = "") -> bool:
         return True
 
 
+# Consent Mode's gcd: one letter per signal (ad_storage, analytics_storage, ad_user_data, ad_personalization), each
+# saying the default and the update; these end denied (denied by default, in both, by update, granted then denied).
+_GCD_DENIED = frozenset("pqmu")
+_GCS = re.compile(r"G1([01])([01])")
+
+
+def consent_mode_denies(gcs: str, gcd: str) -> frozenset[str]:
+    """The uses (`analytics`, `advertising`) a Consent Mode hit denies: gcs `G1<ad_storage><analytics_storage>`,
+    gcd letter by letter (its digits separate the letters)."""
+    denied: set[str] = set()
+    m = _GCS.match(gcs)
+    if m is not None:
+        if m.group(1) == "0":
+            denied.add("advertising")
+        if m.group(2) == "0":
+            denied.add("analytics")
+    letters = [c for c in gcd.lower() if "a" <= c <= "z"]
+    for i, letter in enumerate(letters[:4]):
+        if letter in _GCD_DENIED:
+            denied.add("analytics" if i == 1 else "advertising")
+    return frozenset(denied)
+
+
 def refusal(purposes: tuple[str, ...], gvl_id: int | None, gpc: list[str], tcf: list[str],
-            honor_gpc: bool = True, gpp: tuple[str, str] | None = None) -> str | None:
+            honor_gpc: bool = True, gpp: tuple[str, str] | None = None,
+            consent_mode: frozenset[str] = frozenset()) -> str | None:
     """Which of the visitor's signals refuses this vendor (a REFUSALS value), or None. `gpp`: the beacon's
-    (gpp, gpp_sid) when it carries a GPP string."""
+    (gpp, gpp_sid) when it carries a GPP string; `consent_mode`: the uses its Consent Mode denies."""
     if honor_gpc and "advertising" in purposes and signals.flag_set(gpc):
         return "gpc"
+    if consent_mode & set(purposes):
+        return "consent_mode"
     if gpp is not None and "advertising" in purposes and gpp_opts_out(*gpp):
         return "gpp"
     if gvl_id is not None and tcf:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from tests.helpers import REPO, privproxy_exe, request, start_proxy, tls_context
 
@@ -37,6 +38,33 @@ def mint(cfg, member=MEMBER, *extra: str) -> str:
     cookie = r.stdout.strip()
     assert cookie.startswith("privproxy_consent=v1.k1.")
     return cookie
+
+
+def alternate_members(port: int, ctx, alice: str, bob: str, answered: dict[str, int], errors: list[str],
+                      stop: threading.Event) -> None:
+    """Requests with bob's and alice's consent cookies in turn until `stop` (at most 20 s and 2000 requests),
+    counting each member's answered ones in `answered`; a client error ends it and goes to `errors`."""
+    deadline = time.monotonic() + 20
+    i = 0
+    try:
+        while not stop.is_set() and time.monotonic() < deadline and i < 2000:
+            who, cookie = ("alice", alice) if i % 2 else ("bob", bob)
+            if request(port, f"/page/{i}", tls=ctx, headers={"Cookie": cookie}).status == 200:
+                answered[who] += 1
+            i += 1
+    except Exception as e:  # reported by the test: a client error would make the counts meaningless
+        errors.append(f"request {i}: {e!r}")
+
+
+def assert_alice_erased(log_dir: Path, answered: dict[str, int]) -> None:
+    """After one more erasure of alice: the linked log holds one record of each request answered for bob and
+    none of alice's; the anonymous access log, never touched, one of every answer."""
+    cli("dsr", "erase", "--member", "alice", "--log-dir", str(log_dir))
+    linked = [json.loads(x) for x in (log_dir / "linked.jsonl").read_text().splitlines()]
+    assert sum(r["member"] == "bob" for r in linked) == answered["bob"], (answered, len(linked))
+    assert not any(r["member"] == "alice" for r in linked)
+    access = (log_dir / "access.jsonl").read_text().splitlines()
+    assert len(access) == answered["alice"] + answered["bob"]
 
 
 def test_ga4_beacon_with_and_without_consent_linked_log_and_dsr(tmp_path, origin):
@@ -108,19 +136,7 @@ def test_erase_while_the_proxy_is_logging_keeps_every_other_members_record(tmp_p
     errors: list[str] = []
     stop = threading.Event()
 
-    def traffic():
-        deadline = time.monotonic() + 20
-        i = 0
-        try:
-            while not stop.is_set() and time.monotonic() < deadline and i < 2000:
-                who, cookie = ("alice", alice) if i % 2 else ("bob", bob)
-                if request(p.port, f"/page/{i}", tls=ctx, headers={"Cookie": cookie}).status == 200:
-                    answered[who] += 1
-                i += 1
-        except Exception as e:  # reported below: a client error would make the counts below meaningless
-            errors.append(f"request {i}: {e!r}")
-
-    t = threading.Thread(target=traffic)
+    t = threading.Thread(target=alternate_members, args=(p.port, ctx, alice, bob, answered, errors, stop))
     try:
         t.start()
         erasures = 0
@@ -137,12 +153,7 @@ def test_erase_while_the_proxy_is_logging_keeps_every_other_members_record(tmp_p
         p.stop()
     assert not errors, errors
     assert not t.is_alive() and answered["bob"] > 20, answered
-    cli("dsr", "erase", "--member", "alice", "--log-dir", str(p.log_dir))
-    linked = [json.loads(x) for x in (p.log_dir / "linked.jsonl").read_text().splitlines()]
-    assert sum(r["member"] == "bob" for r in linked) == answered["bob"], (answered, len(linked))
-    assert not any(r["member"] == "alice" for r in linked)
-    access = (p.log_dir / "access.jsonl").read_text().splitlines()
-    assert len(access) == answered["alice"] + answered["bob"]  # the anonymous log is never touched
+    assert_alice_erased(p.log_dir, answered)
 
 
 def test_one_request_over_two_instances_log_directories_with_one_keyed_audit_line(tmp_path, origin):

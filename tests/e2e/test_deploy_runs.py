@@ -4,6 +4,7 @@ to start without its secrets, its reload command re-reads the files and keeps se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,26 +12,16 @@ import shlex
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from privproxy.workers import parse_workers
-from tests.helpers import REPO, free_port, privproxy_exe, request, start_proxy, tls_context
+from tests.helpers import REPO, free_port, http_status, privproxy_exe, request, start_proxy, tls_context
 from tests.unit.test_deploy import env_file, unit_exec_start
 
 SECRETS = {"PRIVPROXY_SECRET": "unit-secret-0123456789abcdef0123456789",
            "PRIVPROXY_CONSENT_KEY": "unit-consent-key-0123456789abcdef012345"}
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
 
 
 def unit_command(tmp: Path, origin_url: str, listen: int, metrics: int) -> list[str]:
@@ -53,21 +44,18 @@ def unit_command(tmp: Path, origin_url: str, listen: int, metrics: int) -> list[
     return privproxy_exe() + out
 
 
-def test_systemd_unit_command_serves_and_stops_cleanly(tmp_path, origin):
-    listen, metrics = free_port(), free_port()
-    cmd = unit_command(tmp_path, origin.url, listen, metrics)
-    err = open(tmp_path / "stderr.txt", "wb")
+@contextlib.contextmanager
+def unit_running(tmp: Path, cmd: list[str], metrics: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The unit's command run with its secrets (stderr to tmp/stderr.txt), from its /readyz answering 200 on;
+    at the end SIGTERM stops it with status 0 (after a failure it is killed)."""
+    err = open(tmp / "stderr.txt", "wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **SECRETS})
     try:
         deadline = time.monotonic() + 20
-        while status(f"http://127.0.0.1:{metrics}/readyz") != 200:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+        while http_status(f"http://127.0.0.1:{metrics}/readyz") != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp / "stderr.txt").read_text()
             time.sleep(0.1)
-        # the unit's instance trusts HAProxy's address (127.0.0.1) for X-Forwarded-For, as web-1.env says
-        r = request(listen, "/via-lb?gclid=click-123", source="127.0.0.1",
-                    headers={"X-Forwarded-For": "198.51.100.23", "X-Forwarded-Proto": "https"})
-        assert r.status == 200
-        assert origin.last().headers["x-forwarded-for"] == ["198.51.100.0"]
+        yield proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
@@ -75,6 +63,17 @@ def test_systemd_unit_command_serves_and_stops_cleanly(tmp_path, origin):
             proc.kill()
             proc.wait(5)
         err.close()
+
+
+def test_systemd_unit_command_serves_and_stops_cleanly(tmp_path, origin):
+    listen, metrics = free_port(), free_port()
+    cmd = unit_command(tmp_path, origin.url, listen, metrics)
+    with unit_running(tmp_path, cmd, metrics):
+        # the unit's instance trusts HAProxy's address (127.0.0.1) for X-Forwarded-For, as web-1.env says
+        r = request(listen, "/via-lb?gclid=click-123", source="127.0.0.1",
+                    headers={"X-Forwarded-For": "198.51.100.23", "X-Forwarded-Proto": "https"})
+        assert r.status == 200
+        assert origin.last().headers["x-forwarded-for"] == ["198.51.100.0"]
     (record,) = [json.loads(line) for line in (tmp_path / "log" / "web-1" / "access.jsonl").read_text().splitlines()]
     assert record["instance"] == "web-1" and record["client"] == "198.51.100.0" and "click-123" not in record["path"]
 
@@ -84,27 +83,14 @@ def test_systemd_reload_rereads_the_files_and_keeps_serving(tmp_path, origin):
     cmd = unit_command(tmp_path, origin.url, listen, metrics)
     unit = (REPO / "deploy" / "systemd" / "privproxy@.service").read_text()
     reload_line = re.search(r"^ExecReload=(.+)$", unit, re.M).group(1)
-    err = open(tmp_path / "stderr.txt", "wb")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **SECRETS})
-    try:
-        deadline = time.monotonic() + 20
-        while status(f"http://127.0.0.1:{metrics}/readyz") != 200:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
-            time.sleep(0.1)
+    with unit_running(tmp_path, cmd, metrics) as proc:
         for _ in range(2):  # `systemctl reload privproxy@web-1`, twice
             subprocess.run(shlex.split(reload_line.replace("$MAINPID", str(proc.pid))), check=True, timeout=10)
             time.sleep(0.3)
-        assert proc.poll() is None and status(f"http://127.0.0.1:{metrics}/readyz") == 200
+        assert proc.poll() is None and http_status(f"http://127.0.0.1:{metrics}/readyz") == 200
         r = request(listen, "/after-reload", source="127.0.0.1",
                     headers={"X-Forwarded-For": "198.51.100.23", "X-Forwarded-Proto": "https"})
         assert r.status == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        err.close()
     text = (tmp_path / "stderr.txt").read_text()
     # the unit runs --workers auto: each worker re-reads the files at each reload
     assert text.count("SIGHUP: re-reading " + str(tmp_path / "etc" / "filters.yaml")) == 2 * parse_workers("auto")

@@ -260,14 +260,19 @@ def test_consent_per_vendor_only_ever_stricter(tmp_path, origin, vendor):
         refused = send(p, ga, headers={"Cookie": "euconsent-v2=" + tc_string({1, 8, 9}, {12})})
         agreed = send(p, ga, headers={"Cookie": "euconsent-v2=" + tc_string({1, 8, 9}, {755})})
         no_cmp = send(p, ga)
+        analytics_denied = send(p, ga + "&gcs=G100")  # Consent Mode on the hit: analytics_storage denied
+        ads_denied_only = send(p, ga + "&gcd=13p3v3v3v5l1")  # ad_storage denied: GA4 is used for analytics
         gpc_json = send(p, "/.well-known/gpc.json")
         opt_outs = (metric(p, "privproxy_vendor_opt_outs_total", signal="gpc", vendor="meta_pixel"),
                     metric(p, "privproxy_vendor_opt_outs_total", signal="gpp", vendor="meta_pixel"),
-                    metric(p, "privproxy_vendor_opt_outs_total", signal="tcf", vendor="ga4"))
+                    metric(p, "privproxy_vendor_opt_outs_total", signal="tcf", vendor="ga4"),
+                    metric(p, "privproxy_vendor_opt_outs_total", signal="consent_mode", vendor="ga4"))
     finally:
         p.stop()
     assert (gpc.status, sale_opt_out.status, refused.status) == (204, 204, 204)  # answered here: no SDK retry
     assert (no_gpc.status, agreed.status, no_cmp.status) == (204, 204, 204)  # the vendor's own 204
-    assert [r.path.split("?")[0] for r in vendor.requests] == ["/tr", "/g/collect", "/g/collect"]
-    assert origin.requests == [] and opt_outs == (1.0, 1.0, 1.0)
+    assert (analytics_denied.status, ads_denied_only.status) == (204, 204)
+    assert [r.path.split("?")[0] for r in vendor.requests] == ["/tr", "/g/collect", "/g/collect", "/g/collect"]
+    assert "gcd=13p3v3v3v5l1" in vendor.requests[-1].path and "gcs=G100" not in vendor.requests[-1].path
+    assert origin.requests == [] and opt_outs == (1.0, 1.0, 1.0, 1.0)
     assert gpc_json.status == 200 and json.loads(gpc_json.body) == {"gpc": True}

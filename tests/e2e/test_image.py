@@ -13,13 +13,11 @@ import secrets
 import subprocess
 import time
 import tomllib
-import urllib.error
-import urllib.request
 
 import pytest
 
 from tests.certs import Authority
-from tests.helpers import REPO, Origin, free_port, request, tls_context
+from tests.helpers import REPO, Origin, free_port, http_status, request, tls_context
 from tests.tools import require
 from tests.unit.test_deploy import manifests, run_args
 
@@ -86,16 +84,6 @@ def logs(env: dict[str, str], name: str) -> str:
     r = subprocess.run(["podman", "logs", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True, timeout=60)
     return r.stdout[-6000:]
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
 
 
 def test_the_image_runs_the_deployment_as_written(engine, image, origin_app, tmp_path):
@@ -174,7 +162,7 @@ def test_the_image_runs_the_deployment_as_written(engine, image, origin_app, tmp
         probe = c["readinessProbe"]["httpGet"]
         assert probe["port"] == "metrics"
         deadline = time.monotonic() + 60
-        while status(f"http://127.0.0.1:{metrics}{probe['path']}") != 200:
+        while http_status(f"http://127.0.0.1:{metrics}{probe['path']}") != 200:
             running = podman(engine, "inspect", "--format", "{{.State.Running}}", name).strip()
             if running != "true" or time.monotonic() > deadline:
                 pytest.fail("the container did not become ready:\n" + logs(engine, name))

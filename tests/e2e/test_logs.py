@@ -6,9 +6,26 @@ import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from tests.helpers import CLIENT_IP, REPO, privproxy_exe, request, start_proxy, tls_context
 from tests.tools import require
+
+
+def wait_lines(log: Path, count: int) -> Path:
+    """`log`, once it has `count` lines (or after 5 seconds)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < count):
+        time.sleep(0.1)
+    return log
+
+
+def goaccess_general(goaccess: str, log: Path, log_format: str, report: Path) -> dict:
+    """GoAccess's own reading of `log` in its `log_format`: the "general" section of its JSON report."""
+    r = subprocess.run([goaccess, str(log), f"--log-format={log_format}", "--no-global-config", "-o", str(report)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(report.read_text())["general"]
 
 
 def test_shipped_rules_scrub_the_access_log(tmp_path, origin):
@@ -79,10 +96,7 @@ def test_combined_log_reads_in_goaccess_and_json_matches(tmp_path, origin):
         request(p.port, "/newsletter?email=jane.doe%40example.com", tls=ctx)
         request(p.port, "/plain")
         records = p.log_records(wait_for=3)
-        combined = p.log_dir / "access.log"
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (not combined.exists() or combined.read_text().count("\n") < 3):
-            time.sleep(0.1)
+        combined = wait_lines(p.log_dir / "access.log", 3)
     finally:
         p.stop()
     lines = combined.read_text().splitlines()
@@ -91,11 +105,7 @@ def test_combined_log_reads_in_goaccess_and_json_matches(tmp_path, origin):
     assert '"GET /products?q=watch HTTP/1.1" 200 5 ' in lines[0]
     assert "\\x22quoted\\x22" in lines[0] and "jane" not in combined.read_text()
     assert '"GET /plain HTTP/1.1" 308 - "-"' in lines[2]
-    report = tmp_path / "report.json"
-    r = subprocess.run([goaccess, str(combined), "--log-format=COMBINED", "--no-global-config", "-o", str(report)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    general = json.loads(report.read_text())["general"]
+    general = goaccess_general(goaccess, combined, "COMBINED", tmp_path / "report.json")
     assert general["total_requests"] == 3 and general["failed_requests"] == 0
 
 
@@ -108,10 +118,7 @@ def test_vhost_combined_is_read_by_goaccess_and_by_filter_log(tmp_path, origin):
         request(p.port, "/products?q=watch&uid=member-42&gclid=EAIaIQ-secretclick", tls=ctx,
                 headers={"Referer": "https://shop.example/cart?email=jane%40example.com"})
         request(p.port, "/health/clinic-7", tls=ctx)
-        log = p.log_dir / "access.log"
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 2):
-            time.sleep(0.1)
+        log = wait_lines(p.log_dir / "access.log", 2)
     finally:
         p.stop()
     assert not (p.log_dir / "access.jsonl").exists()
@@ -120,11 +127,7 @@ def test_vhost_combined_is_read_by_goaccess_and_by_filter_log(tmp_path, origin):
     text = log.read_text()
     assert "member-42" not in text and "secretclick" not in text and "jane" not in text
     assert '"GET /health/* HTTP/1.1"' in lines[1]
-    report = tmp_path / "report.json"
-    r = subprocess.run([goaccess, str(log), "--log-format=VCOMBINED", "--no-global-config", "-o", str(report)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    general = json.loads(report.read_text())["general"]
+    general = goaccess_general(goaccess, log, "VCOMBINED", tmp_path / "report.json")
     assert general["total_requests"] == 2 and general["failed_requests"] == 0
     # filter-log reads the proxy's own layout back: every line parses, nothing left to change
     r = subprocess.run([*privproxy_exe(), "filter-log", "--config", str(REPO / "filters.yaml"), "--format",

@@ -111,8 +111,7 @@ def load(port: int, ctx, paths: list[str], threads: int, deadline: float) -> lis
     return answered
 
 
-def test_two_workers_one_log_one_metrics_same_pseudonym(tmp_path):
-    origin = Origin()
+def test_two_workers_one_log_one_metrics_same_pseudonym(tmp_path, origin):
     # no PRIVPROXY_SECRET and no key file: the supervisor's random key is the one every worker uses
     p = start(tmp_path / "p", origin, env={"PRIVPROXY_SECRET": ""})
     try:
@@ -127,7 +126,6 @@ def test_two_workers_one_log_one_metrics_same_pseudonym(tmp_path):
         text = metrics_text(p)
     finally:
         p.stop()
-        origin.close()
     assert len(records) == 60  # one whole record per answer, whichever worker wrote it
     pseudonyms = {r["path"].split("uid=", 1)[1] for r in records}
     assert len(pseudonyms) == 1 and "4711" not in pseudonyms.pop()  # the same pseudonym from both workers
@@ -138,8 +136,7 @@ def test_two_workers_one_log_one_metrics_same_pseudonym(tmp_path):
     assert text.count("privproxy_config_info{") == 1
 
 
-def test_sigterm_under_load_with_two_workers_logs_every_answer(tmp_path):
-    origin = Origin()
+def test_sigterm_under_load_with_two_workers_logs_every_answer(tmp_path, origin):
     p = start(tmp_path / "p", origin)
     ctx = tls_context(p.ca)
     result: list[int] = []
@@ -158,7 +155,6 @@ def test_sigterm_under_load_with_two_workers_logs_every_answer(tmp_path):
         code = p.proc.wait(30)
     finally:
         p.stop()
-        origin.close()
     assert code == 0
     assert len(result) > 10 and set(result) == {200}
     lines = (p.log_dir / "access.jsonl").read_text().splitlines()
@@ -167,8 +163,7 @@ def test_sigterm_under_load_with_two_workers_logs_every_answer(tmp_path):
     assert all("member-" not in r["path"] for r in records)
 
 
-def test_killed_worker_is_replaced_while_the_other_serves(tmp_path):
-    origin = Origin()
+def test_killed_worker_is_replaced_while_the_other_serves(tmp_path, origin):
     p = start(tmp_path / "p", origin)
     ctx = tls_context(p.ca)
     try:
@@ -195,13 +190,11 @@ def test_killed_worker_is_replaced_while_the_other_serves(tmp_path):
         records = p.log_records(wait_for=60)
     finally:
         p.stop()
-        origin.close()
     assert len(records) == 60
     assert "worker 0 (pid" in p.stderr() and "replacing it" in p.stderr()
 
 
-def test_reload_is_taken_by_every_worker_or_by_none(tmp_path):
-    origin = Origin()
+def test_reload_is_taken_by_every_worker_or_by_none(tmp_path, origin):
     config = tmp_path / "filters.yaml"
     config.write_text(CONFIG)
     p = start(tmp_path / "p", origin, config=config)
@@ -235,7 +228,6 @@ def test_reload_is_taken_by_every_worker_or_by_none(tmp_path):
         records = p.log_records(wait_for=21)
     finally:
         p.stop()
-        origin.close()
     assert records[0]["path"] == "/x"  # the first rules (foo dropped), kept through the broken edit
     after = [r["path"] for r in records if r["path"].startswith("/y/")]
     assert len(after) == 20 and all(path.endswith("?foo=kept") for path in after)  # every worker runs the new rules
@@ -258,10 +250,9 @@ def test_workers_benchmark_runs_and_counts_every_request_once(tmp_path):
         assert only["requests"] > 0 and only["non_2xx"] == 0 and only["records"] >= only["requests"], (kind, only)
 
 
-def test_dsr_erase_while_two_workers_log_keeps_every_other_members_record(tmp_path):
-    from tests.e2e.test_consent import KEY, cli, config, mint
+def test_dsr_erase_while_two_workers_log_keeps_every_other_members_record(tmp_path, origin):
+    from tests.e2e.test_consent import KEY, alternate_members, assert_alice_erased, cli, config, mint
 
-    origin = Origin()
     cfg = config(tmp_path)
     alice, bob = mint(cfg, "alice"), mint(cfg, "bob")
     p = start(tmp_path / "p", origin, config=cfg, env={"PRIVPROXY_CONSENT_KEY": KEY})
@@ -270,19 +261,8 @@ def test_dsr_erase_while_two_workers_log_keeps_every_other_members_record(tmp_pa
     errors: list[str] = []
     stop = threading.Event()
 
-    def traffic() -> None:
-        deadline = time.monotonic() + 20
-        i = 0
-        try:
-            while not stop.is_set() and time.monotonic() < deadline and i < 2000:
-                who, cookie = ("alice", alice) if i % 2 else ("bob", bob)
-                if request(p.port, f"/page/{i}", tls=ctx, headers={"Cookie": cookie}).status == 200:
-                    answered[who] += 1
-                i += 1
-        except Exception as e:  # reported below: a client error would make the counts meaningless
-            errors.append(f"request {i}: {e!r}")
-
-    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    threads = [threading.Thread(target=alternate_members, args=(p.port, ctx, alice, bob, answered, errors, stop))
+               for _ in range(2)]
     try:
         for t in threads:
             t.start()
@@ -297,12 +277,6 @@ def test_dsr_erase_while_two_workers_log_keeps_every_other_members_record(tmp_pa
     finally:
         stop.set()
         p.stop()
-        origin.close()
     assert not errors, errors
     assert answered["bob"] > 20 and len(counts) == 2 and all(counts.values()), (answered, counts)
-    cli("dsr", "erase", "--member", "alice", "--log-dir", str(p.log_dir))
-    linked = [json.loads(x) for x in (p.log_dir / "linked.jsonl").read_text().splitlines()]
-    assert sum(r["member"] == "bob" for r in linked) == answered["bob"], (answered, len(linked))
-    assert not any(r["member"] == "alice" for r in linked)
-    access = (p.log_dir / "access.jsonl").read_text().splitlines()
-    assert len(access) == answered["alice"] + answered["bob"]
+    assert_alice_erased(p.log_dir, answered)

@@ -39,9 +39,9 @@ def test_check_summary_names_the_baseline_and_what_is_switched_off(tmp_path, cap
     assert main(["check", "f.yaml"]) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    assert lines[0].startswith("f.yaml: OK: 5 rules")
-    assert ("  shipped rules in force that the file does not mention: contact-params, secrets, tracking-cookies, "
-            "device-detail") in lines
+    assert lines[0].startswith("f.yaml: OK: 6 rules")
+    assert ("  shipped rules in force that the file does not mention: contact-params, personal-names, secrets, "
+            "tracking-cookies, device-detail") in lines
     assert ("  shipped sensitive paths in force that the file does not mention: health, medical, recruiting, "
             "careers-apply, inquiry") in lines
     assert any(x.startswith("  sections left out, shipped settings in force: ip_truncation, client_ip,") for x in lines)

@@ -90,3 +90,41 @@ def test_consent_decision_is_shown_and_changes_what_the_vendor_gets(policy_from_
     assert gpc.consent.state == "gpc" and gpc.beacon == "scrubbed" and "GA1.1.5.6" not in gpc.origin_cookie
     denied = explain(p, Sample("GET", url + "&gcs=G100", (("cookie", cookie),)))
     assert denied.consent.state == "beacon_opt_out" and denied.beacon == "scrubbed"
+
+
+# --- beacons.forward and beacons.scripts: explain says where the gateway sends them (mitm.gateway) ------------------
+def gateway_policy():
+    from pathlib import Path
+
+    from privproxy import policy
+
+    text = (Path(__file__).resolve().parents[2] / "filters.yaml").read_text(encoding="utf-8")
+    extra = ("  forward:\n    ga4: https://region1.google-analytics.com\n    meta_pixel: https://www.facebook.com\n"
+             "  scripts:\n    /js/script.js: https://plausible.io/js/script.js\n")
+    anchor = "  max_body_kb: 512"
+    assert anchor in text
+    return policy.from_text(text.replace(anchor, extra + anchor, 1), "filters.yaml", secret=b"explain-gateway")
+
+
+def test_a_forwarded_beacon_is_explained_as_the_request_the_vendor_gets():
+    p = gateway_policy()
+    ga = Sample("GET", "https://shop.example/g/collect?v=2&tid=G-1&en=page_view&cid=123.456&uid=member-7",
+                headers=(("Cookie", "_ga=GA1.1.123.456; session=abc"),))
+    ex = explain(p, ga, client="203.0.113.77")
+    assert ex.answered is None and ex.forwarded is not None
+    assert ex.forwarded.target.startswith("https://region1.google-analytics.com/g/collect?")
+    assert "_uip=203.0.113.0" in ex.forwarded.target and "member-7" not in ex.forwarded.target
+    headers = dict(ex.forwarded.headers)
+    assert headers["Host"] == "region1.google-analytics.com" and headers["X-Forwarded-For"] == "203.0.113.0"
+    assert "session=abc" not in (headers.get("Cookie") or "")
+    # the visitor's own signal refuses an advertising vendor: answered 204, nothing sent
+    pixel = Sample("GET", "https://shop.example/tr?id=1&ev=PageView", headers=(("Sec-GPC", "1"),))
+    refused = explain(p, pixel, client="203.0.113.77")
+    assert refused.forwarded is None and refused.answered is not None and refused.answered.status == 204
+
+
+def test_a_tracker_script_is_explained_as_fetched_without_the_visitor():
+    ex = explain(gateway_policy(), Sample("GET", "https://shop.example/js/script.js", headers=(
+        ("Cookie", "session=abc"), ("Referer", "https://shop.example/cart"))), client="203.0.113.77")
+    assert ex.forwarded is not None and ex.forwarded.target == "https://plausible.io/js/script.js"
+    assert all(k.lower() not in ("cookie", "referer", "x-forwarded-for") for k, _ in ex.forwarded.headers)

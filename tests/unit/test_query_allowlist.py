@@ -6,7 +6,7 @@ import pytest
 
 from privproxy import pipeline, policy
 from privproxy.errors import ConfigErrors
-from privproxy.offline import LogFilter
+from privproxy.log_filter import LogFilter
 from privproxy.outcome import Outcome
 from privproxy.query_allowlist import Allowlist
 

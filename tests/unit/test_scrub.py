@@ -269,9 +269,15 @@ def test_identifier_names_in_any_spelling_in_urls_and_referrers(shipped, name):
     assert "member-1" not in shipped.url(f"https://r.example/?{name}=member-1", "referrer", [])
 
 
-@pytest.mark.parametrize("name", ["s_id", "c_id", "e_n", "gallery", "my_uid", "user[name]", "codes", "stated"])
+@pytest.mark.parametrize("name", ["s_id", "c_id", "e_n", "gallery", "my_uid", "codes", "stated"])
 def test_other_names_are_not_mistaken_for_identifier_names(shipped, name):
     assert shipped.url(f"/p?{name}=watch", "path", []) == f"/p?{name}=watch"
+
+
+def test_a_persons_name_in_a_php_array_is_redacted(shipped):
+    ch: list = []
+    assert shipped.url("/p?user[name]=jane", "path", ch) == "/p?user[name]=[redacted]"  # PHP: $_GET['user']['name']
+    assert [c.rule for c in ch] == ["personal-names"]
 
 
 def test_cookie_names_stay_exact(cs):

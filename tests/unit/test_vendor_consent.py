@@ -134,3 +134,34 @@ def test_gpp_sid_limits_the_sections_that_apply_and_garbage_refuses():
     assert not vendor_consent.gpp_opts_out(gpp({2: "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"}))  # EU only
     for bad in ("", "not gpp", "DBABLA", "DBABLA~", "DBACNYA~x~y~z"):
         assert vendor_consent.gpp_opts_out(bad), bad
+
+
+@pytest.mark.parametrize(("gcs", "gcd", "denied"), [
+    ("G111", "", set()), ("G100", "", {"analytics", "advertising"}), ("G110", "", {"analytics"}),
+    ("G101", "", {"advertising"}), ("", "13t3t3t3t5l1", set()), ("", "13v3q3v3v5l1", {"analytics"}),
+    ("", "13p3v3v3v5l1", {"advertising"}), ("", "13v3v3v3m5l1", {"advertising"}), ("", "13r3r2r2r5l1", set()),
+    ("junk", "", set()), ("", "13l3l3l3l5l1", set()),  # not set: the site's own rules decide, as before
+])
+def test_consent_mode_denies_per_use(gcs, gcd, denied):
+    assert vendor_consent.consent_mode_denies(gcs, gcd) == frozenset(denied)
+
+
+def test_consent_mode_refuses_the_vendor_whose_use_it_denies_and_only_it():
+    analytics, ads = ("analytics",), ("advertising",)
+    mode = vendor_consent.consent_mode_denies("G101", "")  # ad_storage denied, analytics_storage granted
+    assert vendor_consent.refusal(analytics, None, [], [], consent_mode=mode) is None
+    assert vendor_consent.refusal(ads, None, [], [], consent_mode=mode) == "consent_mode"
+    assert vendor_consent.refusal(analytics, None, [], [], consent_mode=frozenset({"analytics"})) == "consent_mode"
+
+
+def test_the_gateway_reads_consent_mode_from_the_hit():
+    from privproxy import beacons, gateway
+    from privproxy.consent import decision
+
+    fwd = beacons.Forward("ga4", beacons.endpoint("https://region1.google-analytics.com"))
+    settings = decision.Settings()
+    none = lambda name: []  # noqa: E731 - header lookup of a request without any
+    assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcs=G100&en=page_view") == "consent_mode"
+    assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcd=13v3q3v3v5l1") == "consent_mode"
+    assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcs=G111&gcd=13v3v3v3v5l1") is None
+    assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcs=G111&gcs=G100") == "consent_mode"  # twice: stricter

@@ -8,7 +8,7 @@ import stat
 import sys
 import time
 
-from privproxy import offline
+from privproxy import log_filter
 from privproxy.cli.common import fail, load_policy, report
 from privproxy.errors import PrivproxyError
 from privproxy.policy import Policy
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("input", nargs="?", metavar="IN", help="log file to read (default or -: standard input)")
     p.add_argument("output", nargs="?", metavar="OUT", help="file to write (default or -: standard output)")
     layout = p.add_mutually_exclusive_group()
-    layout.add_argument("--format", choices=[f for f in offline.FORMATS if f != "regex"], default="combined",
+    layout.add_argument("--format", choices=[f for f in log_filter.FORMATS if f != "regex"], default="combined",
                         help="combined (also Common Log Format), json lines, vhost_combined (Apache, `%%v:%%p` "
                              "first), apache-error or nginx-error (default: combined)")
     layout.add_argument("--regex", metavar="RE",
@@ -88,7 +88,7 @@ def cmd(args) -> int:
     fmt = "regex" if args.regex is not None else args.format
     if args.regex is not None:
         try:
-            offline.compile_regex(args.regex)
+            log_filter.compile_regex(args.regex)
         except ValueError as e:
             return fail(f"--regex: {e}")
     try:
@@ -109,7 +109,7 @@ def cmd(args) -> int:
             quarantine = open(fd, "w", encoding="utf-8", newline="")
     except OSError as e:
         return fail(f"{e.filename}: {e.strerror}; check the path and permissions")
-    filt = offline.LogFilter(policy, fmt, regex=args.regex)
+    filt = log_filter.LogFilter(policy, fmt, regex=args.regex)
     st = os.fstat(src.fileno())
     size = st.st_size if args.input else 0
     progress = Progress(size, bool(args.input) and not args.quiet and sys.stderr.isatty())
@@ -118,7 +118,7 @@ def cmd(args) -> int:
 
     def source():
         nonlocal done
-        for data in offline.blocks(src):
+        for data in log_filter.blocks(src):
             done += len(data)
             yield data
 
@@ -127,13 +127,13 @@ def cmd(args) -> int:
     regular = stat.S_ISREG(st.st_mode)
     try:
         if args.jobs > 1 and regular:
-            results = offline.run_parallel(policy, fmt, source(), args.jobs, args.regex)
+            results = log_filter.run_parallel(policy, fmt, source(), args.jobs, args.regex)
         else:
-            offline.quiet_gc()
-            results = ((*offline.filter_block(filt, data), None) for data in source())
+            log_filter.quiet_gc()
+            results = ((*log_filter.filter_block(filt, data), None) for data in source())
         for kept, rejected, part in results:
             if part is not None:
-                offline.merge(filt.stats, part)
+                log_filter.merge(filt.stats, part)
             else:
                 filt.check_period()
             dst.write(kept)
@@ -159,7 +159,7 @@ def cmd(args) -> int:
     return 0
 
 
-def summary(st: offline.Stats, seconds: float) -> None:
+def summary(st: log_filter.Stats, seconds: float) -> None:
     rate = st.lines / seconds if seconds > 0 else 0
     w = sys.stderr.write
     w(f"privproxy filter-log: {st.lines:,} lines read, {st.written:,} written, {st.unparsed:,} not parsed "

@@ -9,11 +9,11 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privproxy import detectors, offline, pipeline, policy, truncate, vendors
+from privproxy import detectors, log_filter, pipeline, policy, truncate, vendors
 from privproxy import target as targets
 from privproxy.access_log import formats
 from privproxy.cli.filter_log import with_site_hosts
-from privproxy.offline import LogFilter
+from privproxy.log_filter import LogFilter
 from privproxy.outcome import Outcome
 from tests.helpers import REPO
 
@@ -131,8 +131,8 @@ def test_the_usual_line_fast_path_agrees_with_the_full_expression(line):
                                  "\x7f", "\x85", "\xa0", "ü", "HTTP/1.1", "HTTP/2", "HTTP/1.10", "HTTP/3", "\n", "x"]),
                 max_size=7).map("".join))
 def test_request_lines_read_without_the_expression_as_with_it(text):
-    m = offline._REQUEST.match(text)
-    got = offline.request_line(text)
+    m = log_filter._REQUEST.match(text)
+    got = log_filter.request_line(text)
     assert (tuple(got) if got is not None else None) == (m.groups() if m else None)
 
 

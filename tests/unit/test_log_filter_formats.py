@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privproxy import offline, policy
+from privproxy import log_filter, policy
 from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
-from privproxy.offline import LogFilter
+from privproxy.log_filter import LogFilter
 from privproxy.outcome import Outcome
 from tests.helpers import REPO
 
@@ -185,12 +185,12 @@ def test_lines_of_another_layout_are_not_written(policy_from_yaml):
 
 def test_a_regex_must_name_groups_and_compile():
     with pytest.raises(ValueError, match="names no group"):
-        offline.compile_regex(r"(\S+) (\S+)")
+        log_filter.compile_regex(r"(\S+) (\S+)")
     with pytest.raises(ValueError, match="not a regular expression"):
-        offline.compile_regex(r"(?P<client>")
+        log_filter.compile_regex(r"(?P<client>")
     with pytest.raises(ValueError):
         LogFilter(SHIPPED, "regex")
-    layout = offline.compile_regex(r"(?P<Client>\S+) (?P<note>.*)")
+    layout = log_filter.compile_regex(r"(?P<Client>\S+) (?P<note>.*)")
     assert layout.roles == {"Client": "address", "note": "text"}
 
 

@@ -9,7 +9,7 @@ over, so each of those is scrubbed once and remembered (bounded caches).
 Besides Combined and JSON lines: Apache's vhost_combined (the Combined path after `%v:%p`), Apache and nginx error
 logs and the operator's own layout (`--regex` with named groups). In those, every address is truncated, request
 lines, URLs and file paths that end with a request's path go through the same URL rules, and all other text
-through the detectors (tests/unit/test_offline_formats.py).
+through the detectors (tests/unit/test_log_filter_formats.py).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ class LogFilter:
 
     def _scrub_url_uncached(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
         """What the proxy's record holds for a target (scope "path") or a referrer, as this format writes it:
-        Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_offline.py).
+        Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_log_filter.py).
         Remembered in the scope's whole-URL cache."""
         try:
             if self._allowlist is None and (scope == "path" or self._referrer_kept):
@@ -484,7 +484,7 @@ class LogFilter:
         """One line of the Combined (or Common) Log Format, filtered; None when it does not parse."""
         raw = raw.rstrip("\r\n")
         if "\\" not in raw:
-            # The usual line, without escapes, in one expression (tests/unit/test_offline.py checks that it reads
+            # The usual line, without escapes, in one expression (tests/unit/test_log_filter.py checks that it reads
             # the fields the full one reads), and written here without a call per field: filtering such a line
             # is mostly the cost of the Python that handles it, and these lines are almost all lines.
             m = _USUAL.match(raw)
@@ -850,7 +850,7 @@ class BeaconSieve:
     Sound by match's own rules (vendors.path_matches, codec_for_path): both sides case-folded, trailing slashes
     dropped. An exact pattern's path ends in the pattern's last segment; a path `*S` matches ends in the last
     segment of S (or the whole path's last segment ends with S, when S has no `/`); `P*` is tried as match tries
-    it. tests/unit/test_offline.py holds the sieve against match."""
+    it. tests/unit/test_log_filter.py holds the sieve against match."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
         last: set[str] = set()
