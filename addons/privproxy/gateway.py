@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 from typing import Any
 
 import httpx
@@ -34,6 +34,14 @@ _NOT_TO_VENDOR = frozenset({
     "host", "x-forwarded-host", "x-forwarded-proto", "x-request-id", "x-forwarded-for", "connection", "keep-alive",
     "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "expect",
     "proxy-authorization",
+})
+# What a vendor may get of the request's header fields (after the pipeline's scrubbing), all else is left out: a
+# site behind HTTP authentication would otherwise hand its Authorization to the vendor with every beacon, and
+# API keys or the site's own headers are no vendor's business. The Cookie is already the vendor's own cookies.
+_TO_VENDOR = frozenset({
+    "content-type", "content-encoding", "content-language", "accept", "accept-language", "accept-encoding",
+    "user-agent", "origin", "referer", "cookie", "sec-gpc", "dnt", "sec-ch-ua", "sec-ch-ua-mobile",
+    "sec-ch-ua-platform", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "cache-control", "pragma",
 })
 # The vendor's answer headers the browser gets: content, caching and CORS. Everything else stays with privproxy:
 # the vendor's HSTS and Alt-Svc would speak for the site's own origin, Server and Via name the vendor's stack.
@@ -177,7 +185,16 @@ def vendor_request(forward: beacons.Forward, method: str, target: str, fields: I
     in the vendor's spelling, `fields`, `body`): the collector's URL and Host, the header fields without privproxy's
     origin-bound ones, and the truncated `client` address where the vendor reads it."""
     path, _, query = target.partition("?")
-    headers = [(k, v) for k, v in fields if k.lower() not in _NOT_TO_VENDOR]
+    headers = []
+    for k, v in fields:
+        name = k.lower()
+        if name in _NOT_TO_VENDOR or name not in _TO_VENDOR:
+            continue
+        if name == "referer":  # what the browser sends a collector on another origin: the page's origin alone
+            v = referrer_origin(v)
+            if not v:
+                continue
+        headers.append((k, v))
     if client:
         get = {k.lower(): v for k, v in headers}
         b = Beacon(method, path, query, get.get("content-type", ""), get.get("content-encoding", ""), body)
@@ -191,6 +208,21 @@ def vendor_request(forward: beacons.Forward, method: str, target: str, fields: I
     headers.insert(0, ("Host", forward.endpoint.host_header))
     url = forward.endpoint.origin + forward.target(path + (f"?{query}" if query else ""))
     return VendorRequest(forward.vendor, method, url, tuple(headers), body)
+
+
+def referrer_origin(value: str) -> str:
+    """`https://shop.example/account?order=9` -> `https://shop.example/` (strict-origin-when-cross-origin, the
+    browsers' default toward a collector on another origin: the first-party gateway is same-origin, so the
+    browser sent the whole URL); "" for anything that is no http(s) URL."""
+    try:
+        parts = urlsplit(value.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host}{f':{port}' if port else ''}/"
 
 
 def refused(forward: beacons.Forward, get_all: Callable[[str], list[str]], settings: consent.Settings,
@@ -266,7 +298,7 @@ class VendorClient:
         self._verify = tls_context(extra_ca)  # a bad CA fails here, in the caller, not on the I/O thread
         self._client: httpx.AsyncClient | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="privproxy-vendors", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="privproxy-vendors", daemon=True)
         self._thread.start()
 
     def _http(self) -> httpx.AsyncClient:
@@ -319,6 +351,12 @@ class VendorClient:
         """A GET with only `headers` (a tracker script: no cookie, address or Referer of any visitor)."""
         host = httpx.URL(url).netloc.decode("ascii")
         return await self.send(VendorRequest("", "GET", url, (("Host", host), *headers), b""), max_body)
+
+    def _serve(self) -> None:
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()  # its selector and wakeup pipe: a reload that replaces the pool leaks no descriptor
 
     async def aclose(self) -> None:
         """Close the pool's connections and stop its loop."""

@@ -617,7 +617,13 @@ class LogFilter:
     def _message(self, text: str, escaped: bool) -> str:
         """An error message: request lines and URLs through the URL rules, file paths as paths (a document
         root followed by the request path), the text around them through the detectors. `escaped`: Apache's
-        `\\xHH` escapes, read back before the URL rules see a target."""
+        `\\xHH` escapes, read back before the URL rules see a target. A login name and credential header values
+        quoted in it are removed first, as an access log's remote_user and Cookie are."""
+        if "user" in text or "ookie" in text or "uthorization" in text:
+            cleaned = _CREDENTIAL_TEXT.sub(r"\1\2[redacted]", _LOGIN_USER.sub(_no_user, text))
+            if cleaned != text:
+                self._stats.rules["remote_user"] += 1
+                text = cleaned
         out = []
         last = 0
         for m in _MESSAGE_TOKEN.finditer(text):
@@ -877,6 +883,18 @@ def _key_segment(path: str) -> str:
     """The last segment of vendors' match key (lower case, no trailing slash, "/" at least)."""
     key = path.lower().rstrip("/") or "/"
     return key[key.rfind("/") + 1:]
+
+
+# Messages naming the user a login was tried for: Apache's mod_auth_basic/authn (`user jane not found`, `user
+# jane: authentication failure`), nginx's auth_basic (`user "jane" was not found`, `user "jane": password
+# mismatch`). The name is personal data; it goes as an access log's remote_user goes.
+_LOGIN_USER = re.compile(r'\buser (?:"[^"]*"|[^\s:",]+)')
+# A Cookie or Authorization header quoted in a message (ModSecurity, a module's debug line): to the end of it.
+_CREDENTIAL_TEXT = re.compile(r"\b((?:set-)?cookie|(?:proxy-)?authorization)(\s*[:=]\s*)\S.*", re.I | re.S)
+
+
+def _no_user(m: re.Match[str]) -> str:
+    return 'user "-"' if m.group(0)[5:6] == '"' else "user -"
 
 
 def request_line(text: str) -> list[str] | tuple[str, ...] | None:

@@ -387,10 +387,13 @@ class Pseudonymizer(KeyedPseudonyms):
             self._poll(index)
         if self._index < 0 and _group is not None:  # a worker: the random key its supervisor drew for all
             self._set(*advance(_group[1], _group[0], rotation, index))
+            share_random_key(self._period, self._key)  # kept at this period: the older key is not held on
         elif self._index < 0:  # no key file could be read: a random key of this process, never stored
             self._set(index, secrets.token_bytes(KEY_BYTES))
         elif index > self._index:  # the period turned: one way forward, the old key dropped
             self._set(*advance(self._key, self._period, rotation, index))
+            if _group is not None and self.mode != "key_file":
+                share_random_key(self._period, self._key)  # a pseudonymizer made later (a reload) starts here
         self._since, self._until = min(index, self._index) * seconds, (self._index + 1) * seconds
         if self.mode == "key_file":
             self._until = min(self._until, now + POLL_SECONDS)

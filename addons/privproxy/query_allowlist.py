@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
+import re2
+
 from privproxy.schema_types import arr, string
 
 if TYPE_CHECKING:
@@ -24,13 +26,14 @@ class Allowlist:
 
     names: tuple[str, ...] = ()
     active: bool = False
-    regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    regex: re2._Regexp | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # RE2: a glob with several `*` would backtrack in `re` on a long name from the request (cubic in it).
         if self.active:
             body = "|".join("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in n.lower())
                             for n in self.names)
-            object.__setattr__(self, "regex", re.compile(f"(?:{body})" if body else "(?!)", re.S))
+            object.__setattr__(self, "regex", re2.compile(f"(?s)(?:{body})" if body else "[^\\x00-\\x{10FFFF}]"))
 
     def keeps(self, name: str) -> bool:
         return self.regex is None or self.regex.fullmatch(name.lower()) is not None

@@ -77,6 +77,9 @@ def _by_name(name: str) -> tuple[str, str] | None:
     return None
 
 
+# An identifier in a name: a long run of digits or hex, or a token mixing letters and digits (`uid_8f3a9c2e71`
+# is a name with an id in it; `utm_source2` is not).
+_ID_NAME = re.compile(r"\d{6,}|[0-9a-fA-F]{12,}|(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
 _ID_VALUE = re.compile(r"(?=[^\s]*\d)(?=[^\s]*[A-Za-z])[A-Za-z0-9._~+/=-]{8,}|[0-9a-fA-F]{12,}|\d{9,}")
 
 
@@ -128,21 +131,32 @@ class Tuner:
             return
         values = _values(ex)
         vendor = ex.vendor
-        for scope, name in dict.fromkeys(ex.unclassified):
+        for scope, sent in dict.fromkeys(ex.unclassified):
             if vendor and scope == "query":
                 continue  # a beacon's parameters are its vendor's fields: the codec's verdict is the "body" entry
+            name = self._shown(sent)
             f = self.fields.get((scope, name))
             if f is None:
                 f = self.fields[(scope, name)] = Field(scope, name)
             f.seen += 1
             if vendor and scope == "body":
                 f.vendors[vendor] += 1
-            for v in values.get((scope, name), ()):
+            for v in values.get((scope, sent), ()):
                 f.values += 1
                 f.id_like += _ID_VALUE.fullmatch(v) is not None
                 if len(f.distinct) < MAX_DISTINCT:
                     f.distinct.add(hashlib.blake2b(v.encode("utf-8", "surrogatepass"), key=self._key,
                                                    digest_size=8).digest())
+
+    def _shown(self, name: str) -> str:
+        """A name as tune prints it: one that is itself personal data or an identifier (`?jane@example.com`, a
+        card number as a cookie name) is printed as what it is, `[email]`, `[id]`, never as sent."""
+        d = self.policy.scrubber.detectors
+        if d.could_contain(name):
+            hits = d.scan(name)
+            if hits:
+                return f"[{hits[0].detector}]"
+        return "[id]" if _ID_NAME.search(name) else name
 
     def suggestions(self) -> list[Suggestion]:
         """Most frequent first."""
@@ -284,9 +298,11 @@ def snippet(suggestions: list[Suggestion]) -> str:
     something. Names are quoted as YAML strings."""
     groups: dict[tuple[str, str], list[str]] = {}
     for s in suggestions:
+        if s.name.startswith("["):
+            continue  # personal data or an identifier as a name (Tuner._shown): no rule names it, the detectors act
         if s.confident and s.action != "keep":
             groups.setdefault((s.action, SCOPE_OF[s.scope]), []).append(s.name)
-    kept = [s for s in suggestions if s.confident and s.action == "keep"]
+    kept = [s for s in suggestions if s.confident and s.action == "keep" and not s.name.startswith("[")]
     lines = ["rules:"]
     for (action, scope), names in sorted(groups.items()):
         lines += [f"  - id: tuned-{scope}-{action}",

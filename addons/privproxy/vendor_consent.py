@@ -118,6 +118,9 @@ class _Reader:
         raise ValueError("Fibonacci integer too long")
 
 
+_MAX_SECTIONS = 64  # GPP defines a few dozen sections
+
+
 def gpp_sections(gpp: str) -> dict[int, str]:
     """Section id -> its core segment, from a GPP string's header (type 3, ids as a Fibonacci range); raises
     ValueError when it cannot be read."""
@@ -132,11 +135,13 @@ def gpp_sections(gpp: str) -> dict[int, str]:
         if r.int(1):
             start = last + r.fibonacci()
             last = start + r.fibonacci()
+            if last - start + 1 + len(ids) > _MAX_SECTIONS:  # checked before the range is made: a short string
+                raise ValueError("too many sections")  # can name a range of billions
             ids += range(start, last + 1)
         else:
             last += r.fibonacci()
             ids.append(last)
-        if len(ids) > 64:
+        if len(ids) > _MAX_SECTIONS:
             raise ValueError("too many sections")
     if len(ids) != len(parts) - 1:
         raise ValueError("sections and header disagree")

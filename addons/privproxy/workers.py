@@ -154,6 +154,15 @@ def worker_spec(environ: dict[str, str] | None = None) -> WorkerSpec | None:
     """This process's spec when it is a worker, taken out of the environment (the key must not reach children)."""
     env = os.environ if environ is None else environ
     text = env.pop(ENV, None)
+    if text and text.startswith("fd:"):  # Supervisor.spawn: read from the inherited pipe, then closed
+        fd = int(text[3:])
+        chunks = []
+        try:
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        text = b"".join(chunks).decode()
     return WorkerSpec.from_env(text) if text else None
 
 
@@ -235,6 +244,7 @@ class Supervisor:
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         # One random key for all workers (used only where a worker would otherwise draw its own): a visitor gets
         # the same pseudonym whichever worker answers. It lives as long as this supervisor, never on disk.
+        self.rotation = rotation
         self.key_period = pseudonyms.period_id(time.time(), rotation)
         self._key = secrets.token_bytes(pseudonyms.KEY_BYTES)
         self.stopping: float | None = None  # when SIGTERM came
@@ -257,18 +267,37 @@ class Supervisor:
         fds: dict[tuple[str, int], list[int]] = {}
         for host, port, s in slot.sockets:
             fds.setdefault((host, port), []).append(s.fileno())
+        self._advance_key()
         spec = WorkerSpec(slot.index, str(self.run_dir / f"worker-{slot.index}.json"),
                           tuple((h, p, tuple(f)) for (h, p), f in fds.items()), self.key_period, self._key)
         try:
             os.unlink(spec.status)  # a dead worker's status must not vouch for its successor
         except FileNotFoundError:
             pass
-        env = {**self.env, ENV: spec.to_env(), MULTIPROC_ENV: str(self.metrics_dir)}
-        # Own process group: a terminal's Ctrl-C reaches the supervisor only, which drains the workers once.
-        slot.proc = subprocess.Popen(self.command, env=env, pass_fds=[fd for group in fds.values() for fd in group],
-                                     process_group=0)
+        # The spec (with the key) through a pipe, never the environment: /proc/PID/environ keeps what a process
+        # started with for its whole life, so a key passed there would outlive its period.
+        r, w = os.pipe()
+        try:
+            os.write(w, spec.to_env().encode())  # a few hundred bytes: within the pipe's buffer
+        finally:
+            os.close(w)
+        env = {**self.env, ENV: f"fd:{r}", MULTIPROC_ENV: str(self.metrics_dir)}
+        try:
+            # Own process group: a terminal's Ctrl-C reaches the supervisor only, which drains the workers once.
+            slot.proc = subprocess.Popen(self.command, env=env,
+                                         pass_fds=[r, *(fd for group in fds.values() for fd in group)],
+                                         process_group=0)
+        finally:
+            os.close(r)
         slot.started = time.monotonic()
         slot.restart_at = None
+
+    def _advance_key(self) -> None:
+        """The shared random key ratcheted to the current period before a worker gets it: a worker started
+        months later learns this period's key, from which no earlier pseudonym can be recomputed."""
+        _, index = pseudonyms.parse_period(pseudonyms.period_id(time.time(), self.rotation))
+        index, self._key = pseudonyms.advance(self._key, self.key_period, self.rotation, index)
+        self.key_period = f"{self.rotation}:{index}"
 
     def status(self, slot: Slot) -> Status | None:
         if slot.proc is None or slot.proc.poll() is not None:

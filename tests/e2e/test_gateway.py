@@ -55,7 +55,8 @@ def config(tmp_path: Path, forward: dict[str, str], scripts: dict[str, str] | No
 
 def send(p, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None):
     base = {"Cookie": ALL_COOKIES, "User-Agent": UA, "Origin": "https://localhost",
-            "Referer": "https://localhost/item?email=canary.person%40example.com"}
+            "Referer": "https://localhost/item?email=canary.person%40example.com",
+            "Authorization": "Basic c3RhZ2luZzpzZWNyZXQ=", "X-Api-Key": "site-api-key"}  # a site behind auth
     return request(p.port, path, tls=tls_context(p.ca), method=method, headers={**base, **(headers or {})},
                    body=body)
 
@@ -119,6 +120,8 @@ def test_every_vendor_goes_straight_to_the_vendor_scrubbed(tmp_path, origin, ven
         assert CLIENT_IP not in text and "site-session-secret" not in text and "6099" not in text, where
         assert "x-request-id" not in rec.headers and "x-forwarded-host" not in rec.headers, where
         assert rec.headers["x-forwarded-for"] == [TRUNCATED], where  # the address every collector reads
+        assert "authorization" not in rec.headers and "x-api-key" not in rec.headers, where  # the site's, not theirs
+        assert rec.headers.get("referer") == ["https://localhost/"], where  # as a browser sends it cross-origin
         for marker in case.keep:
             assert marker in text, (where, marker)
     assert set(vendor.sni) == {"localhost"}

@@ -252,3 +252,30 @@ def test_an_ip_address_collector_with_a_plain_private_ca_certificate(tmp_path, c
         server.shutdown()
         server.server_close()
     assert got.status == 204 and hosts == [f"127.0.0.1:{port}"] and other.value.reason == "tls"
+
+
+def test_a_vendor_gets_only_the_header_fields_a_collector_needs_and_the_referrers_origin():
+    from privproxy import beacons, gateway
+    from privproxy.vendors.base import Limits
+
+    fwd = beacons.Forward("segment", beacons.endpoint("https://api.segment.io"))
+    fields = [("Host", "shop.example"), ("Content-Type", "application/json"), ("User-Agent", "Chrome 120 (Windows)"),
+              ("Authorization", "Basic c2l0ZTpwdw=="), ("X-Api-Key", "k"), ("X-Internal-User", "jane"),
+              ("Referer", "https://shop.example/account/orders?order=99"), ("Origin", "https://shop.example"),
+              ("Sec-GPC", "1")]
+    req = gateway.vendor_request(fwd, "POST", "/v1/t", fields, b'{"type":"track"}', "203.0.113.0", Limits())
+    names = [k.lower() for k, _ in req.headers]
+    assert "authorization" not in names and "x-api-key" not in names and "x-internal-user" not in names
+    assert dict(req.headers)["Referer"] == "https://shop.example/" and dict(req.headers)["Host"] == "api.segment.io"
+    assert {"content-type", "user-agent", "origin", "sec-gpc", "x-forwarded-for"} <= set(names)
+
+
+@pytest.mark.parametrize(("ref", "origin"), [
+    ("https://shop.example/a?b=c#d", "https://shop.example/"), ("HTTP://Shop.Example:8443/x", "http://shop.example:8443/"),
+    ("https://user:pw@shop.example/x", "https://shop.example/"), ("https://[2001:db8::1]/x", "https://[2001:db8::1]/"),
+    ("android-app://com.x/", ""), ("not a url", ""), ("https://[::1/x", ""),
+])
+def test_the_referrer_a_vendor_gets_is_an_origin(ref, origin):
+    from privproxy import gateway
+
+    assert gateway.referrer_origin(ref) == origin

@@ -313,3 +313,10 @@ def test_long_names_and_agents_are_not_memoized():
     before = truncate._parse_ip.cache_info().currsize
     assert truncate.parse_ip(" " * 100_000 + "203.0.113.77") is not None  # parsed, not kept
     assert truncate._parse_ip.cache_info().currsize == before
+
+
+def test_query_allowlist_globs_are_linear_in_the_name():
+    from privproxy.query_allowlist import Allowlist
+
+    allow = Allowlist(("*_*_*_id", "utm_*"), active=True)  # several `*`: cubic backtracking in `re`
+    growth_is_linear(lambda name: allow.keeps(name), lambda n: "_" * n + "x", big=1 << 16)

@@ -237,3 +237,24 @@ def test_whatever_a_line_holds_no_full_address_survives(fmt, parts):
     for address, _ in _ADDRESSES:
         if address in line:
             assert address not in out, (address, line, out)
+
+
+@pytest.mark.parametrize(("fmt", "line", "secrets"), [
+    ("apache-error", "[Tue Dec 01 10:00:00.123456 2026] [auth_basic:error] [pid 1:tid 2] [client 203.0.113.7:5678] "
+                     "AH01618: user jane.doe not found: /private", ["jane.doe"]),
+    ("apache-error", "[Tue Dec 01 10:00:00 2026] [auth_basic:error] [pid 1] [client 203.0.113.7:5678] AH01617: user "
+                     "kenji_tanaka: authentication failure for \"/private\": Password Mismatch", ["kenji_tanaka"]),
+    ("apache-error", "[Tue Dec 01 10:00:00 2026] [security2:error] [pid 1] [client 203.0.113.7:5678] ModSecurity: "
+                     "Warning. Matched \"Cookie: sessionid=SECRETSESSION; a=b\" [id \"1\"]", ["SECRETSESSION"]),
+    ("nginx-error", "2026/12/01 10:00:00 [error] 123#0: *1 user \"kenji_tanaka\" was not found in \"/etc/nginx/"
+                    ".htpasswd\", client: 203.0.113.7, server: example.com, request: \"GET /p HTTP/1.1\", host: "
+                    "\"example.com\"", ["kenji_tanaka"]),
+    ("nginx-error", "2026/12/01 10:00:00 [error] 123#0: *1 user \"kenji_tanaka\": password mismatch, client: "
+                    "203.0.113.7, server: example.com, request: \"GET /p HTTP/1.1\", host: \"example.com\"",
+     ["kenji_tanaka"]),
+])
+def test_login_names_and_credentials_in_error_messages_are_removed(fmt, line, secrets):
+    out = _FILTERS[fmt].line(line)
+    assert out is not None and "203.0.113.7" not in out
+    for secret in secrets:
+        assert secret not in out

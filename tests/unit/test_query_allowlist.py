@@ -58,3 +58,4 @@ def test_a_bad_list_names_the_line():
     with pytest.raises(ConfigErrors) as e:
         policy.from_text("version: 1\nlogging:\n  query_allowlist: q\n", "f.yaml", secret=b"a")
     assert "f.yaml:3" in str(e.value)
+

@@ -115,3 +115,17 @@ def test_har_entries_become_samples_with_cookies():
     (s,) = explain.har_samples(har)
     assert s.header("cookie") == ["theme=dark"] and s.set_cookies == ("a=b",)
 
+
+
+def test_a_name_that_is_personal_data_is_never_printed_as_sent():
+    from privproxy import explain, policy, tune
+
+    t = tune.Tuner(policy.default())
+    for target in ("/a?jane.doe@example.com=1", "/a?4111111111111111=x", "/a?uid_8f3a9c2e71ab=1", "/a?colour=red"):
+        t.add(explain.Sample("GET", "https://shop.example" + target))
+    t.add(explain.Sample("GET", "https://shop.example/", (("Cookie", "jane.doe@example.com=1"),)))
+    names = {(s.scope, s.name) for s in t.suggestions()}
+    assert names == {("query", "[email]"), ("query", "[card]"), ("query", "[id]"), ("query", "colour"),
+                     ("cookie", "[email]")}
+    text = tune.snippet(t.suggestions())
+    assert "jane" not in text and "4111" not in text and "8f3a9c2e71ab" not in text

@@ -165,3 +165,26 @@ def test_the_gateway_reads_consent_mode_from_the_hit():
     assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcd=13v3q3v3v5l1") == "consent_mode"
     assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcs=G111&gcd=13v3v3v3v5l1") is None
     assert gateway.refused(fwd, none, settings, "v=2&tid=G-1&gcs=G111&gcs=G100") == "consent_mode"  # twice: stricter
+
+
+def test_a_gpp_range_of_billions_is_refused_before_it_is_made():
+    # header: type 3, version 1, one range entry from 1 spanning ~10^9 ids (Fibonacci-coded: a few characters)
+    def fib(n: int) -> str:
+        w = [1, 2]
+        while w[-1] <= n:
+            w.append(w[-1] + w[-2])
+        bits, r = [0] * len(w), n
+        for i in range(len(w) - 1, -1, -1):
+            if w[i] <= r:
+                bits[i], r = 1, r - w[i]
+        while bits and bits[-1] == 0:
+            bits.pop()
+        return "".join(map(str, bits)) + "1"
+
+    bits = format(3, "06b") + format(1, "06b") + format(1, "012b") + "1" + fib(1) + fib(10**9)
+    bits += "0" * (-len(bits) % 6)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    header = "".join(alphabet[int(bits[i:i + 6], 2)] for i in range(0, len(bits), 6))
+    with pytest.raises(ValueError, match="too many sections"):
+        vendor_consent.gpp_sections(header + "~BAAAAAAA")
+    assert vendor_consent.gpp_opts_out(header + "~BAAAAAAA")  # unreadable: refuses, as any unreadable string

@@ -340,3 +340,27 @@ def test_a_worker_that_stops_reporting_is_not_live(tmp_path, running):
     live, reason = sup.live()
     assert live is False and reason.startswith("worker 0 has not reported for 10")
     assert sup.ready()[0] is False
+
+
+def test_the_worker_spec_travels_through_a_pipe_not_the_environment():
+    spec = workers.WorkerSpec(0, "/run/w.json", (("127.0.0.1", 443, (5,)),), "daily:1", b"k" * 32)
+    r, w = os.pipe()
+    os.write(w, spec.to_env().encode())
+    os.close(w)
+    env = {workers.ENV: f"fd:{r}"}
+    assert workers.worker_spec(env) == spec and workers.ENV not in env
+    with pytest.raises(OSError):
+        os.fstat(r)  # read once and closed
+
+
+def test_a_worker_started_later_gets_only_the_current_periods_key():
+    import types
+
+    from privproxy import pseudonyms
+
+    first = b"s" * 32
+    sup = types.SimpleNamespace(rotation="daily", key_period="daily:100", _key=first)
+    workers.Supervisor._advance_key(sup)
+    now = pseudonyms.period_id(time.time(), "daily")
+    assert sup.key_period == now and sup._key != first
+    assert (int(now.split(":")[1]), sup._key) == pseudonyms.advance(first, "daily:100", "daily", int(now.split(":")[1]))
