@@ -22,6 +22,18 @@ REPO = Path(__file__).resolve().parent.parent
 CLIENT_IP = "127.9.8.7"  # tests speak from another loopback address so truncation is visible: 127.9.8.0
 
 
+_HELD: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port that refuses connections for the rest of the test run: bound and never listening, so no
+    other socket (a proxy's own listener on port 0 included) can be given it, as a port from free_port can."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
+
+
 def free_port() -> int:
     """A loopback port nothing listens on right now."""
     with socket.socket() as s:

@@ -1,5 +1,5 @@
 """Local stand-ins for analytics vendors: an HTTPS collector under a test CA that records what it gets, one that
-never answers, and a port nothing listens on (tests of privproxy.gateway, unit and end to end)."""
+never answers (tests of privproxy.gateway, unit and end to end; a vendor that is down: helpers.closed_port)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from tests.certs import Authority
-from tests.helpers import Origin, free_port
+from tests.helpers import Origin
 
 
 #: what a vendor answers a path it was not told about: a beacon's 204 with CORS, tracking cookies and its banner
@@ -77,4 +77,3 @@ class Silent:
         self.sock.close()
 
 
-closed_port = free_port  # a loopback port nothing listens on: a vendor that is down

@@ -43,19 +43,17 @@ _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 # (spaces, dots, dashes, parentheses in ASCII and fullwidth, the ideographic space, the katakana long mark written
 # for a dash), with an optional `+`; phonenumbers (libphonenumber's metadata) decides (find_phone).
 _PHONE_SEP = r"[ \t.\-()\u3000\u2010-\u2015\u2212\u30fc\uff08\uff09\uff0d\uff0e]"
-# The lookahead: nine digits with at most two separators between neighbours, which every candidate of nine digits
-# or more has (find_phone reports no fewer), so digit soup is passed over in C instead of one Python step a match.
-PHONE = re.compile(rf"(?<![\w+\uff0b])(?=(?:[+\uff0b] ?)?[(\uff08]?\d(?:{_PHONE_SEP}{{0,2}}\d){{8}})"
-                   rf"(?:[+\uff0b] ?)?[(\uff08]?\d{{1,15}}(?:{_PHONE_SEP}{{1,2}}\d{{1,15}}){{0,6}}")
+PHONE = re.compile(rf"(?<![\w+\uff0b])(?:[+\uff0b] ?)?[(\uff08]?\d{{1,15}}(?:{_PHONE_SEP}{{1,2}}\d{{1,15}}){{0,6}}")
 _PHONE_GROUPS = re.compile(rf"{_PHONE_SEP}+")
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # PHONE, CARD and MYNUMBER repeat only a bounded number of times, so each start position costs at most a
 # constant and stays linear. EMAIL and JWT do not (run with finditer they are quadratic in a long run of
 # their characters): find_email and find_jwt give the same spans in linear time.
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")  # the candidates find_card tries, as one regex
-# CARD's candidates lie in these: digits, single separators; only chains of 13 characters or more can hold one, and
-# the lookahead (necessary for those) passes over shorter ones in C.
-_DIGIT_CHAIN = re.compile(r"(?=[\d -]{13})\d+(?:[ -]\d+)*")
+# CARD's candidates lie in these: digits, single separators. No lookahead that would pass over short chains in C:
+# one scan of a large body without a match would hold the GIL for its whole length, and other requests wait on
+# it (tests/e2e/test_stalls.py); a Python step per chain lets them in.
+_DIGIT_CHAIN = re.compile(r"\d+(?:[ -]\d+)*")
 _ANY_DIGIT, _SPACE = re.compile(r"\d"), re.compile(" ")
 _ASCII_DIGIT_TO_N = str.maketrans("0123456789", "n" * 10)
 MYNUMBER = re.compile(r"(?<!\d)\d{4}[ -]?\d{4}[ -]?\d{4}(?!\d)")

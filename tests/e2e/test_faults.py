@@ -15,7 +15,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.helpers import CLIENT_IP, free_port, privproxy_exe, request, start_proxy, tls_context
+from tests.helpers import CLIENT_IP, closed_port, privproxy_exe, request, start_proxy, tls_context
 
 SECRET_PATH = "/account?email=jane.doe%40example.com&uid=member-4711"
 
@@ -39,7 +39,7 @@ def assert_clean_error(p, r) -> None:
 
 
 def test_upstream_down_is_a_clean_502(tmp_path):
-    p = start_proxy(tmp_path / "p", f"http://127.0.0.1:{free_port()}", metrics=True)  # nothing listens there
+    p = start_proxy(tmp_path / "p", f"http://127.0.0.1:{closed_port()}", metrics=True)  # nothing listens there
     try:
         r = request(p.port, SECRET_PATH, tls=tls_context(p.ca))
         assert_clean_error(p, r)

@@ -14,8 +14,8 @@ import pytest
 
 from tests.certs import Authority
 from tests.e2e.test_beacons import ALL_COOKIES
-from tests.helpers import CLIENT_IP, REPO, Recorded, metric, request, start_proxy, tls_context
-from tests.vendor_server import Silent, Vendor, closed_port
+from tests.helpers import CLIENT_IP, REPO, Recorded, closed_port, metric, request, start_proxy, tls_context
+from tests.vendor_server import Silent, Vendor
 from tests.unit.vendors.beacons import CANARIES, CASES
 from tests.unit.vendors.test_codecs import all_text
 

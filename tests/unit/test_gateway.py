@@ -17,7 +17,8 @@ from privproxy.beacons import Endpoint, Forward
 from privproxy.gateway import VendorClient, VendorError, VendorRequest, vendor_request
 from privproxy.vendors.base import Limits
 from tests.certs import Authority
-from tests.vendor_server import Silent, Vendor, closed_port
+from tests.helpers import closed_port
+from tests.vendor_server import Silent, Vendor
 
 ADDR = "127.9.8.0"
 FIELDS = [("Host", "shop.example"), ("Content-Type", "application/json"), ("Content-Length", "99"),
