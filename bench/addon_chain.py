@@ -59,22 +59,33 @@ def origin_response(f: http.HTTPFlow) -> http.Response:
 
 def run(chain: list[object], fs: list[http.HTTPFlow]) -> float:
     """CPU seconds in privproxy's hooks only; the origin's responses are made before the clock starts."""
-    hooks = [[getattr(a, h) for a in chain if hasattr(a, h)] for h in HOOKS]
+    hooks = chain_hooks(chain)
     answers = [origin_response(f) for f in fs]
     t0 = time.process_time()
     for f, answer in zip(fs, answers, strict=True):
-        for fn in hooks[0]:
+        through_chain(hooks, f, answer)
+    return time.process_time() - t0
+
+
+def chain_hooks(chain: list[object]) -> list[list]:
+    """Each of HOOKS's methods of the chain, in order."""
+    return [[getattr(a, h) for a in chain if hasattr(a, h)] for h in HOOKS]
+
+
+def through_chain(hooks: list[list], f: http.HTTPFlow, answer: http.Response) -> None:
+    """One flow through the hooks as mitmproxy calls them: `answer` stands for the origin's unless a request hook
+    answered already."""
+    for fn in hooks[0]:
+        fn(f)
+    if f.response is None:
+        for fn in hooks[1]:
             fn(f)
         if f.response is None:
-            for fn in hooks[1]:
-                fn(f)
-            if f.response is None:
-                f.response = answer
-        for fn in hooks[2]:
-            fn(f)
-        for fn in hooks[3]:
-            fn(f)
-    return time.process_time() - t0
+            f.response = answer
+    for fn in hooks[2]:
+        fn(f)
+    for fn in hooks[3]:
+        fn(f)
 
 
 def main() -> int:

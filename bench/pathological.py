@@ -34,6 +34,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
 import privproxy.mitm  # noqa: E402
+from addon_chain import chain_hooks, through_chain  # noqa: E402 - bench/ is on sys.path when run as a script
 from privproxy.mitm import flowview  # noqa: E402
 
 try:
@@ -46,7 +47,6 @@ def outcome_of(f: http.HTTPFlow) -> str:
     get = getattr(flowview, "outcome_of", None)
     return (get(f) if get is not None else f.metadata.get("privproxy_outcome")) or ""
 
-HOOKS = ("requestheaders", "request", "responseheaders", "response")
 KB = 1024
 HEAD = (4 * KB, 56 * KB)  # the query, a header or the path: a 64 KiB head holds at most this much
 BODY = (64 * KB, 500 * KB)  # under beacons.max_body_kb (512)
@@ -353,21 +353,11 @@ def flow_of(r: Req, serial: int) -> http.HTTPFlow:
 def run_once(chain: list[object], r: Req, serial: int) -> tuple[float, http.HTTPFlow]:
     """Seconds privproxy's hooks take for one request, one thread (the origin's answer is made before the clock
     starts). Wall time: CPU clocks here tick in 4 ms steps."""
-    hooks = [[getattr(a, h) for a in chain if hasattr(a, h)] for h in HOOKS]
+    hooks = chain_hooks(chain)
     f = flow_of(r, serial)
     answer = tutils.tresp(status_code=200, content=b"ok")
     t0 = time.perf_counter()
-    for fn in hooks[0]:
-        fn(f)
-    if f.response is None:
-        for fn in hooks[1]:
-            fn(f)
-        if f.response is None:
-            f.response = answer
-    for fn in hooks[2]:
-        fn(f)
-    for fn in hooks[3]:
-        fn(f)
+    through_chain(hooks, f, answer)
     return time.perf_counter() - t0, f
 
 

@@ -16,6 +16,7 @@ supervisor drew once, so every worker agrees on pseudonyms even without a key fi
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -214,18 +215,18 @@ class Reload:
     deadline: float
 
 
-class Hooks:
+class Hooks(abc.ABC):
     """What the supervisor reports to (metrics) and asks (filters.yaml's validation); the CLI fills it in."""
 
-    def restarted(self) -> None: ...
+    def restarted(self) -> None: ...  # noqa: B027 - optional: a hook nobody listens to
 
-    def reload_round(self, ok: bool) -> None: ...
+    def reload_round(self, ok: bool) -> None: ...  # noqa: B027 - optional: a hook nobody listens to
 
-    def worker_gone(self, pid: int) -> None: ...
+    def worker_gone(self, pid: int) -> None: ...  # noqa: B027 - optional: a hook nobody listens to
 
+    @abc.abstractmethod
     def validate(self, path: Path) -> str:
         """The SHA-256 of the rules at `path` if a worker would load them; raises with the operator's message."""
-        raise NotImplementedError
 
 
 class Supervisor:

@@ -8,19 +8,15 @@ from privproxy import beacons, schema, vendors
 from privproxy.errors import ConfigErrors
 from privproxy.vendors.base import CONFIGURABLE_ROLES, Limits
 from privproxy.yamlsrc import load_text, root
+from tests.sections import parse_section, section_errors
 
 
 def parse(text: str) -> beacons.Settings:
-    top = root(load_text(text, "f.yaml"), "f.yaml")
-    got = beacons.parse(top.mapping({"beacons"}).get("beacons"))
-    top.errors.raise_if_any()
-    return got
+    return parse_section(beacons.parse, "beacons", text)
 
 
 def errors_of(text: str) -> list[str]:
-    with pytest.raises(ConfigErrors) as e:
-        parse(text)
-    return [str(x) for x in e.value.errors]
+    return section_errors(beacons.parse, "beacons", text)
 
 
 @pytest.mark.parametrize("text", ["{}\n", "beacons:\n", "beacons: {}\n"])

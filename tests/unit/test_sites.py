@@ -5,21 +5,15 @@ from __future__ import annotations
 import pytest
 
 from privproxy import sites
-from privproxy.errors import ConfigErrors
-from privproxy.yamlsrc import load_text, root
+from tests.sections import parse_section, section_errors
 
 
 def parse(text: str) -> sites.Sites:
-    top = root(load_text(text, "f.yaml"), "f.yaml")
-    got = sites.parse(top.mapping({"sites"}).get("sites"))
-    top.errors.raise_if_any()
-    return got
+    return parse_section(sites.parse, "sites", text)
 
 
 def errors_of(text: str) -> list[str]:
-    with pytest.raises(ConfigErrors) as e:
-        parse(text)
-    return [str(x) for x in e.value.errors]
+    return section_errors(sites.parse, "sites", text)
 
 
 def test_left_out_only_the_default_site():

@@ -22,7 +22,7 @@ from privproxy.mitm.acme import ACME_OPTIONS, store_from_options
 from privproxy.mitm.certificate_files import CERT_HINT, CertificateError, Served, Spec, Stamp, is_ca, read, stamp
 from privproxy.mitm.exporter import certificate_name
 from privproxy.mitm.log_redaction import OPERATOR_MESSAGE
-from privproxy.mitm.shared import SharedState
+from privproxy.mitm.shared import SharedState, poll_forever
 from privproxy.outcome import Result
 
 logger = logging.getLogger(__name__)
@@ -177,12 +177,7 @@ class Certificates:
         return results
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            try:
-                self.check()
-            except Exception as e:  # noqa: BLE001 - the watcher must outlive any surprise
-                logger.error("privproxy: certificate watcher error (%s)", type(e).__name__)
+        await poll_forever(self.check, POLL_SECONDS, "certificate")
 
     def _entry(self, served: Served) -> certs.CertStoreEntry:
         chain_file = None

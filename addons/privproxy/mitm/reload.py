@@ -20,7 +20,7 @@ from privproxy.errors import ConfigError, ConfigErrors
 from privproxy.mitm.certificates import Certificates
 from privproxy.mitm.log_redaction import OPERATOR_MESSAGE
 from privproxy.mitm.options import config_path
-from privproxy.mitm.shared import SharedState
+from privproxy.mitm.shared import SharedState, poll_forever
 from privproxy.outcome import Result
 
 logger = logging.getLogger(__name__)
@@ -81,12 +81,7 @@ class PolicyReloader:
                 logger.error("privproxy: reloading the certificates failed (%s)", type(e).__name__)
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            try:
-                self.check()
-            except Exception as e:  # noqa: BLE001 - the watcher must outlive any surprise
-                logger.error("privproxy: config watcher error (%s)", type(e).__name__)
+        await poll_forever(self.check, POLL_SECONDS, "config")
 
     def check(self, force: bool = False) -> bool | None:
         """Reload when the file changed (or with force): True swapped, False kept the old rules, None nothing to

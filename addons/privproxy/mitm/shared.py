@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from privproxy import client_ip, geo
 from privproxy.errors import ConfigError
@@ -62,3 +64,14 @@ class SharedState:
                 self.locator = None
         if old is not None and old.db is not None and old.db is not (self.locator.db if self.locator else None):
             old.db.close()
+
+
+async def poll_forever(check: Callable[[], object], seconds: float, what: str) -> None:
+    """`check()` every `seconds` until cancelled: the file watchers (rules, certificates), which must outlive any
+    surprise in one look."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            check()
+        except Exception as e:  # noqa: BLE001 - the watcher must outlive any surprise
+            logging.getLogger(__name__).error("privproxy: %s watcher error (%s)", what, type(e).__name__)

@@ -9,14 +9,11 @@ from privproxy.access_log import settings
 from privproxy.access_log.formats import FORMAT_CHOICES
 from privproxy.access_log.rotation import Rotation
 from privproxy.errors import ConfigErrors
-from privproxy.yamlsrc import load_text, root
+from tests.sections import parse_section
 
 
 def parse(text: str) -> settings.Settings:
-    top = root(load_text(text, "f.yaml"), "f.yaml")
-    got = settings.parse(top.mapping({"logging"}).get("logging"))
-    top.errors.raise_if_any()
-    return got
+    return parse_section(settings.parse, "logging", text)
 
 
 @pytest.mark.parametrize("text", ["{}\n", "logging:\n", "logging: {rotation: {}}\n"])
