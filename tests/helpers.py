@@ -23,6 +23,7 @@ CLIENT_IP = "127.9.8.7"  # tests speak from another loopback address so truncati
 
 
 _HELD: list[socket.socket] = []
+_GIVEN: set[int] = set()  # free_port's ports so far
 
 
 def closed_port() -> int:
@@ -35,10 +36,16 @@ def closed_port() -> int:
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on right now, never one this process was given before: bind(0) may hand
+    out a port again as soon as it is closed, and a test that asks for several (pebble's, its DNS's, the
+    proxy's) would get two the same."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def read_until_closed(s: socket.socket, start: bytes = b"") -> bytes:
