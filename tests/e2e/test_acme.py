@@ -74,18 +74,21 @@ def served(port: int, root: Path, sni: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
-def wait_served(port: int, root: Path, sni: str, timeout: float = 30.0, not_serial: int | None = None
+def wait_served(proxy, pebble: Pebble, sni: str, timeout: float = 30.0, not_serial: int | None = None
                 ) -> tuple[x509.Certificate, float]:
-    """The first pebble-issued certificate (not `not_serial`) a handshake for `sni` gets, and how long it took."""
+    """The first pebble-issued certificate (not `not_serial`) a handshake for `sni` gets, and how long it took; on
+    time-out the proxy's and pebble's last words, to tell a slow machine from a failed order."""
     start = time.monotonic()
     while True:
         try:
-            cert = served(port, root, sni)
+            cert = served(proxy.port, pebble.root, sni)
             if cert.serial_number != not_serial:
                 return cert, time.monotonic() - start
         except (ssl.SSLError, OSError):
             pass  # the local trial CA's certificate until pebble's arrives
-        assert time.monotonic() - start < timeout, f"no certificate from pebble for {sni} within {timeout} s"
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"no certificate from pebble for {sni} within {timeout} s\n--- proxy:\n"
+                                 f"{proxy.stderr()[-3000:]}\n--- pebble:\n{pebble.log()[-3000:]}")
         time.sleep(0.05)
 
 
@@ -111,7 +114,7 @@ def test_two_names_obtained_by_real_validation_and_served_by_sni(tmp_path, origi
                 metrics=True)
     certs = {}
     for name in NAMES:
-        certs[name], _ = wait_served(p.port, pebble.root, name)
+        certs[name], _ = wait_served(p, pebble, name)
     print(f"\n{challenge}: both names served {time.monotonic() - started:.2f} s after start")
     for name, cert in certs.items():
         assert dns_names(cert) == [name]  # one certificate per name, each chosen by SNI
@@ -147,7 +150,7 @@ def test_a_restart_reuses_the_account_and_the_certificate(tmp_path, origin, pebb
     pebble = pebbles(port)
     args = acme_args(pebble, port, NAMES[0])
     first = proxies(tmp_path / "proxy", origin.url, *args, metrics=True)
-    cert, issuance = wait_served(first.port, pebble.root, NAMES[0])
+    cert, issuance = wait_served(first, pebble, NAMES[0])
     d = state_dir(first, pebble)
     account = (d / "account.key").read_bytes(), (d / "account.json").read_bytes()
     first.stop()
@@ -167,7 +170,7 @@ def test_a_ca_that_forgot_the_account_gets_it_registered_again(tmp_path, origin,
     pebble = pebbles(port)
     args = acme_args(pebble, port, NAMES[0])
     first = proxies(tmp_path / "proxy", origin.url, *args)
-    wait_served(first.port, pebble.root, NAMES[0])
+    wait_served(first, pebble, NAMES[0])
     first.stop()
     d = state_dir(first, pebble)
     key, account = (d / "account.key").read_bytes(), (d / "account.json").read_text()
@@ -176,7 +179,7 @@ def test_a_ca_that_forgot_the_account_gets_it_registered_again(tmp_path, origin,
     pebble.start()  # a new pebble on the same address: no accounts, a new root
     (tmp_path / "proxy" / "ready.json").unlink()
     second = proxies(tmp_path / "proxy", origin.url, *args, metrics=True)
-    wait_served(second.port, pebble.root, NAMES[0])
+    wait_served(second, pebble, NAMES[0])
     assert (d / "account.key").read_bytes() == key  # the same key, registered again: a new account URL
     assert (d / "account.json").read_text() != account
     assert metric(second, "privproxy_acme_orders_total", result="failure") == 0
@@ -187,8 +190,8 @@ def test_renewed_at_two_thirds_of_its_lifetime_while_serving(tmp_path, origin, p
     port = free_port()
     pebble = pebbles(port, validity=lifetime)
     p = proxies(tmp_path / "proxy", origin.url, *acme_args(pebble, port, NAMES[0]), metrics=True)
-    first, _ = wait_served(p.port, pebble.root, NAMES[0])
-    renewed, waited = wait_served(p.port, pebble.root, NAMES[0], timeout=lifetime, not_serial=first.serial_number)
+    first, _ = wait_served(p, pebble, NAMES[0])
+    renewed, waited = wait_served(p, pebble, NAMES[0], timeout=lifetime, not_serial=first.serial_number)
     seen = time.time()
     born = first.not_valid_before_utc.timestamp()
     life = first.not_valid_after_utc.timestamp() - born
@@ -215,7 +218,7 @@ def test_a_failed_order_is_retried_with_backoff_and_recovers(tmp_path, origin, p
     assert mode(attempts) == 0o600 and '"failures": ' in attempts.read_text()
     failed_at = time.monotonic()
     pebble.start()  # the CA comes back: a later attempt (after 2 s, 4 s, ...) gets the certificate
-    cert, waited = wait_served(p.port, pebble.root, NAMES[0], timeout=20)
+    cert, waited = wait_served(p, pebble, NAMES[0], timeout=20)
     assert dns_names(cert) == [NAMES[0]] and p.proc.poll() is None  # served all along, never restarted
     assert not attempts.exists()  # a success clears the backoff
     assert metric(p, "privproxy_acme_consecutive_failures", certificate=NAMES[0]) == 0
@@ -247,9 +250,9 @@ def test_a_validation_reaching_another_instance_sharing_the_state_is_answered(tm
               str(pebble.ca_file), "--acme-dir", shared, "--acme-challenge", challenge]
     a = proxies(tmp_path / "a", origin.url, "--listen", f"127.0.0.1:{port}", "--acme", NAMES[1], *common,
                 metrics=True)
-    wait_served(a.port, pebble.root, NAMES[1])  # A has its own name; pebble validated it at A
+    wait_served(a, pebble, NAMES[1])  # A has its own name; pebble validated it at A
     b = proxies(tmp_path / "b", origin.url, "--acme", NAMES[0], *common, metrics=True)  # B: no validation port
-    cert, _ = wait_served(b.port, pebble.root, NAMES[0])
+    cert, _ = wait_served(b, pebble, NAMES[0])
     assert dns_names(cert) == [NAMES[0]] and len(pebble.validations()) == 2
     assert metric(b, "privproxy_acme_orders_total", result="success") == 1
     # one state for both: the account B used is the one A registered
@@ -297,3 +300,16 @@ def test_one_source_per_name_and_a_state_directory_that_cannot_be_written(tmp_pa
     r = subprocess.run([*base, "--acme-dir", str(tmp_path / "file" / "acme")], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode != 0 and "give privproxy's user a writable --acme-dir" in r.stderr, r.stderr
+
+
+def test_rejected_nonces_are_retried_within_the_order(tmp_path, origin, pebbles, proxies):
+    """A CA may answer any request badNonce (RFC 8555 §6.5; pebble does at a set rate): the request is sent again
+    with the fresh nonce, and the order goes on instead of failing into minutes of backoff."""
+    port = free_port()
+    pebble = pebbles(port, env={"PEBBLE_WFE_NONCEREJECT": "25"})
+    p = proxies(tmp_path / "proxy", origin.url, *acme_args(pebble, port, *NAMES), metrics=True)
+    for name in NAMES:
+        wait_served(p, pebble, name)
+    assert metric(p, "privproxy_acme_orders_total", result="success") == 2
+    assert metric(p, "privproxy_acme_orders_total", result="failure") == 0
+    print(f"\n{pebble.log().count('badNonce')} nonces rejected")
