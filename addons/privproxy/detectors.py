@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 type Finder = Callable[[str], Iterator[tuple[int, int]]]
 
-DEFAULT_REGIONS = ("JP",)  # national phone numbers read as these countries write them (`detectors.phone_regions`)
+DEFAULT_REGIONS = ("JP", "US")  # national numbers read as these countries write them (as shipped: `phone_regions`)
 
 _LOCAL = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

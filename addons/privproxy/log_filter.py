@@ -187,6 +187,7 @@ class LogFilter:
         self._plans: dict[str, dict[str, tuple[str, str, str] | None]] = {"path": {}, "referrer": {}}
         self._host = lru_cache(maxsize=cache_size)(host)
         self._agent = lru_cache(maxsize=cache_size)(agent)
+        self._crawler = False  # a JSON record's agent was a crawler's
         generalize.warm()  # before the workers are forked: each would compile ua-parser's regexes again
         self._free = lru_cache(maxsize=cache_size)(free)
         self._v4_24 = t.ipv4_prefix == 24
@@ -804,11 +805,14 @@ class LogFilter:
         if not isinstance(doc, dict):
             self._reject("not_an_object")
             return None
+        self._crawler = False
         try:
             out = self._walk(doc, 0)
         except RecursionError:
             self._reject("too_deep")
             return None
+        if self._crawler:
+            out["bot"] = True  # as the proxy's records mark a crawler (Caddy's agent sits in request.headers)
         self._stats.written += 1
         return one_line(orjson.dumps(out)).decode()  # U+2028, U+2029, NEL escaped as the proxy's records
 
@@ -832,6 +836,8 @@ class LogFilter:
         if k in REFERRER_KEYS:
             return self._scrub_url(value, "referrer") if value not in ("", "-") else value
         if k in AGENT_KEYS:
+            if value and generalize.agent(value).bot:
+                self._crawler = True
             return self._agent(value) if value else value
         scrubbed, rules = self._free(value)
         if rules:

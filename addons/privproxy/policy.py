@@ -97,7 +97,9 @@ INHERITED_SECTIONS = tuple(x for x in SECTIONS if x not in ("version", "disable"
 
 def default() -> Policy:
     """The shipped policy (the repository's filters.yaml), used when no filters.yaml is given or found."""
-    return from_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN)
+    policy = from_text(DEFAULT_FILE.read_text(encoding="utf-8"), BUILTIN)
+    generalize.warm()  # as load() does: the first record does not wait for ua-parser
+    return policy
 
 
 @functools.cache

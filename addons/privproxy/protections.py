@@ -223,6 +223,10 @@ def _settings(p: Policy, base: Policy) -> list[Weakening]:
         elif not at_least(s.detectors.action(d), bs.detectors.action(d)):
             weak(f"detector:{d}", f"detectors.actions.{d}",
                  f"`{s.detectors.action(d)}` is weaker than the shipped `{bs.detectors.action(d)}`")
+    lost = [r for r in bs.detectors.phone_regions if r not in s.detectors.phone_regions]
+    if lost and "phone" in bs.detectors.enabled and "phone" not in left_out:
+        weak("detector:phone", "detectors.phone_regions", f"leaves out {_names(lost)}: phone numbers written "
+             "as people there write them (without +country code) would pass; list them with your own")
     b, bb = p.beacons, base.beacons
     gone = [v for v in vendors.VENDORS if v in bb.enabled and v not in b.enabled]
     for v in gone:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from privproxy import generalize
+from tests.helpers import REPO
 
 UA = {
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 "
@@ -73,3 +78,15 @@ def test_timestamp():
     assert generalize.timestamp("1700000123456") == "1699999200000"
     assert generalize.timestamp("2024-01-15T10:31:22Z") == "2024-01-15T10:00:00+00:00"
     assert generalize.timestamp("lunch") is None
+
+
+@pytest.mark.parametrize("load", ["policy.default()", "policy.load('filters.yaml')"])
+def test_loading_the_rules_readies_ua_parser_before_the_first_record(load):
+    """ua-parser compiles its regexes on first use (about 0.15 s): the built-in rules and a file alike have that
+    done when the policy is loaded, not on the first request's record. A fresh interpreter, so that nothing else
+    in this test run has warmed it."""
+    code = ("import sys, ua_parser; from privproxy import policy; assert 'parser' not in vars(ua_parser); "
+            f"{load}; sys.exit(0 if 'parser' in vars(ua_parser) else 3)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PRIVPROXY_SECRET": "t"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

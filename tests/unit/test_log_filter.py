@@ -85,6 +85,21 @@ def test_json_lines_nginx_and_caddy(policy_from_yaml):
     assert f.line("{broken") is None and f.line("[1, 2]") is None and f.stats.unparsed == 2
 
 
+def test_json_records_of_crawlers_say_bot_as_the_proxys_do(policy_from_yaml):
+    f = LogFilter(policy_from_yaml(POLICY), "json")
+    crawler = {"http_user_agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+               "request": {"headers": {"User-Agent": "GPTBot/1.1 (+https://openai.com/gptbot)"}}}
+    got = json.loads(f.line(json.dumps(crawler)))
+    assert got["http_user_agent"] == "Googlebot 2 (bot)" and got["bot"] is True
+    caddy = {"request": {"headers": {"User-Agent": ["GPTBot/1.1 (+https://openai.com/gptbot)"]}}, "status": 200}
+    got = json.loads(f.line(json.dumps(caddy)))
+    assert got == {"request": {"headers": {"User-Agent": ["GPTBot 1 (bot)"]}}, "status": 200, "bot": True}
+    person = {"user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                            "Chrome/120.0.0.0 Safari/537.36", "status": 200}
+    got = json.loads(f.line(json.dumps(person)))
+    assert got == {"user_agent": "Chrome 120 (Windows)", "status": 200}  # no "bot" key, as in the proxy's records
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**128 - 1), st.integers(0, 2**32 - 1), st.integers(0, 32), st.integers(0, 96))
 def test_fast_address_paths_agree_with_ipaddress(v6, v4, p4, p6):
