@@ -12,13 +12,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from privproxy import detectors, vendors
 from privproxy.fields import Rule, RuleSet
 from privproxy.schema_types import arr, string
 from privproxy.scrub import SensitivePath
 from privproxy.vendors.base import CONFIGURABLE_ROLES
+from privproxy.yamlsrc import Map, Seq
 
 if TYPE_CHECKING:
     from privproxy.policy import Policy
@@ -257,7 +256,7 @@ def locate(data: Any, where: str) -> tuple[int, int]:
             continue
         if part.startswith("["):
             i = int(part[1:-1])
-            if not isinstance(node, CommentedSeq) or i >= len(node):
+            if not isinstance(node, Seq) or i >= len(node):
                 break
             try:
                 ln, cl = node.lc.item(i)
@@ -266,7 +265,7 @@ def locate(data: Any, where: str) -> tuple[int, int]:
                 pass
             node = node[i]
         else:
-            if not isinstance(node, CommentedMap) or part not in node:
+            if not isinstance(node, Map) or part not in node:
                 break
             try:
                 ln, cl = node.lc.value(part)

@@ -47,9 +47,8 @@ WITHOUT_OWN_TESTS = frozenset({
     "vendors/segment.py",
     "vendors/snowplow.py",
     "vendors/universal_analytics.py",
-    "yamlsrc.py",  # covered by tests/unit/test_policy.py
 })
-CEILING = 27  # len(WITHOUT_OWN_TESTS) when the list was written; lower it as entries go, never raise it
+CEILING = 26  # len(WITHOUT_OWN_TESTS) when the list was written; lower it as entries go, never raise it
 
 
 def modules() -> list[str]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from ruamel.yaml import YAML
 
 from privproxy import detectors, policy, protections, vendors
 from privproxy.fields import Rule
 from privproxy.vendors.base import CONFIGURABLE_ROLES
+from privproxy.yamlsrc import load_text
 from tests.helpers import REPO
 
 
@@ -71,7 +71,7 @@ def test_merge_keeps_the_files_order_then_the_unmentioned_shipped_ones():
 
 
 def test_locate_finds_keys_items_and_the_nearest_present_parent():
-    data = YAML(typ="rt").load("version: 1\nhttps:\n  hsts: {max_age: 5}\nrules:\n  - {id: a}\n  - {id: b}\n")
+    data = load_text("version: 1\nhttps:\n  hsts: {max_age: 5}\nrules:\n  - {id: a}\n  - {id: b}\n", "f.yaml")
     assert protections.locate(data, "https.hsts.max_age") == (3, 19)
     assert protections.locate(data, "https.redirect") == (3, 3)  # absent: its section
     assert protections.locate(data, "rules[1]") == (6, 5)
