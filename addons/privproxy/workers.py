@@ -46,7 +46,7 @@ BACKLOG = 511  # nginx's default: connections wait here while a slot's worker is
 START_TIMEOUT = 60.0  # a worker not ready this long after its start is taken for dead
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 30.0  # restart delays double from FIRST to MAX while workers keep dying young
 STABLE_SECONDS = 30.0  # a worker that lived this long resets its slot's backoff
-STALL_SECONDS = 10.0  # a worker whose status has not been written for this long is not live
+STALL_SECONDS = 10.0  # a worker whose status has not been written for this long is not live, and is killed
 RELOAD_WAIT = 10.0  # seconds every worker has to report the rules the supervisor validated
 POLL_SECONDS = 1.0  # filters.yaml is looked at this often
 TICK = 0.1
@@ -363,6 +363,24 @@ class Supervisor:
             logger.error("privproxy: worker %d (pid %d) ended with status %s after %.0f s; replacing it in %.1f s",
                          slot.index, pid, code, lived, slot.restart_at - now)
 
+    def kill_stalled(self, now: float) -> None:
+        """SIGKILL a worker whose event loop has stopped: its status not rewritten for STALL_SECONDS (a deadlock,
+        a hook that never returns, SIGSTOP), or never written START_TIMEOUT after its start. Its connections
+        would hang while the kernel keeps handing it new ones; reap() replaces it, counted as a restart."""
+        wall = time.time()
+        for slot in self.slots:
+            if slot.proc is None or slot.restart_at is not None or slot.proc.poll() is not None:
+                continue
+            st = self.status(slot)
+            if st is not None and wall - st.beat > STALL_SECONDS:
+                why = f"has not reported for {wall - st.beat:.0f} s"
+            elif st is None and now - slot.started > START_TIMEOUT:
+                why = f"has not started {now - slot.started:.0f} s after it was started"
+            else:
+                continue
+            logger.error("privproxy: worker %d (pid %d) %s: killing it", slot.index, slot.proc.pid, why)
+            slot.proc.kill()
+
     def restart_due(self, now: float) -> None:
         for slot in self.slots:
             if slot.restart_at is not None and now >= slot.restart_at and self.stopping is None:
@@ -497,6 +515,7 @@ class Supervisor:
                     if now - self.stopping > self.drain_timeout + 10:  # a worker that does not stop: end it
                         self.forward(signal.SIGKILL)
                 else:
+                    self.kill_stalled(now)
                     self.restart_due(now)
                     if now >= self._next_poll:
                         self._next_poll = now + POLL_SECONDS

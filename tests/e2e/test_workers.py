@@ -5,10 +5,12 @@ endpoint summing the workers, the same pseudonym from both, a killed worker repl
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,9 +19,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from privproxy.workers import STALL_SECONDS
 from tests.helpers import REPO, Origin, request, start_proxy, tls_context
 from tests.tools import require
 
@@ -192,6 +196,58 @@ def test_killed_worker_is_replaced_while_the_other_serves(tmp_path, origin):
         p.stop()
     assert len(records) == 60
     assert "worker 0 (pid" in p.stderr() and "replacing it" in p.stderr()
+
+
+def answered_within(port: int, ctx, path: str, timeout: float) -> int:
+    """One request on a new connection that waits up to `timeout` (a stalled worker's queue is served by its
+    replacement), its status."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout),
+                                server_hostname="localhost")
+    try:
+        conn.request("GET", path, headers={"Host": f"localhost:{port}"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_stalled_worker_is_killed_and_replaced_and_its_queue_served(tmp_path, origin):
+    """A worker whose event loop stops (here SIGSTOP; a deadlock or a hook that never returns alike) keeps its
+    socket, so the kernel keeps queuing connections on it: the supervisor kills it once its status is
+    workers.STALL_SECONDS old, and the replacement answers what waited in the queue."""
+    p = start(tmp_path / "p", origin)
+    ctx = tls_context(p.ca)
+    try:
+        assert load(p.port, ctx, [f"/before/{i}" for i in range(10)], 2, time.monotonic() + 30) == [200] * 10
+        # written out (a killed process loses the records it had not yet written: up to its last second's)
+        assert len(p.log_records(wait_for=10)) == 10
+        stalled, other = ready_doc(p)["workers"]
+        os.kill(stalled, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        results: list[int] = []
+        waiting = [threading.Thread(target=lambda i=i: results.append(
+            answered_within(p.port, ctx, f"/during/{i}", STALL_SECONDS + 40))) for i in range(8)]
+        for t in waiting:
+            t.start()
+        for t in waiting:
+            t.join(STALL_SECONDS + 60)
+        assert sorted(results) == [200] * 8  # the stalled worker's share (by source port) waited, then was served
+        deadline = time.monotonic() + 30
+        while readyz(p) != (200, "2 workers serving\n") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert readyz(p) == (200, "2 workers serving\n")
+        killed_after = time.monotonic() - stopped_at
+        with pytest.raises(ProcessLookupError):
+            os.kill(stalled, 0)  # killed and reaped
+        os.kill(other, 0)  # the live worker was left alone
+        assert sample(metrics_text(p), "privproxy_worker_restarts_total") == 1
+        records = p.log_records(wait_for=18)
+    finally:
+        p.stop()
+    assert sorted(r["path"].split("/")[1] for r in records) == ["before"] * 10 + ["during"] * 8
+    assert f"worker 0 (pid {stalled}) has not reported for" in p.stderr() or \
+        f"worker 1 (pid {stalled}) has not reported for" in p.stderr()
+    print(f"\nstalled worker replaced and serving {killed_after:.1f} s after SIGSTOP")
 
 
 def test_reload_is_taken_by_every_worker_or_by_none(tmp_path, origin):

@@ -334,12 +334,36 @@ while True:
 """
 
 
-def test_a_worker_that_stops_reporting_is_not_live(tmp_path, running):
+def test_a_worker_that_stops_reporting_is_not_live_and_is_killed_and_replaced(tmp_path, running, caplog):
     go, _ = running
-    sup = go(supervisor(tmp_path, n=1, script=STALLED))
-    live, reason = sup.live()
-    assert live is False and reason.startswith("worker 0 has not reported for 10")
-    assert sup.ready()[0] is False
+    sup = supervisor(tmp_path, n=1, script=STALLED)
+    first = go(sup).slots[0].proc.pid
+    assert wait_for(lambda: first in sup.hooks.gone)  # SIGKILLed by the loop, reaped, counted
+    assert sup.hooks.restarts >= 1
+    assert wait_for(lambda: sup.slots[0].proc is not None and sup.slots[0].proc.pid != first)  # replaced
+    assert f"worker 0 (pid {first}) has not reported for 10" in caplog.text
+
+
+HANGS_ON_RESTART = FAKE.replace("spec = worker_spec()", """spec = worker_spec()
+marker = os.environ["FAKE_MARKER"]
+if os.path.exists(marker):  # a replacement: hangs before it ever reports
+    while True:
+        time.sleep(0.05)
+open(marker, "w").close()""")
+
+
+def test_a_replacement_that_never_starts_is_killed_after_the_start_timeout(tmp_path, running, monkeypatch, caplog):
+    go, _ = running
+    sup = supervisor(tmp_path, n=1, script=HANGS_ON_RESTART)
+    sup.env["FAKE_MARKER"] = str(tmp_path / "started-once")
+    go(sup)
+    monkeypatch.setattr(workers, "START_TIMEOUT", 1.0)
+    first = sup.slots[0].proc.pid
+    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: sup.slots[0].proc is not None and sup.slots[0].proc.pid != first)
+    hung = sup.slots[0].proc.pid
+    assert wait_for(lambda: hung in sup.hooks.gone)  # killed: it never reported
+    assert f"worker 0 (pid {hung}) has not started" in caplog.text
 
 
 def test_the_worker_spec_travels_through_a_pipe_not_the_environment():
