@@ -3,6 +3,7 @@ the same nginx, under the same wrk load of mixed pages and beacons of every vend
 
     python bench/proxy_vs_mitmdump.py [--seconds 10] [--rounds 3] [--connections 16] [--json FILE]
     python bench/proxy_vs_mitmdump.py --workers [...]   # privproxy run --workers 1 against --workers 2
+    python bench/proxy_vs_mitmdump.py --traffic beacons [...]   # only the beacons (or only the pages)
     (scripts/bench-proxy installs nginx and wrk from Debian and runs it in the project's venv)
 
 Prints requests/s of each, the ratio (issue 8 asks privproxy >= 1.2x stock mitmdump), p50/p99 latency added
@@ -102,12 +103,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def lua_script(path: Path) -> None:
+def lua_script(path: Path, traffic: str = "mixed") -> None:
     def s(text: str) -> str:
         return "[==[" + text + "]==]"
 
     lines = ["local reqs = {}", "local i = 0", "init = function(args)"]
     for r in mixed():
+        if traffic != "mixed" and r.beacon != (traffic == "beacons"):
+            continue
         headers = "{" + ", ".join(f"[ {s(k)} ] = {s(v)}" for k, v in r.headers.items()) + "}"
         body = s(r.body) if r.body else "nil"
         lines.append(f"  reqs[#reqs + 1] = wrk.format({s(r.method)}, {s(r.path)}, {headers}, {body})")
@@ -231,6 +234,8 @@ def main() -> int:
     ap.add_argument("--workers", action="store_true",
                     help="compare privproxy run --workers 1 and --workers 2 (requests/s, CPU per request, and that "
                          "the access log and the metrics count every request once) instead of stock mitmdump")
+    ap.add_argument("--traffic", choices=("mixed", "beacons", "pages"), default="mixed",
+                    help="the requests wrk sends: the mix (two pages per beacon, default), or only one kind")
     args = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
@@ -242,7 +247,7 @@ def main() -> int:
         nginx, nport = start_nginx(tmp)
         try:
             script = tmp / "mixed.lua"
-            lua_script(script)
+            lua_script(script, args.traffic)
             direct = wrk(f"http://127.0.0.1:{nport}", script, args.seconds / 2, args.connections)
             kinds = ("privproxy-w1", "privproxy-w2") if args.workers else ("mitmdump", "mitmdump-q", "privproxy")
             rounds: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
