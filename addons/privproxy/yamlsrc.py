@@ -22,6 +22,7 @@ from yaml.resolver import BaseResolver
 from privproxy.errors import ConfigError, ConfigErrors
 
 _TAG = "tag:yaml.org,2002:"
+MAX_DEPTH = 64  # filters.yaml nests five levels deep; what goes further is a mistake or an attack
 
 
 class _CoreSchema(BaseResolver):
@@ -149,6 +150,8 @@ class _Builder:
             return _scalar(node)
         if id(node) in self._open:
             raise _Invalid("an alias refers to the node it is in", node.start_mark)
+        if len(self._open) >= MAX_DEPTH:  # before Python's recursion limit (libyaml's own is 1000 levels)
+            raise _Invalid(f"nested deeper than {MAX_DEPTH} levels", node.start_mark)
         self._open.add(id(node))
         out = self._sequence(node) if isinstance(node, nodes.SequenceNode) else self._mapping(node)
         self._open.discard(id(node))

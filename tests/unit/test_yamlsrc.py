@@ -79,6 +79,8 @@ def test_anchors_aliases_and_merge_keys():
     ("? [1]\n: 2\n", "1:3", "a mapping or a list as a key"),
     ("m: {<<: 5}\n", "1:9", "`<<` merges a mapping or a list of mappings"),
     ("d: 2026-13-45\n", "1:4", "`2026-13-45` is not a valid timestamp"),
+    ("a: " + "[" * 500 + "]" * 500 + "\n", "1:67", "nested deeper than 64 levels"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "1:1003", "exceeded maximum nesting depth"),
 ])
 def test_what_it_refuses_says_where(text, where, message):
     with pytest.raises(ConfigError) as e:
