@@ -38,14 +38,15 @@ T = TypeVar("T")
 
 
 class Network(client.ClientNetwork):
-    """certbot's ClientNetwork, retrying a request the CA answered badNonce with the fresh nonce that answer carried
-    (RFC 8555 §6.5) up to NONCE_RETRIES times: the library retries once, so one order of ~15 requests failed about
-    once in 25 against pebble's default 5% rejection, and a failed order waits out the backoff (minutes)."""
+    """certbot's ClientNetwork, sending a request the CA answered badNonce again with a new nonce (RFC 8555 §6.5)
+    up to NONCE_RETRIES times: the library retries once, so one order of ~15 requests failed about once in 25
+    against pebble's default 5% rejection, and a failed order waits out the backoff (minutes). The library drops
+    the nonce an error answer carries, so each retry fetches one (a HEAD request more)."""
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         for _ in range(NONCE_RETRIES):
             try:
-                return self._post_once(*args, **dict(kwargs))
+                return self._post_once(*args, **kwargs)
             except messages.Error as error:
                 if error.code != "badNonce":
                     raise

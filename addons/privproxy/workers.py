@@ -205,6 +205,8 @@ class Slot:
     started: float = 0.0
     failures: int = 0  # deaths in a row of workers that did not live STABLE_SECONDS
     restart_at: float | None = None  # when the dead worker's replacement is due
+    beat: float = 0.0  # the last `beat` its status file showed
+    beat_seen: float = 0.0  # time.monotonic() when that beat was first seen: a wall-clock step changes neither
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,8 +292,8 @@ class Supervisor:
                                          process_group=0)
         finally:
             os.close(r)
-        slot.started = time.monotonic()
-        slot.restart_at = None
+        slot.started = slot.beat_seen = time.monotonic()
+        slot.restart_at, slot.beat = None, 0.0
 
     def _advance_key(self) -> None:
         """The shared random key ratcheted to the current period before a worker gets it: a worker started
@@ -363,18 +365,24 @@ class Supervisor:
             logger.error("privproxy: worker %d (pid %d) ended with status %s after %.0f s; replacing it in %.1f s",
                          slot.index, pid, code, lived, slot.restart_at - now)
 
+    def observe(self, now: float) -> None:
+        """Note when each worker's status beat last changed (the stall check and /livez judge by that)."""
+        for slot in self.slots:
+            st = self.status(slot)
+            if st is not None and st.beat != slot.beat:
+                slot.beat, slot.beat_seen = st.beat, now
+
     def kill_stalled(self, now: float) -> None:
         """SIGKILL a worker whose event loop has stopped: its status not rewritten for STALL_SECONDS (a deadlock,
         a hook that never returns, SIGSTOP), or never written START_TIMEOUT after its start. Its connections
-        would hang while the kernel keeps handing it new ones; reap() replaces it, counted as a restart."""
-        wall = time.time()
+        would hang while the kernel keeps handing it new ones; reap() replaces it, counted as a restart. Ages
+        are the supervisor's monotonic time since it saw the beat change, so a clock step kills nobody."""
         for slot in self.slots:
             if slot.proc is None or slot.restart_at is not None or slot.proc.poll() is not None:
                 continue
-            st = self.status(slot)
-            if st is not None and wall - st.beat > STALL_SECONDS:
-                why = f"has not reported for {wall - st.beat:.0f} s"
-            elif st is None and now - slot.started > START_TIMEOUT:
+            if slot.beat and now - slot.beat_seen > STALL_SECONDS:
+                why = f"has not reported for {now - slot.beat_seen:.0f} s"
+            elif not slot.beat and now - slot.started > START_TIMEOUT:
                 why = f"has not started {now - slot.started:.0f} s after it was started"
             else:
                 continue
@@ -475,11 +483,10 @@ class Supervisor:
     # --- health
 
     def live(self) -> tuple[bool, str]:
-        now = time.time()
+        now = time.monotonic()
         for slot in self.slots:
-            st = self.status(slot)
-            if st is not None and now - st.beat > STALL_SECONDS:
-                return False, f"worker {slot.index} has not reported for {now - st.beat:.0f} s"
+            if slot.beat and self.status(slot) is not None and now - slot.beat_seen > STALL_SECONDS:
+                return False, f"worker {slot.index} has not reported for {now - slot.beat_seen:.0f} s"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
@@ -509,6 +516,7 @@ class Supervisor:
                 now = time.monotonic()
                 self.handle_signals(now)
                 self.reap(now)
+                self.observe(now)
                 if self.stopping is not None:
                     if not self.pids():
                         return self.exit_code

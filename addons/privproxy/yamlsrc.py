@@ -29,16 +29,21 @@ class _CoreSchema(BaseResolver):
     """Plain scalars typed by YAML 1.2's core schema, plus dates and timestamps (as ruamel.yaml reads them)."""
 
 
-for _kind, _pattern, _first in (
-        ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
-        ("bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
-        ("int", r"[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+", list("-+0123456789")),
-        ("float", r"[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
-                  r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+0123456789.")),
-        ("timestamp", r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?"
-                      r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?", list("0123456789")),
-        ("merge", r"<<", ["<"])):
+# What each kind's text may be, implicit (a plain scalar) or tagged (`!!bool`): the core schema's spellings.
+_SPELLINGS = {
+    "null": (r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    "bool": (r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    "int": (r"[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+", list("-+0123456789")),
+    "float": (r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*(?=[eE]))(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+0123456789.")),
+    "timestamp": (r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?"
+                  r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?", list("0123456789")),
+    "merge": (r"<<", ["<"]),
+}
+_FULL = {kind: re.compile(f"(?:{pattern})") for kind, (pattern, _) in _SPELLINGS.items()}
+for _kind, (_pattern, _first) in _SPELLINGS.items():
     _CoreSchema.add_implicit_resolver(_TAG + _kind, re.compile(f"^(?:{_pattern})$"), _first)
+MAX_MERGED = 10_000  # keys merge keys (`<<: *x`) may copy in one file: each is a copy, so many are a memory bomb
 
 
 try:
@@ -128,12 +133,18 @@ def load_text(text: str, path: str) -> Any:
         raise ConfigError(f"invalid YAML: {e}", path=path, line=e.mark.line + 1, col=e.mark.column + 1,
                           hint="check this line") from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow, at an offset into the text
-        before, c = text[:e.position], e.character  # an int from libyaml, a str from PyYAML's own reader
+        c = e.character  # libyaml: an int and a byte offset; PyYAML's own reader: a str and a character offset
+        before = text.encode("utf-8", "surrogatepass")[:e.position].decode("utf-8", "ignore") \
+            if isinstance(c, int) else text[:e.position]
         raise ConfigError(f"invalid YAML: character {c if isinstance(c, int) else ord(c):#06x} ({e.reason})", path=path,
                           line=before.count("\n") + 1, col=len(before) - before.rfind("\n"),
                           hint="remove the control character; save the file as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", path=path, hint="check the file's syntax") from None
+    except RecursionError:  # PyYAML's Python composer, without libyaml, recurses once per level
+        raise ConfigError("invalid YAML: nested too deeply", path=path, hint="check the brackets") from None
+    except UnicodeError:
+        raise ConfigError("invalid YAML: not UTF-8 text", path=path, hint="save the file as UTF-8") from None
 
 
 class _Builder:
@@ -142,6 +153,7 @@ class _Builder:
     def __init__(self) -> None:
         self._done: dict[int, Any] = {}
         self._open: set[int] = set()
+        self._merged = 0
 
     def build(self, node: nodes.Node) -> Any:
         if id(node) in self._done:
@@ -173,7 +185,7 @@ class _Builder:
         merged: list[tuple[Any, Any, tuple[int, int], tuple[int, int]]] = []
         for key_node, value_node in node.value:
             if key_node.tag == _TAG + "merge":
-                merged.extend(self._merge(value_node))
+                merged.extend(self._merge(value_node, key_node.start_mark))
                 continue
             key = self.build(key_node)
             if isinstance(key, (dict, list)):
@@ -190,13 +202,16 @@ class _Builder:
         out.lc = lc
         return out
 
-    def _merge(self, node: nodes.Node) -> list[tuple[Any, Any, tuple[int, int], tuple[int, int]]]:
+    def _merge(self, node: nodes.Node, at: Any) -> list[tuple[Any, Any, tuple[int, int], tuple[int, int]]]:
         sources = node.value if isinstance(node, nodes.SequenceNode) else [node]
         out = []
         for source in sources:
             m = self.build(source)
             if not isinstance(m, Map):
                 raise _Invalid("`<<` merges a mapping or a list of mappings", source.start_mark)
+            self._merged += len(m)
+            if self._merged > MAX_MERGED:
+                raise _Invalid(f"merge keys copy more than {MAX_MERGED} keys in all", at)
             out.extend((k, v, m.lc.key(k), m.lc.value(k)) for k, v in m.items())
         return out
 
@@ -209,6 +224,9 @@ def _known(node: nodes.Node, kind: str) -> None:
 def _scalar(node: nodes.ScalarNode) -> Any:
     tag, text = node.tag, node.value
     kind = tag[len(_TAG):] if tag.startswith(_TAG) else ""
+    if kind in _FULL and _FULL[kind].fullmatch(text) is None and not (kind == "float" and _FULL["int"].fullmatch(text)):
+        # `!!bool yes`: not a spelling of the kind (an int's is a float's too)
+        raise _Invalid(f"`{text}` is not a valid {kind}", node.start_mark)
     try:
         if kind == "str":
             return text
@@ -244,13 +262,25 @@ def _float(text: str) -> float:
     return float("nan") if t.endswith("nan") else float(t)
 
 
+_TIMESTAMP = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:(?:[Tt]|[ \t]+)(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d*))?"
+                        r"(?:[ \t]*(Z|([-+])(\d{1,2})(?::(\d{2}))?))?)?")
+
+
 def _timestamp(text: str) -> datetime.date | datetime.datetime:
-    if len(text) <= 10:
-        y, m, d = (int(x) for x in text.split("-"))
-        return datetime.date(y, m, d)
-    t = re.sub(r"[ \t]+", " ", text.replace("t", "T"))
-    t = t[:-1] + "+00:00" if t.endswith("Z") else t
-    return datetime.datetime.fromisoformat(t)
+    """YAML's timestamp: a date, or a date and time (`T` or spaces between; without a zone a naive time, as
+    ruamel.yaml reads it)."""
+    m = _TIMESTAMP.fullmatch(text)
+    if m is None:
+        raise ValueError(text)
+    y, mo, d, hh, mm, ss, frac, zone, sign, zh, zm = m.groups()
+    if hh is None:
+        return datetime.date(int(y), int(mo), int(d))
+    tz = datetime.UTC if zone else None
+    if zone and zone != "Z":
+        offset = datetime.timedelta(hours=int(zh), minutes=int(zm or 0))
+        tz = datetime.timezone(-offset if sign == "-" else offset)
+    return datetime.datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss), int((frac or "").ljust(6, "0")[:6]),
+                             tzinfo=tz)
 
 
 @dataclass

@@ -334,14 +334,32 @@ while True:
 """
 
 
-def test_a_worker_that_stops_reporting_is_not_live_and_is_killed_and_replaced(tmp_path, running, caplog):
+def test_a_worker_that_stops_reporting_is_killed_and_replaced(tmp_path, running, monkeypatch, caplog):
+    monkeypatch.setattr(workers, "STALL_SECONDS", 1.0)
     go, _ = running
     sup = supervisor(tmp_path, n=1, script=STALLED)
     first = go(sup).slots[0].proc.pid
     assert wait_for(lambda: first in sup.hooks.gone)  # SIGKILLed by the loop, reaped, counted
     assert sup.hooks.restarts >= 1
     assert wait_for(lambda: sup.slots[0].proc is not None and sup.slots[0].proc.pid != first)  # replaced
-    assert f"worker 0 (pid {first}) has not reported for 10" in caplog.text
+    assert f"worker 0 (pid {first}) has not reported for 1 s: killing it" in caplog.text
+
+
+CLOCK_STEPS = FAKE.replace('Status(os.getpid(), True, state["sha"], time.time()).write(spec.status)',
+                           'Status(os.getpid(), True, state["sha"], time.time() - (3600 if time.monotonic() - T0 > 0.5 '
+                           'else 0)).write(spec.status)').replace("spec = worker_spec()", "spec = worker_spec()\n"
+                                                                   "T0 = time.monotonic()")
+
+
+def test_a_wall_clock_step_kills_no_worker(tmp_path, running, monkeypatch):
+    """The stall check ages a beat by the supervisor's monotonic clock from when it changed: an NTP step or a VM
+    resumed an hour later (beats suddenly an hour off) is no stall."""
+    monkeypatch.setattr(workers, "STALL_SECONDS", 1.0)
+    go, _ = running
+    sup = go(supervisor(tmp_path, n=2, script=CLOCK_STEPS))
+    pids = sup.pids()
+    time.sleep(3)
+    assert sup.hooks.gone == [] and sup.pids() == pids and sup.live() == (True, "ok")
 
 
 HANGS_ON_RESTART = FAKE.replace("spec = worker_spec()", """spec = worker_spec()

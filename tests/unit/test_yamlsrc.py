@@ -56,6 +56,8 @@ def test_the_files_of_the_repository_read_as_before():
     ("012", 12), ("0o12", 10), ("0x1F", 31), ("1_000", 1000), ("-7", -7), ("+3", 3),
     ("1e3", 1000.0), (".5", 0.5), ("-.inf", float("-inf")), ("1.0", 1.0),
     ("2026-12-01", datetime.date(2026, 12, 1)), ("1:20", "1:20"), ("0.0.0.0/0", "0.0.0.0/0"), ("JP", "JP"),
+    (".", "."), ("-.", "-."), (".e26", ".e26"), ("1.", 1.0), ("!!float 3", 3.0),
+    ("2020-1-1 1:00:00", datetime.datetime(2020, 1, 1, 1, 0)),
 ])
 def test_plain_scalars_as_yaml_1_2_core_reads_them(plain, value):
     got = load_text(f"k: {plain}\n", "f.yaml")["k"]
@@ -80,6 +82,11 @@ def test_anchors_aliases_and_merge_keys():
     ("m: {<<: 5}\n", "1:9", "`<<` merges a mapping or a list of mappings"),
     ("d: 2026-13-45\n", "1:4", "`2026-13-45` is not a valid timestamp"),
     ("a: " + "[" * 500 + "]" * 500 + "\n", "1:67", "nested deeper than 64 levels"),
+    ("a: !!bool yes\n", "1:4", "`yes` is not a valid bool"),  # a tag does not make YAML 1.1's spellings true
+    ("a: !!int --5\n", "1:4", "`--5` is not a valid int"),
+    ("# ログの設定\n# 日本語\nwhy: \"a\x07\"\n", "3:8", "character 0x0007"),  # libyaml counts bytes, not characters
+    ("b: &b {" + ", ".join(f"k{i}: 1" for i in range(200)) + "}\nl:\n" + "  - {<<: *b}\n" * 60, "53:6",
+     "merge keys copy more than 10000 keys"),
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", "1:1003", "exceeded maximum nesting depth"),
 ])
 def test_what_it_refuses_says_where(text, where, message):
