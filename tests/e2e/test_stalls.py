@@ -449,14 +449,21 @@ def test_an_ordinary_batch_at_the_limit_holds_no_one_up(proxy):
     """What the per-beacon bound cannot give while beacons are scrubbed on the event loop: the budget keeps a
     hostile beacon to what an ordinary one costs, but an ordinary 500 KiB batch still costs 0.3-0.5 s there."""
     plain = Plain(to(proxy))
+    tries: list[tuple[float, float]] = []
     try:
-        base = alone(plain)
-        held, answer = worst_during(to(proxy), plain, ordinary_batch(BODY))
+        for _ in range(3):  # as judge(): scrubbing on the loop holds every try up, a neighbour's burst one
+            base = alone(plain)
+            held, answer = worst_during(to(proxy), plain, ordinary_batch(BODY))
+            assert answer.status == 200
+            tries.append((held, base))
+            if held <= SLACK * base:
+                break
     finally:
         plain.close()
-    print(f"ordinary 500 KiB batch: plain request alone {base * 1000:.1f} ms, behind the batch {held * 1000:.1f} ms")
-    assert answer.status == 200
-    assert held <= SLACK * base, f"held {held * 1000:.1f} ms, alone {base * 1000:.1f} ms"
+    held, base = tries[-1]
+    print(f"ordinary 500 KiB batch: plain request alone {base * 1000:.1f} ms, behind the batch {held * 1000:.1f} ms "
+          f"({len(tries)} tries)")
+    assert held <= SLACK * base, [f"held {h * 1000:.1f} ms, alone {b * 1000:.1f} ms" for h, b in tries]
 
 
 # --- the check itself: it must see the stall the issue reported -------------------------------------------------------
