@@ -47,6 +47,7 @@ SETTINGS = {
     "ip-truncation": "client addresses truncated to /24 (IPv4) and /48 (IPv6) or shorter (`ip_truncation`)",
     "unknown-fields": "fields no rule names scanned by the detectors (`unknown_fields: keep` switches it off)",
     "report-only": "the rules are applied (`report_only: true` forwards and logs everything unchanged)",
+    "phone-regions": "national phone numbers of the shipped countries recognized (`detectors.phone_regions`)",
 }
 DETECTORS = {f"detector:{d}": f"detector `{d}` on, as strict as shipped (`detectors`)" for d in detectors.FINDERS}
 VENDORS = {f"vendor:{v}": f"{v} beacons decoded and scrubbed (`beacons.vendors`; without it they pass as "
@@ -64,7 +65,7 @@ SCHEMA = arr("Shipped protections this file switches off on purpose. Without the
              "a setting weaker than the shipped one is refused; `privproxy check`, `privproxy report` and "
              "privproxy_protection_disabled show the list.",
              string("A protection id: a shipped rule or sensitive path id, https-redirect, hsts, secure-cookies, "
-                    "ip-truncation, unknown-fields, report-only, detector:NAME, vendor:NAME, role:NAME, "
+                    "ip-truncation, unknown-fields, report-only, phone-regions, detector:NAME, vendor:NAME, role:NAME, "
                     "signal:gpc|dnt|tcf|withdrawal.", enum=tuple(IDS)))
 
 
@@ -224,7 +225,7 @@ def _settings(p: Policy, base: Policy) -> list[Weakening]:
                  f"`{s.detectors.action(d)}` is weaker than the shipped `{bs.detectors.action(d)}`")
     lost = [r for r in bs.detectors.phone_regions if r not in s.detectors.phone_regions]
     if lost and "phone" in bs.detectors.enabled and "phone" not in left_out:
-        weak("detector:phone", "detectors.phone_regions", f"leaves out {_names(lost)}: phone numbers written "
+        weak("phone-regions", "detectors.phone_regions", f"leaves out {_names(lost)}: phone numbers written "
              "as people there write them (without +country code) would pass; list them with your own")
     b, bb = p.beacons, base.beacons
     gone = [v for v in vendors.VENDORS if v in bb.enabled and v not in b.enabled]

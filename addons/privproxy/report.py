@@ -533,6 +533,7 @@ PROTECTIONS_JA = {
     "ip-truncation": "IP アドレスを /24（IPv4）・/48（IPv6）以下に切り捨て（`ip_truncation`）",
     "unknown-fields": "ルールで定めていない項目を検出器で検査（`unknown_fields`）",
     "report-only": "ルールを適用（`report_only: true` では、すべてを加工せずに送信・記録します）",
+    "phone-regions": "標準の国（`detectors.phone_regions`）の国内形式の電話番号を検出",
     "signal:gpc": "`Sec-GPC: 1` を同意トークンに優先（`consent.honor_gpc`）",
     "signal:dnt": "`DNT: 1` を同意トークンに優先（`consent.honor_dnt`）",
     "signal:tcf": "IAB TCF の同意文字列に目的 1・7・8・9 への同意を求める（`consent.tcf_cookie`）",

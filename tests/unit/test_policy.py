@@ -209,8 +209,8 @@ rules:
     ("detectors: {enabled: [email, jwt, ip, iban, card, corporate_number, ssn, vat, phone]}\n",
      "2:22: detectors.enabled", "detector:mynumber"),
     ("detectors: {actions: {ip: hash}}\n", "2:27: detectors.actions.ip", "detector:ip"),
-    ("detectors: {phone_regions: [GB]}\n", "2:28: detectors.phone_regions", "detector:phone"),
-    ("detectors:\n  phone_regions: [US, DE]\n", "3:18: detectors.phone_regions", "detector:phone"),
+    ("detectors: {phone_regions: [GB]}\n", "2:28: detectors.phone_regions", "phone-regions"),
+    ("detectors:\n  phone_regions: [US, DE]\n", "3:18: detectors.phone_regions", "phone-regions"),
     ("beacons:\n  vendors: [ga4, universal_analytics, snowplow, segment, mixpanel, amplitude, posthog, meta_pixel,"
      " adobe, plausible]\n", "3:12: beacons.vendors", "vendor:matomo"),
     ("beacons: {roles: {user_id: keep}}\n", "2:28: beacons.roles.user_id", "role:user_id"),
