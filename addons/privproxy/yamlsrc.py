@@ -36,8 +36,8 @@ _SPELLINGS = {
     "int": (r"[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+", list("-+0123456789")),
     "float": (r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*(?=[eE]))(?:[eE][-+]?[0-9]+)?"
               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+0123456789.")),
-    "timestamp": (r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?"
-                  r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?", list("0123456789")),
+    "timestamp": (r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
+                  r"(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?", list("0123456789")),
     "merge": (r"<<", ["<"]),
 }
 _FULL = {kind: re.compile(f"(?:{pattern})") for kind, (pattern, _) in _SPELLINGS.items()}
@@ -52,17 +52,10 @@ except ImportError:  # PyYAML built without libyaml: the same reading in Python 
     _Parser = None
 
 
-class _Reader(_CoreSchema):
-    """libyaml's parser and composer with the core schema's resolver, as PyYAML's CBaseLoader is built."""
-
-    def __new__(cls, text: str) -> Any:
-        if _Parser is not None:
-            return _CReader(text)
-        return _PyReader(text)
-
-
 if _Parser is not None:
     class _CReader(_Parser, _CoreSchema):
+        """libyaml's parser and composer with the core schema's resolver, as PyYAML's CBaseLoader is built."""
+
         def __init__(self, text: str) -> None:
             _Parser.__init__(self, text)
             _CoreSchema.__init__(self)
@@ -75,6 +68,9 @@ class _PyReader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, ya
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         _CoreSchema.__init__(self)
+
+
+_Reader = _CReader if _Parser is not None else _PyReader
 
 
 class Positions:
@@ -262,14 +258,10 @@ def _float(text: str) -> float:
     return float("nan") if t.endswith("nan") else float(t)
 
 
-_TIMESTAMP = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:(?:[Tt]|[ \t]+)(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d*))?"
-                        r"(?:[ \t]*(Z|([-+])(\d{1,2})(?::(\d{2}))?))?)?")
-
-
 def _timestamp(text: str) -> datetime.date | datetime.datetime:
     """YAML's timestamp: a date, or a date and time (`T` or spaces between; without a zone a naive time, as
     ruamel.yaml reads it)."""
-    m = _TIMESTAMP.fullmatch(text)
+    m = _FULL["timestamp"].fullmatch(text)  # its groups: the parts
     if m is None:
         raise ValueError(text)
     y, mo, d, hh, mm, ss, frac, zone, sign, zh, zm = m.groups()
