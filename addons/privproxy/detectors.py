@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import accumulate
 from operator import mul
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import phonenumbers
 import re2
-from stdnum import iban as stdnum_iban
-from stdnum.eu import vat as stdnum_vat
-from stdnum.jp import cn as stdnum_jp_cn
-from stdnum.us import ssn as stdnum_ssn
 
 from privproxy import truncate
 from privproxy.schema_types import arr, obj, string, table
@@ -390,6 +387,18 @@ def _disjoint(spans: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 
 
 # --- standard numbers (python-stdnum) ----------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _stdnum() -> SimpleNamespace:
+    """python-stdnum's validators, imported when a candidate first needs one: the package imports pydoc, zipfile
+    and importlib.resources (18 ms), serial start-up for filter-log, whose logs mostly hold no candidate."""
+    from stdnum import iban
+    from stdnum.eu import vat
+    from stdnum.jp import cn
+    from stdnum.us import ssn
+
+    return SimpleNamespace(iban=iban, vat=vat, jp_cn=cn, ssn=ssn)
+
+
 # Each candidate pattern repeats a bounded number of times: linear. Every candidate holds nine digits with at most
 # two separators between them, or matches _MAYBE's VAT branch, so could_contain() needs nothing new for them.
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
@@ -411,7 +420,7 @@ def find_iban(text: str) -> Iterator[tuple[int, int]]:
         cand = m.group(0)
         # the pattern also takes a word written after a grouped IBAN (`... 7654 32 y`): shorter at each space
         while len(cand) >= 15:
-            if _NINE_DIGITS.search(cand) is not None and stdnum_iban.is_valid(cand, check_country=False):
+            if _NINE_DIGITS.search(cand) is not None and _stdnum().iban.is_valid(cand, check_country=False):
                 yield m.start(), m.start() + len(cand)
                 break
             if " " not in cand:
@@ -422,7 +431,7 @@ def find_iban(text: str) -> Iterator[tuple[int, int]]:
 def find_ssn(text: str) -> Iterator[tuple[int, int]]:
     """US Social Security numbers written `AAA-GG-SSSS` or with spaces, in the ranges SSA issues (stdnum.us.ssn)."""
     for m in SSN.finditer(text):
-        if stdnum_ssn.is_valid(m.group(0).replace(" ", "-")):
+        if _stdnum().ssn.is_valid(m.group(0).replace(" ", "-")):
             yield m.span()
 
 
@@ -432,7 +441,7 @@ def find_corporate_number(text: str) -> Iterator[tuple[int, int]]:
     for m in CORPORATE.finditer(text):
         cand = m.group(0)
         digits = cand.lstrip("T").replace("-", "")
-        if not digits.isascii() or not stdnum_jp_cn.is_valid(digits):
+        if not digits.isascii() or not _stdnum().jp_cn.is_valid(digits):
             continue
         if cand.isdigit() and int(digits) in _EPOCH_MS:
             continue
@@ -442,7 +451,7 @@ def find_corporate_number(text: str) -> Iterator[tuple[int, int]]:
 def find_vat(text: str) -> Iterator[tuple[int, int]]:
     """EU VAT identification numbers with their country prefix and check digits (stdnum.eu.vat)."""
     for m in VAT.finditer(text):
-        if stdnum_vat.is_valid(m.group(0)):
+        if _stdnum().vat.is_valid(m.group(0)):
             yield m.span()
 
 

@@ -33,6 +33,7 @@ from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED
 from privproxy.policy import Policy
 from privproxy.scrub import SAFE, Change, split_origin, unquote_param
 from privproxy.sites import Site
+from privproxy.truncate import OCTET
 from privproxy.truncate import QUAD as _QUAD
 
 FORMATS = ("combined", "json", "vhost_combined", "apache-error", "nginx-error", "regex")  # regex: LogFilter(regex=)
@@ -49,8 +50,13 @@ COMBINED = re.compile(
 )
 # The usual line: COMBINED's fields without quotes in them, the request as _REQUEST reads it, a referrer and a
 # user agent and nothing after them. Possessive: nothing to give back, no field can match the separator after it.
-_USUAL = re.compile(r'([^\s"]++) [^\s"]++ ([^\s"]++) \[([^\]"]*+)\] "([A-Z][A-Z0-9_-]{0,19}) ([^\s"]++) '
-                    r'(HTTP/\d(?:\.\d)?)" (\d{3}|-) (\d++|-) "([^"]*+)" "([^"]*+)"\Z')
+# Its classes are narrower than COMBINED's (printable ASCII for \\S, ASCII digits for \\d: sre checks a range
+# faster than a Unicode category), so it matches less and anything else takes the full expression. A host that is
+# a dotted quad is read in three groups, the first three octets (with their dots) and the last, so that masking it
+# to /24 is a concatenation; any other host is the fourth group.
+_USUAL = re.compile(rf'(?:((?:{OCTET}\.){{3}})({OCTET}) |([!#-~]++) )[!#-~]++ ([!#-~]++) \[([^\]"]*+)\] '
+                    r'"([A-Z][A-Z0-9_-]{0,19}) ([!#-~]++) (HTTP/[0-9](?:\.[0-9])?)" ([0-9]{3}|-) ([0-9]++|-) '
+                    r'"([^"]*+)" "([^"]*+)"\Z')
 _ADDRESS_START = frozenset("0123456789[")  # a host that may be an address (split_origin decides)
 _ABSOLUTE = re.compile(r"^(https?://[^/?#\s@]*)(/.*)$", re.S | re.I)  # no user:password@: Scrubber.url
 _REFUSED = target.BAD_CHAR  # characters the proxy refuses in a request target (target.parse)
@@ -90,7 +96,6 @@ URL_KEYS = frozenset({"path", "uri", "url", "request_uri", "request_url", "targe
 REQUEST_LINE_KEYS = frozenset({"request"})
 REFERRER_KEYS = frozenset({"referrer", "referer", "http_referer", "http_referrer"})
 AGENT_KEYS = frozenset({"user_agent", "http_user_agent", "user-agent", "useragent"})
-_OCTETS = frozenset(str(i) for i in range(256))  # what truncate.QUAD reads as an octet: no leading zeros, ASCII
 # Values that are credentials or ports: never kept, whatever they hold.
 DROP_KEYS = frozenset({"remote_port", "client_port", "port", "cookie", "http_cookie", "set-cookie", "set_cookie",
                        "authorization", "http_authorization", "proxy-authorization", "remote_user", "user",
@@ -241,7 +246,7 @@ class LogFilter:
                 out, rules = self._logged(u, scope)
         except Exception:  # noqa: BLE001 -- fail closed as pipeline.log_record does: nothing of it is written
             out, rules = ("[redacted]" if scope == "path" else ""), (f"failure:log_{scope}",)
-        if self._quote and _NEEDS_ESCAPE.search(out) is not None:
+        if self._quote and _needs_escape(out):
             out = quoted(record_text(out))
         cache = self._whole[scope]
         if len(cache) >= self._size:
@@ -285,7 +290,7 @@ class LogFilter:
         if scope == "path" and u:
             # A target the proxy refuses to read (target.parse: controls, `#`, bad percent-encoding, `..` above
             # the root, neither a path nor an http(s) URL) is recorded as "-" (pipeline.read_head).
-            if _REFUSED.search(u) is not None:
+            if _refused(u):
                 return "-", _UNREADABLE_RULES
             if u[0] != "/":
                 return self._other_form(u)
@@ -430,7 +435,7 @@ class LogFilter:
             out, generalized = self._s.path(path, scope, ch)
         else:
             out, generalized = self._s.url(beacon, "path", ch), True
-        rules = tuple(c.rule for c in ch)
+        rules = tuple([c.rule for c in ch]) if ch else ()
         got = (out, generalized, rules, generalized and out == REDACTED and _UNREADABLE_RULES[0] in rules)
         cache = self._paths[scope]
         if len(cache) >= self._size:
@@ -483,43 +488,65 @@ class LogFilter:
     # --- Combined / Common Log Format ------------------------------------------------------------------
     def _combined(self, raw: str) -> str | None:
         """One line of the Combined (or Common) Log Format, filtered; None when it does not parse."""
-        raw = raw.rstrip("\r\n")
-        if "\\" not in raw:
-            # The usual line, without escapes, in one expression (tests/unit/test_log_filter.py checks that it reads
-            # the fields the full one reads), and written here without a call per field: filtering such a line
-            # is mostly the cost of the Python that handles it, and these lines are almost all lines.
-            m = _USUAL.match(raw)
-            if m is not None:
-                h, user, when, method, target, proto, status, size, ref, agent = m.groups()
-                tally = self._tally
-                got = self._whole_path.get(target) or self._scrub_url_uncached(target, "path")
-                if got[1]:
-                    tally.append(got[1])
-                if user != "-":
-                    self._stats.rules["remote_user"] += 1
-                # Most hosts are dotted quads under the default /24: masked by slicing, without a cache entry.
-                quad = h.split(".")
-                if len(quad) == 4 and self._v4_24 and quad[0] in _OCTETS and quad[1] in _OCTETS \
-                        and quad[2] in _OCTETS and quad[3] in _OCTETS:
-                    h = h[:len(h) - len(quad[3])] + "0"
+        out: list[str] = []
+        self._combined_lines([raw], out, [], True)
+        return out[0] if out else None
+
+    def _combined_lines(self, lines: list[str], out: list[str], rejected: list[str], strip: bool) -> None:
+        """Combined lines filtered into `out`, those that do not parse into `rejected` as they came; `strip`: the
+        lines may end with CR or LF.
+
+        The usual line, without escapes, is read by one expression (tests/unit/test_log_filter.py checks that it
+        reads the fields the full one reads) and written here, in one loop per block with the lookups hoisted:
+        filtering such a line is mostly the cost of the Python that handles it, and these are almost all lines."""
+        usual = _USUAL.match
+        whole_path, whole_referrer = self._whole_path, self._whole_referrer
+        uncached, agents, hosts = self._scrub_url_uncached, self._agent, self._host
+        tally = self._tally
+        append = out.append
+        v4_24 = self._v4_24
+        fast = users = 0
+        for line in lines:
+            raw = line.rstrip("\r\n") if strip else line
+            m = usual(raw) if "\\" not in raw else None
+            if m is None:
+                got = self._combined_regex(raw)
+                if got is None:
+                    rejected.append(line + "\n")
                 else:
-                    h = self._host(h)
-                # as the proxy's Combined writer has them (escaped in the caches): "-" when empty
-                if ref and ref != "-":
-                    ref_got = self._whole_referrer.get(ref) or self._scrub_url_uncached(ref, "referrer")
-                    if ref_got[1]:
-                        tally.append(ref_got[1])
-                    ref = ref_got[0] or "-"
-                else:
-                    ref = "-"
-                agent = (self._agent(agent) or "-" if agent != "-" else agent) if agent else "-"
-                st = self._stats
-                st.lines += 1
-                st.written += 1
-                if len(tally) > 4096:
-                    self._count()
-                return f'{h} - - [{when}] "{method} {got[0]} {proto}" {status} {size} "{ref}" "{agent}"\n'
-        return self._combined_regex(raw)
+                    append(got)
+                continue
+            a, b, h, user, when, method, target, proto, status, size, ref, agent = m.groups()
+            got = whole_path.get(target) or uncached(target, "path")
+            if got[1]:
+                tally.append(got[1])
+            if user != "-":
+                users += 1
+            # Most hosts are dotted quads under the default /24: masked by concatenation, without a cache entry.
+            if a is None:
+                h = hosts(h)
+            elif v4_24:
+                h = a + "0"
+            else:
+                h = hosts(a + b)
+            # as the proxy's Combined writer has them (escaped in the caches): "-" when empty
+            if ref and ref != "-":
+                ref_got = whole_referrer.get(ref) or uncached(ref, "referrer")
+                if ref_got[1]:
+                    tally.append(ref_got[1])
+                ref = ref_got[0] or "-"
+            else:
+                ref = "-"
+            agent = (agents(agent) or "-" if agent != "-" else agent) if agent else "-"
+            fast += 1
+            append(f'{h} - - [{when}] "{method} {got[0]} {proto}" {status} {size} "{ref}" "{agent}"\n')
+        st = self._stats
+        st.lines += fast
+        st.written += fast
+        if users:
+            st.rules["remote_user"] += users
+        if len(tally) > 4096:
+            self._count()
 
     def _combined_regex(self, raw: str) -> str | None:
         m = COMBINED.match(raw)
@@ -962,9 +989,25 @@ def _unescape(v: str) -> str:
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
 
 
+def _refused(u: str) -> bool:
+    """_REFUSED.search(u) is not None; in printable ASCII that is a space or '#', which substring tests find
+    faster than the search."""
+    if u.isascii() and u.isprintable():
+        return " " in u or "#" in u
+    return _REFUSED.search(u) is not None
+
+
+def _needs_escape(v: str) -> bool:
+    """_NEEDS_ESCAPE.search(v) is not None. In printable ASCII only a quote or a backslash is escaped: four C
+    string methods answer for almost every URL in less time than the search."""
+    if v.isascii() and v.isprintable():
+        return '"' in v or "\\" in v
+    return _NEEDS_ESCAPE.search(v) is not None
+
+
 def _escape(v: str) -> str:
     """A quoted field written as the proxy writes it: the same escapes, "-" when empty."""
-    if v and _NEEDS_ESCAPE.search(v) is None:
+    if v and not _needs_escape(v):
         return v
     return quoted(record_text(v))
 
@@ -1007,6 +1050,9 @@ def filter_block(f: LogFilter, data: bytes) -> tuple[bytes, list[str]]:
         lines.pop()
     out: list[str] = []
     rejected: list[str] = []
+    if f.fmt == "combined":
+        f._combined_lines(lines, out, rejected, "\r" in text)  # CRLF line ends: what _combined strips
+        return "".join(out).encode("utf-8"), rejected
     line = f.line
     for raw in lines:
         r = line(raw)

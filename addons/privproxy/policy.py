@@ -157,6 +157,11 @@ def from_text(text: str, path: str = "<string>", *, secret: bytes | None = None,
         top.errors.add("version: no value", kl + 1, kc + 1, "write `version: 1`")
     elif s["version"].integer(1) != 1:
         s["version"].error("only version 1 exists", "write `version: 1`")
+    # The shipped text itself (the usual deployment, and filter-log's default) needs no baseline: it inherits
+    # nothing and cannot weaken what it is. Building the baseline too would build its policy twice, serially
+    # before filter-log's workers start. A `disable:` list still goes through the comparison.
+    if baseline and data is _shipped()[2] and "disable" not in s:
+        baseline = False
     base = _baseline() if baseline else None
     shipped = _shipped_sections() if baseline else {}
 

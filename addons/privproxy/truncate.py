@@ -151,7 +151,8 @@ def _colon_hex(text: str, t: Truncation) -> str | None:
     return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
 
 
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255 in ASCII digits without leading zeros
+_OCTET = rf"({OCTET})"
 QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")  # ASCII digits, no leading zeros: as ipaddress
 
 

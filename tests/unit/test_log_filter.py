@@ -115,7 +115,9 @@ _TOKENS = ["203.0.113.7", "2001:db8::1", "-", "jane", " ", '"', "\\", "[", "]", 
            "x", "\t", "\\x22"]
 _LINE = ('{h} {i} {u} [{t}] "{m} {target} {proto}" {status} {size} "{ref}" "{agent}"')
 # fields that are mostly what they should be, so that most lines take the fast path and a few just miss it
-_USUAL = {"h": ["203.0.113.7", "2001:db8::1", "host-1", "a\x85b", "a\tb", '"'], "i": ["-", "x", "-\xa0"],
+_USUAL = {"h": ["203.0.113.7", "2001:db8::1", "host-1", "a\x85b", "a\tb", '"', "10.0.0.255", "255.255.255.25",
+                "01.2.3.4", "1.2.3.04", "256.1.2.3", "1.2.3.256", "1.2.3.4.5", "1.2.3", "1.2.3.4x", "١.2.3.4"],
+          "i": ["-", "x", "-\xa0"],
           "u": ["-", "jane", "ü"], "t": ["22/Nov/2026:10:00:00 +0900", "", "a]b", 'a"b', "[x"],
           "m": ["GET", "POST", "M-SEARCH", "get", "GET2", "A" * 21], "target": ["/", "/p?q=1&gclid=x&uid=7", "/a b",
           "/ü", '/"', "/\x7f", "*", "http://x.example/p"], "proto": ["HTTP/1.1", "HTTP/2", "HTTP/1.10", "HTTP/3 "],
@@ -139,6 +141,11 @@ def test_the_usual_line_fast_path_agrees_with_the_full_expression(line):
     fast, full = LogFilter(rules, "combined"), LogFilter(rules, "combined")
     assert fast.line(line) == full._combined_regex(line)
     assert fast.stats == full.stats
+    # and a block of them, as the command reads its input (CRLF line ends too)
+    block, rejected = log_filter.filter_block(LogFilter(rules, "combined"), f"{line}\n{line}\r\n".encode())
+    expected = full._combined_regex(line)
+    assert block.decode() == ("" if expected is None else expected * 2)
+    assert rejected == ([] if expected is not None else [f"{line}\n", f"{line}\r\n"])
 
 
 @settings(max_examples=400, deadline=None)
@@ -358,7 +365,8 @@ def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
 
 
 # --- the core's shortcuts filter-log leans on give the answers of what they shortcut -----------------------------
-_TEXT = st.text(alphabet=st.sampled_from(list("abeyJ@+.:-() /\\%;#?\t\n0123456789xX") + ["٣", "\u3000", "é", "\x85"]),
+_TEXT = st.text(alphabet=st.sampled_from([*'abeyJ@+.:-() /\\%;#?\t\n0123456789xX\x7f"', "٣", "\u3000", "é", "\x85",
+                                          "\u2028", "\ud800"]),
                 max_size=40)
 
 
@@ -375,7 +383,17 @@ def test_a_plain_path_is_its_own_canonical_path(path):
     # Scrubber.path and filter-log skip target.parse for a plain path: it must read as itself
     if targets.plain(path):
         assert targets.parse(path).path == path, path
+    # its substring tests for printable ASCII say what its expressions say
+    assert targets.plain(path) == (path[:1] == "/" and "?" not in path and targets.BAD_CHAR.search(path) is None
+                                   and targets._COMPLEX.search(path) is None), path
     assert targets.plain("/products/watch-42") and not targets.plain("//g/collect") and not targets.plain("/a?b")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_TEXT, _paths(), _targets()))
+def test_the_escape_shortcuts_answer_as_the_expressions(text):
+    assert log_filter._needs_escape(text) == (log_filter._NEEDS_ESCAPE.search(text) is not None), text
+    assert log_filter._refused(text) == (log_filter._REFUSED.search(text) is not None), text
 
 
 _SIEVED = [LogFilter(rules, "combined") for rules in (SHIPPED, policy.from_text(

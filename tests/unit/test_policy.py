@@ -25,6 +25,21 @@ def test_shipped_file_loads_and_every_rule_names_a_control():
     assert p.truncation.ipv4_prefix == 24
 
 
+def test_the_shipped_text_reads_the_same_without_the_baseline_comparison():
+    # The shipped text skips building the baseline (it inherits nothing and weakens nothing); the same text with
+    # a comment added takes the full path: both give the same policy.
+    text = (REPO / "filters.yaml").read_text(encoding="utf-8")
+    short = policy.from_text(text, "filters.yaml", secret=b"s")
+    full = policy.from_text(text + "\n# a comment changes the hash, not the rules\n", "filters.yaml", secret=b"s")
+    assert short.sha256 != full.sha256
+    same = ("rules", "sites", "client_ip", "https", "truncation", "pseudonyms", "logging", "geo", "beacons", "consent",
+            "referrer", "disclosure", "warnings", "disabled", "inherited", "inherited_sections")
+    for name in same:
+        assert getattr(short, name) == getattr(full, name), name
+    assert short.scrubber.sensitive_paths == full.scrubber.sensitive_paths
+    assert short.scrubber.detectors == full.scrubber.detectors
+
+
 def test_default_policy_is_the_shipped_file():
     assert policy.default().sha256 == policy.load(REPO / "filters.yaml").sha256
 
