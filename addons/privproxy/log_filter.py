@@ -207,6 +207,9 @@ class LogFilter:
         self._period = policy.scrubber.pseudonymizer.period()
         self._default_site = policy.sites.default
         self._cut: dict[str, tuple[str, tuple[str, ...]]] = {}  # referrers cut to their origin -> record text
+        # Set by _target when a URL holds identifier values: URLs with fresh values are not remembered whole,
+        # so they neither cost a cache entry nor push out the URLs that do repeat.
+        self._fresh = False
         allow = policy.logging.query_allowlist
         self._allowlist = allow.apply if allow.active else None  # logging.query_allowlist, when set
         self._referrer_kept = policy.referrer.external == policy.referrer.internal == "keep"  # _logged: no cut
@@ -239,6 +242,7 @@ class LogFilter:
         """What the proxy's record holds for a target (scope "path") or a referrer, as this format writes it:
         Scrubber.url, through the fast path wherever that gives the same text (tests/unit/test_log_filter.py).
         Remembered in the scope's whole-URL cache."""
+        self._fresh = False
         try:
             if self._allowlist is None and (scope == "path" or self._referrer_kept):
                 out, rules = self._url(u, scope)
@@ -248,10 +252,13 @@ class LogFilter:
             out, rules = ("[redacted]" if scope == "path" else ""), (f"failure:log_{scope}",)
         if self._quote and _needs_escape(out):
             out = quoted(record_text(out))
+        got = out, rules
+        if self._fresh:  # a click id, session id or visitor id: this URL will not come again
+            return got
         cache = self._whole[scope]
         if len(cache) >= self._size:
             cache.clear()
-        got = cache[u] = out, rules
+        cache[u] = got
         return got
 
     def _logged(self, u: str, scope: str) -> tuple[str, tuple[str, ...]]:
@@ -413,8 +420,10 @@ class LogFilter:
                     continue
                 kept.append(after)
             own += ident
-        if ids is not None and len(kept) > own and _may_echo(ids, kept):
-            return None
+        if ids is not None:
+            self._fresh = True
+            if len(kept) > own and _may_echo(ids, kept):
+                return None
         return out + "?" + "&".join(kept) if kept else out
 
     def _path(self, path: str, scope: str) -> tuple[str, bool, tuple[str, ...], bool]:

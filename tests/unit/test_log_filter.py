@@ -337,6 +337,18 @@ def test_filter_log_gives_what_the_proxy_logs_for_the_same_target_and_referrer(t
     assert doc["http_referer"] == doc["referrer"] == ref
 
 
+def test_urls_with_fresh_identifiers_are_not_remembered_whole():
+    # A click id makes every URL new: such URLs get no whole-URL cache entry (nor push out the ones that repeat),
+    # and come out the same whether remembered or not.
+    f = LogFilter(SHIPPED, "combined")
+    line = '203.0.113.7 - - [01/Dec/2026:12:00:00 +0000] "GET {} HTTP/1.1" 200 1 "-" "curl/8.1.0"\n'
+    first = [f.line(line.format(f"/p?gclid=EAIaIQob{i:09d}&ref=home")) for i in range(3)]
+    assert first == [line.format("/p?ref=home").replace("203.0.113.7", "203.0.113.0").replace("curl/8.1.0",
+                                                                                                "curl 8 (Other)")] * 3
+    assert not [u for u in f._whole_path if "gclid" in u]
+    assert f.line(line.format("/p?ref=home")) == first[0] and "/p?ref=home" in f._whole_path
+
+
 def test_identifier_echoes_and_credentials_as_the_proxy_logs_them():
     # Found by the property test above: filter-log kept copies of identifiers (issue 17 item 7) and the
     # user:password of absolute referrers, which the proxy's log removes.
