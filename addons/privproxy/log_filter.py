@@ -15,6 +15,7 @@ through the detectors (tests/unit/test_log_filter_formats.py).
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -1047,6 +1048,31 @@ def blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[bytes]:
         yield rest
 
 
+def spans(fd: int, start: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
+    """(start, end) offsets of blocks of whole lines in a regular file, from `start` to its end: the lines blocks()
+    reads, for workers that read their block themselves (os.pread) instead of receiving it through a pipe.
+
+    A block ends after the first newline at or after `size` bytes, or at the end of the file; a line longer than
+    MAX_LINE is cut, as blocks() cuts it. A file that grows while it is read is read to its new end."""
+    pos = start
+    while (length := os.fstat(fd).st_size) > pos:
+        end = probe = pos + size - 1
+        while probe < length:
+            chunk = os.pread(fd, 1 << 16, probe)
+            i = chunk.find(b"\n")
+            if i >= 0:
+                end = probe + i + 1
+                break
+            probe += len(chunk)
+            if not chunk or probe - end >= MAX_LINE:
+                end = probe
+                break
+        else:
+            end = length  # the last block: to the end of the file
+        yield pos, end
+        pos = end
+
+
 def filter_block(f: LogFilter, data: bytes) -> tuple[bytes, list[str]]:
     """(filtered lines, rejected lines) for a block of whole lines.
 
@@ -1074,16 +1100,21 @@ def filter_block(f: LogFilter, data: bytes) -> tuple[bytes, list[str]]:
 
 # --- parallel filtering: mitmproxy-free worker processes, one block at a time, output in input order ---------
 _worker: LogFilter | None = None
+_input = -1  # the log file's descriptor, inherited: a block is read by the worker that filters it
 
 
-def _init_worker(policy: Policy, fmt: str, regex: str | None = None) -> None:
-    global _worker
+def _init_worker(policy: Policy, fmt: str, regex: str | None = None, fd: int = -1) -> None:
+    global _worker, _input
     _worker = LogFilter(policy, fmt, regex=regex)
+    _input = fd
     quiet_gc()
 
 
-def _filter_in_worker(data: bytes) -> tuple[bytes, list[str], Stats]:
+def _filter_in_worker(data: bytes | tuple[int, int]) -> tuple[bytes, list[str], Stats]:
     assert _worker is not None
+    if isinstance(data, tuple):  # a span of the file: read here, so the block never crosses a pipe
+        start, end = data
+        data = os.pread(_input, end - start, start)
     _worker.stats = Stats()
     _worker.check_period()
     out, rejected = filter_block(_worker, data)
@@ -1106,15 +1137,17 @@ def merge(total: Stats, part: Stats) -> None:
     total.reasons.update(part.reasons)
 
 
-def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes], workers: int, regex: str | None = None
-                 ) -> Iterator[tuple[bytes, list[str], Stats]]:
+def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes] | Iterable[tuple[int, int]], workers: int,
+                 regex: str | None = None, fd: int = -1) -> Iterator[tuple[bytes, list[str], Stats]]:
     """Filtered blocks in input order, at most two blocks per worker in flight (memory stays bounded however
-    long the log). Workers are forked, so they share the parent's pseudonymization secret (an ephemeral one
-    included) and compute the same pseudonyms."""
+    long the log). `source`: blocks, or spans() of the file open as `fd`, which the workers read themselves
+    (the parent then neither copies nor pickles the log: its CPU is taken from the workers'). Workers are
+    forked, so they share the parent's pseudonymization secret (an ephemeral one included) and compute the
+    same pseudonyms."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt, regex)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt, regex, fd)) as pool:
         pending: deque = deque()
         for data in source:
             pending.append(pool.apply_async(_filter_in_worker, (data,)))

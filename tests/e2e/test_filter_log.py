@@ -51,6 +51,26 @@ def test_files_quarantine_and_parallel_workers_agree(tmp_path):
     assert stat.S_IMODE(os.stat(q).st_mode) == 0o600
 
 
+def test_workers_read_standard_input_from_where_it_stands(tmp_path):
+    # `privproxy filter-log < access.log`: the workers read their blocks from the file themselves, from the
+    # offset the shell (or a script that read a header first) left standard input at
+    src = tmp_path / "access.log"
+    src.write_text("".join(LINES * 3000))
+    outs = []
+    for jobs in ("1", "2"):
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            os.lseek(fd, len(LINES[0].encode()), os.SEEK_SET)
+            r = subprocess.run([*privproxy_exe(), "filter-log", "--config", str(REPO / "filters.yaml"), "--jobs", jobs],
+                               stdin=fd, capture_output=True, timeout=120, env=ENV)
+        finally:
+            os.close(fd)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+        assert b"8,999 lines read, 5,999 written" in r.stderr, r.stderr
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 5999
+
+
 def test_json_format_and_clear_errors(tmp_path):
     r = run("--format", "json", stdin=b'{"remote_addr": "198.51.100.23", "request_uri": "/p?email=a%40b.example"}\n')
     assert r.returncode == 0 and r.stdout == b'{"remote_addr":"198.51.100.0","request_uri":"/p?email=[redacted]"}\n'

@@ -430,3 +430,33 @@ def test_the_beacon_sieve_lets_every_beacon_through(path):
             found = True
         assert f._may_be_beacon(canonical) or not found, canonical
     assert not _SIEVED[0]._may_be_beacon("/products/watch-42")
+
+
+# --- workers read their own blocks of a file (log_filter.spans) ------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bb", "\n", "x" * 40, "é", "\r\n"]), max_size=60).map("".join),
+       st.integers(1, 64), st.integers(0, 8))
+def test_spans_cover_the_file_in_whole_lines(tmp_path_factory, text, size, skip):
+    data = text.encode()
+    skip = min(skip, len(data))
+    path = tmp_path_factory.mktemp("spans") / "access.log"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        got = list(log_filter.spans(f.fileno(), skip, size))
+    # contiguous from the start offset to the end of the file
+    assert b"".join(data[a:b] for a, b in got) == data[skip:]
+    assert all(b > a for a, b in got) and all(b == c for (_, b), (c, _) in zip(got, got[1:], strict=False))
+    # each block ends at the first newline at or after `size` bytes, the last one perhaps at the end instead
+    for a, b in got:
+        nl = data.find(b"\n", a + size - 1)
+        assert b == (nl + 1 if nl >= 0 else len(data))
+
+
+def test_spans_cut_a_line_longer_than_max_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(log_filter, "MAX_LINE", 100)
+    path = tmp_path / "access.log"
+    path.write_bytes(b"a" * 1000 + b"\nshort\n")
+    with open(path, "rb") as f:
+        got = list(log_filter.spans(f.fileno(), 0, 10))
+    assert all(end - start <= 10 + 100 + (1 << 16) for start, end in got)
+    assert got[-1][1] == 1007 and len(got) > 1

@@ -125,9 +125,18 @@ def cmd(args) -> int:
     # Workers pay off on files; on a pipe (`tail -F | privproxy filter-log`, Apache's piped logs) every line
     # goes out as soon as it is filtered instead of waiting for a block to fill.
     regular = stat.S_ISREG(st.st_mode)
+
+    def spans():
+        nonlocal done
+        fd = src.fileno()
+        start = os.lseek(fd, 0, os.SEEK_CUR)  # standard input may be handed over part-read
+        for span in log_filter.spans(fd, start):
+            done = span[1] - start
+            yield span
+
     try:
         if args.jobs > 1 and regular:
-            results = log_filter.run_parallel(policy, fmt, source(), args.jobs, args.regex)
+            results = log_filter.run_parallel(policy, fmt, spans(), args.jobs, args.regex, src.fileno())
         else:
             log_filter.quiet_gc()
             results = ((*log_filter.filter_block(filt, data), None) for data in source())
