@@ -52,5 +52,7 @@ fi
 
 # The package is installed editable: with PYTHONDONTWRITEBYTECODE set (some CI images and shells) Python would
 # compile every module on every run, which is a third of `privproxy filter-log`'s start-up. Write the bytecode
-# once here (compileall writes it whatever that variable says, and skips modules that are up to date).
-"$VENV/bin/python" -m compileall -q -j 0 "$ROOT/addons/privproxy" >/dev/null
+# once here (compileall writes it whatever that variable says, and skips modules that are up to date). A tree
+# that cannot be written to (read-only, another owner) still runs: only slower to start, and said so.
+"$VENV/bin/python" -m compileall -q -j 0 "$ROOT/addons/privproxy" >/dev/null \
+  || echo "privproxy: could not write bytecode under $ROOT/addons (start-up compiles it each run)" >&2

@@ -1053,11 +1053,19 @@ def spans(fd: int, start: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
     reads, for workers that read their block themselves (os.pread) instead of receiving it through a pipe.
 
     A block ends after the first newline at or after `size` bytes, or at the end of the file; a line longer than
-    MAX_LINE is cut, as blocks() cuts it. A file that grows while it is read is read to its new end."""
+    MAX_LINE is cut, as blocks() cuts it. A file that grows while it is read is read to its new end, and a line
+    is never cut where a writer has not finished it yet: the end of the file counts only when it stays put."""
     pos = start
     while (length := os.fstat(fd).st_size) > pos:
         end = probe = pos + size - 1
-        while probe < length:
+        while True:
+            if probe >= length:
+                grown = os.fstat(fd).st_size
+                if grown > length:  # a writer is appending: the line may go on
+                    length = grown
+                    continue
+                end = length  # the last block: to the end of the file
+                break
             chunk = os.pread(fd, 1 << 16, probe)
             i = chunk.find(b"\n")
             if i >= 0:
@@ -1067,8 +1075,6 @@ def spans(fd: int, start: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
             if not chunk or probe - end >= MAX_LINE:
                 end = probe
                 break
-        else:
-            end = length  # the last block: to the end of the file
         yield pos, end
         pos = end
 

@@ -63,6 +63,8 @@ def test_workers_read_standard_input_from_where_it_stands(tmp_path):
             os.lseek(fd, len(LINES[0].encode()), os.SEEK_SET)
             r = subprocess.run([*privproxy_exe(), "filter-log", "--config", str(REPO / "filters.yaml"), "--jobs", jobs],
                                stdin=fd, capture_output=True, timeout=120, env=ENV)
+            # consumed, as a reader leaves its input: a command after it in `{ ...; } < log` gets the rest, none
+            assert os.lseek(fd, 0, os.SEEK_CUR) == src.stat().st_size, jobs
         finally:
             os.close(fd)
         assert r.returncode == 0, r.stderr

@@ -453,10 +453,35 @@ def test_spans_cover_the_file_in_whole_lines(tmp_path_factory, text, size, skip)
 
 
 def test_spans_cut_a_line_longer_than_max_line(tmp_path, monkeypatch):
+    # as blocks() does, so that memory stays bounded: each piece goes to a worker on its own
     monkeypatch.setattr(log_filter, "MAX_LINE", 100)
     path = tmp_path / "access.log"
-    path.write_bytes(b"a" * 1000 + b"\nshort\n")
+    data = b"a" * 300_000 + b"\nshort\n"
+    path.write_bytes(data)
     with open(path, "rb") as f:
         got = list(log_filter.spans(f.fileno(), 0, 10))
-    assert all(end - start <= 10 + 100 + (1 << 16) for start, end in got)
-    assert got[-1][1] == 1007 and len(got) > 1
+    assert b"".join(data[a:b] for a, b in got) == data
+    assert got[0][1] < 300_000 and len(got) > 2  # cut before the line's end, in pieces
+    assert all(b - a <= 10 + 100 + (1 << 16) for a, b in got)
+
+
+def test_spans_wait_for_a_line_a_writer_is_still_appending(tmp_path, monkeypatch):
+    # the file grows while the probe looks for the end of a line: the block ends at that line's newline, never
+    # where the writer had got to
+    path = tmp_path / "access.log"
+    path.write_bytes(b"first\nsecond line, half")
+    calls = []
+    real_fstat = log_filter.os.fstat
+
+    def fstat(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the probe reached the end the outer loop saw
+            with open(path, "ab") as w:
+                w.write(b" written\nthird\n")
+        return real_fstat(fd)
+
+    monkeypatch.setattr(log_filter.os, "fstat", fstat)
+    with open(path, "rb") as f:
+        got = list(log_filter.spans(f.fileno(), 0, 10))
+    data = path.read_bytes()
+    assert [data[a:b] for a, b in got] == [b"first\nsecond line, half written\n", b"third\n"]

@@ -133,6 +133,8 @@ def cmd(args) -> int:
         for span in log_filter.spans(fd, start):
             done = span[1] - start
             yield span
+        # Consumed, as a read would leave it: `{ privproxy filter-log; next; } < log` must not give `next` it again
+        os.lseek(fd, start + done, os.SEEK_SET)
 
     try:
         if args.jobs > 1 and regular:
