@@ -1109,18 +1109,17 @@ _worker: LogFilter | None = None
 _input = -1  # the log file's descriptor, inherited: a block is read by the worker that filters it
 
 
-def _init_worker(policy: Policy, fmt: str, regex: str | None = None, fd: int = -1) -> None:
+def _init_worker(policy: Policy, fmt: str, regex: str | None, fd: int) -> None:
     global _worker, _input
     _worker = LogFilter(policy, fmt, regex=regex)
     _input = fd
     quiet_gc()
 
 
-def _filter_in_worker(data: bytes | tuple[int, int]) -> tuple[bytes, list[str], Stats]:
+def _filter_in_worker(span: tuple[int, int]) -> tuple[bytes, list[str], Stats]:
     assert _worker is not None
-    if isinstance(data, tuple):  # a span of the file: read here, so the block never crosses a pipe
-        start, end = data
-        data = os.pread(_input, end - start, start)
+    start, end = span
+    data = os.pread(_input, end - start, start)  # read here, so the block never crosses a pipe
     _worker.stats = Stats()
     _worker.check_period()
     out, rejected = filter_block(_worker, data)
@@ -1143,20 +1142,20 @@ def merge(total: Stats, part: Stats) -> None:
     total.reasons.update(part.reasons)
 
 
-def run_parallel(policy: Policy, fmt: str, source: Iterable[bytes] | Iterable[tuple[int, int]], workers: int,
-                 regex: str | None = None, fd: int = -1) -> Iterator[tuple[bytes, list[str], Stats]]:
+def run_parallel(policy: Policy, fmt: str, fd: int, source: Iterable[tuple[int, int]], workers: int,
+                 regex: str | None = None) -> Iterator[tuple[bytes, list[str], Stats]]:
     """Filtered blocks in input order, at most two blocks per worker in flight (memory stays bounded however
-    long the log). `source`: blocks, or spans() of the file open as `fd`, which the workers read themselves
-    (the parent then neither copies nor pickles the log: its CPU is taken from the workers'). Workers are
-    forked, so they share the parent's pseudonymization secret (an ephemeral one included) and compute the
-    same pseudonyms."""
+    long the log). `source`: spans() of the regular file open as `fd`, which the workers read themselves (the
+    parent neither copies nor pickles the log: its CPU would be taken from the workers'). Workers are forked,
+    so they share the parent's pseudonymization secret (an ephemeral one included) and compute the same
+    pseudonyms."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(policy, fmt, regex, fd)) as pool:
         pending: deque = deque()
-        for data in source:
-            pending.append(pool.apply_async(_filter_in_worker, (data,)))
+        for span in source:
+            pending.append(pool.apply_async(_filter_in_worker, (span,)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
         while pending:

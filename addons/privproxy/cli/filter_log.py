@@ -138,7 +138,7 @@ def cmd(args) -> int:
 
     try:
         if args.jobs > 1 and regular:
-            results = log_filter.run_parallel(policy, fmt, spans(), args.jobs, args.regex, src.fileno())
+            results = log_filter.run_parallel(policy, fmt, src.fileno(), spans(), args.jobs, args.regex)
         else:
             log_filter.quiet_gc()
             results = ((*log_filter.filter_block(filt, data), None) for data in source())
