@@ -1,7 +1,7 @@
 """privproxy's own cost per request, without the network: the mixed traffic of bench/traffic.py driven through
 the real addon chain (mitmproxy's test helpers) with the shipped rules, a log directory and metrics.
 
-    python bench/addon_chain.py [--requests 20000] [--repeat 5] [--profile]
+    python bench/addon_chain.py [--requests 20000] [--repeat 5] [--profile] [--traffic mixed|beacons|pages]
 
 Prints microseconds of CPU per request (best of --repeat), which is what privproxy adds to mitmproxy's own
 work. Deterministic enough to compare two versions of the code on a noisy machine; --profile prints the
@@ -11,7 +11,9 @@ hottest functions.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import inspect
 import os
 import pstats
 import sys
@@ -33,8 +35,8 @@ HOOKS = ("requestheaders", "request", "responseheaders", "response")
 PAGE = b"<!doctype html><title>shop</title>" + b"<p>product text</p>" * 300
 
 
-def flows(n: int) -> list[http.HTTPFlow]:
-    reqs = mixed()
+def flows(n: int, traffic: str = "mixed") -> list[http.HTTPFlow]:
+    reqs = [r for r in mixed() if traffic == "mixed" or r.beacon == (traffic == "beacons")]
     out = []
     for i in range(n):
         r = reqs[i % len(reqs)]
@@ -93,6 +95,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--traffic", choices=("mixed", "beacons", "pages"), default="mixed",
+                    help="the requests: the mix (two pages per beacon, default), or only one kind")
     args = ap.parse_args()
     os.environ.setdefault("PRIVPROXY_SECRET", "bench-secret-0123456789abcdef0123456789")
     rt = SharedState()
@@ -102,7 +106,7 @@ def main() -> int:
         assert rt.policy is not None, "the rules did not load"
         best = float("inf")
         for _ in range(args.repeat):
-            fs = flows(args.requests)
+            fs = flows(args.requests, args.traffic)
             if args.profile:
                 prof = cProfile.Profile()
                 prof.enable()
@@ -118,9 +122,11 @@ def main() -> int:
         assert not failed, f"{failed} filter failures: the benchmark would measure the fail-closed path"
         for a in chain:
             if hasattr(a, "done"):
-                a.done()
+                closing = a.done()
+                if inspect.iscoroutine(closing):  # the gateway closes its vendor pools
+                    asyncio.run(closing)
     print(f"privproxy addon chain: {best / args.requests * 1e6:.1f} us CPU per request "
-          f"({args.requests} requests of the mixed traffic, best of {args.repeat})")
+          f"({args.requests} requests of the {args.traffic} traffic, best of {args.repeat})")
     return 0
 
 

@@ -4,11 +4,14 @@ the same nginx, under the same wrk load of mixed pages and beacons of every vend
     python bench/proxy_vs_mitmdump.py [--seconds 10] [--rounds 3] [--connections 16] [--json FILE]
     python bench/proxy_vs_mitmdump.py --workers [...]   # privproxy run --workers 1 against --workers 2
     python bench/proxy_vs_mitmdump.py --traffic beacons [...]   # only the beacons (or only the pages)
+    python bench/proxy_vs_mitmdump.py --floor [...]   # also a bare mitmproxy Master (bench/bare_master.py)
     (scripts/bench-proxy installs nginx and wrk from Debian and runs it in the project's venv)
 
 Prints requests/s of each, the ratio (issue 8 asks privproxy >= 1.2x stock mitmdump), p50/p99 latency added
 over nginx alone, proxy CPU time per request, and privproxy's own filtering time per request. Rounds
 alternate the order; the median round counts. Everything listens on 127.0.0.1; every run is bounded in time.
+`privproxy run` (and the bare Master) leave out mitmproxy's debug-only type check of each request's and response's
+fields, which `python -O` would also leave out (with every assert); stock mitmdump runs as installed.
 """
 
 from __future__ import annotations
@@ -153,7 +156,11 @@ class Proxy:
         env = {**os.environ, "PRIVPROXY_SECRET": "bench-secret-0123456789abcdef0123456789"}
         bindir = Path(sys.executable).parent
         self.metrics_port = None
-        if kind.startswith("mitmdump"):
+        if kind == "bare-master":
+            # the floor: privproxy run's Master, set up the same way, without privproxy's addons
+            cmd = [sys.executable, str(HERE / "bare_master.py"),
+                   f"reverse:http://127.0.0.1:{upstream}@127.0.0.1:{self.port}", str(tmp / "mitm-conf")]
+        elif kind.startswith("mitmdump"):
             # stock: as installed, no scripts; it prints one line per flow (to /dev/null here).
             # -q: the same with that printing off, the stricter comparison.
             cmd = [str(bindir / "mitmdump"), *(["-q"] if kind == "mitmdump-q" else []),
@@ -234,9 +241,14 @@ def main() -> int:
     ap.add_argument("--workers", action="store_true",
                     help="compare privproxy run --workers 1 and --workers 2 (requests/s, CPU per request, and that "
                          "the access log and the metrics count every request once) instead of stock mitmdump")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run a bare mitmproxy Master (privproxy run's core without privproxy's addons): what "
+                         "any addon on mitmproxy's core could serve at best")
     ap.add_argument("--traffic", choices=("mixed", "beacons", "pages"), default="mixed",
                     help="the requests wrk sends: the mix (two pages per beacon, default), or only one kind")
     args = ap.parse_args()
+    if args.floor and args.workers:
+        ap.error("--floor compares with stock mitmdump; --workers compares privproxy with itself: one at a time")
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
             print(f"bench: {tool} is missing: sudo apt-get install {tool} (scripts/bench-proxy does it)",
@@ -249,7 +261,8 @@ def main() -> int:
             script = tmp / "mixed.lua"
             lua_script(script, args.traffic)
             direct = wrk(f"http://127.0.0.1:{nport}", script, args.seconds / 2, args.connections)
-            kinds = ("privproxy-w1", "privproxy-w2") if args.workers else ("mitmdump", "mitmdump-q", "privproxy")
+            kinds = (("privproxy-w1", "privproxy-w2") if args.workers
+                     else ("mitmdump", "mitmdump-q", "privproxy", *(("bare-master",) if args.floor else ())))
             rounds: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
             for i in range(args.rounds):
                 order = kinds if i % 2 == 0 else tuple(reversed(kinds))
@@ -271,7 +284,7 @@ def main() -> int:
 
     ratio = median("privproxy", "rps") / median("mitmdump", "rps")
     ratio_q = median("privproxy", "rps") / median("mitmdump-q", "rps")
-    # Each round runs the three within half a minute; a shared VM's speed drifts between rounds more than
+    # Each round runs them all within a minute; a shared VM's speed drifts between rounds more than
     # within one, so the ratio inside each round is the steadier figure.
     per_round = [p["rps"] / m["rps"] for p, m in zip(rounds["privproxy"], rounds["mitmdump"], strict=True)
                  if m["rps"] > 0]
@@ -285,7 +298,8 @@ def main() -> int:
         "ratio_per_round": per_round,
     }
     print(f"{'':22s}{'req/s':>9s}{'p50 +ms':>9s}{'p99 +ms':>9s}{'CPU ms/req':>12s}{'filter ms/req':>15s}")
-    labels = {"mitmdump": "mitmdump (stock)", "mitmdump-q": "mitmdump -q", "privproxy": "privproxy run"}
+    labels = {"mitmdump": "mitmdump (stock)", "mitmdump-q": "mitmdump -q", "privproxy": "privproxy run",
+              "bare-master": "bare mitmproxy Master"}
     for kind in kinds:
         print(f"{labels[kind]:22s}{median(kind, 'rps'):9.0f}"
               f"{median(kind, 'p50_ms') - direct['p50_ms']:9.2f}{median(kind, 'p99_ms') - direct['p99_ms']:9.2f}"
@@ -296,6 +310,13 @@ def main() -> int:
           f"privproxy / mitmdump -q: {ratio_q:.2f}x")
     if per_round:
         print(f"per round: {', '.join(f'{r:.2f}x' for r in per_round)}; median {statistics.median(per_round):.2f}x")
+    if args.floor:
+        floor = [b["rps"] / m["rps"] for b, m in zip(rounds["bare-master"], rounds["mitmdump"], strict=True)
+                 if m["rps"] > 0]
+        result["floor_ratio_per_round"] = floor
+        print(f"bare mitmproxy Master / stock mitmdump per round: {', '.join(f'{r:.2f}x' for r in floor)}; "
+              f"privproxy's own CPU per request over the bare Master: "
+              f"{median('privproxy', 'cpu_ms_per_request') - median('bare-master', 'cpu_ms_per_request'):.3f} ms")
     errors = {k: [(r["non_2xx"], r["socket_errors"]) for r in v if r["non_2xx"] or r["socket_errors"]]
               for k, v in rounds.items()}
     if any(errors.values()):

@@ -7,29 +7,34 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 from tests.tools import require
 
 
-def test_proxy_benchmark_runs_all_three_proxies_without_errors(tmp_path):
+def test_proxy_benchmark_runs_all_the_proxies_and_the_floor_without_errors(tmp_path):
     require("nginx", "nginx")
     require("wrk", "wrk")
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "proxy_vs_mitmdump.py"), "--seconds", "1",
-                        "--warmup", "1", "--rounds", "1", "--connections", "4", "--json", str(out)],
+                        "--warmup", "1", "--rounds", "1", "--connections", "4", "--json", str(out), "--floor"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ratio privproxy / stock mitmdump:" in r.stdout and "errors:" not in r.stdout, r.stdout
     doc = json.loads(out.read_text())
-    for kind in ("mitmdump", "mitmdump-q", "privproxy"):
+    assert "bare mitmproxy Master / stock mitmdump per round:" in r.stdout, r.stdout
+    for kind in ("mitmdump", "mitmdump-q", "privproxy", "bare-master"):
         (only,) = doc["rounds"][kind]
         assert only["requests"] > 0 and only["non_2xx"] == 0, (kind, only)
     assert doc["rounds"]["privproxy"][0]["filter_ms_per_request"] > 0  # privproxy's own metric was read
 
 
-def test_addon_chain_benchmark_measures_the_filtering_path():
+@pytest.mark.parametrize("traffic", ["mixed", "beacons"])
+def test_addon_chain_benchmark_measures_the_filtering_path(traffic):
     # it refuses to report a figure if any request took the fail-closed path instead of the filters
     r = subprocess.run([sys.executable, str(REPO / "bench" / "addon_chain.py"), "--requests", "300",
-                        "--repeat", "1"], capture_output=True, text=True, timeout=300)
+                        "--repeat", "1", "--traffic", traffic], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "us CPU per request" in r.stdout
+    assert f"us CPU per request (300 requests of the {traffic} traffic" in r.stdout
+    assert "never awaited" not in r.stderr, r.stderr

@@ -68,6 +68,14 @@ def test_small_answers_are_buffered_and_large_or_unsized_ones_counted_as_they_st
     assert flowview.streamed_bytes(big) == flowview.response_size(big) == 1000
 
 
+def test_an_unsized_answer_with_a_body_still_streams():
+    f = make_flow("/")
+    f.response = tutils.tresp(status_code=200, content=b"")
+    del f.response.headers["content-length"]
+    flowview.count_response(f, buffer_limit=100)
+    assert f.response.stream and f.response.stream(b"abc") == b"abc" and flowview.streamed_bytes(f) == 3
+
+
 def test_secure_response_replaces_hsts_and_keeps_bytes_it_does_not_own():
     f = make_flow("/")
     f.response = tutils.tresp(headers=http.Headers([

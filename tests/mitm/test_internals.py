@@ -22,7 +22,7 @@ from mitmproxy.proxy import commands, events, mode_servers, mode_specs, server
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.test import taddons, tflow
-from mitmproxy.utils import asyncio_utils
+from mitmproxy.utils import asyncio_utils, typecheck
 
 from privproxy.mitm import flowview, internals
 
@@ -233,6 +233,35 @@ def test_eager_tasks_for_uvloop_replaces_mitmproxys_task_factory(monkeypatch):
 
     uvloop.run(main())
     assert ran == ["eager"]
+
+
+def test_skip_message_typecheck_retires_only_mitmproxys_debug_type_check(monkeypatch):
+    # What is retired is still only the debug check over every field, defined once for requests and responses
+    # (a mitmproxy upgrade that puts other work there, or a __post_init__ of their own, fails here).
+    assert "if __debug__:" in inspect.getsource(http.MessageData)
+    body = [line.strip() for line in inspect.getsource(http.MessageData.__post_init__).splitlines()[1:]]
+    assert body == ["for field in fields(self):", "val = getattr(self, field.name)",
+                    "typecheck.check_option_type(field.name, val, field.type)"]
+    assert not any("__post_init__" in vars(c) for c in (http.RequestData, http.ResponseData))
+    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)  # restored after
+
+    def ill_typed():
+        return http.ResponseData(http_version=b"HTTP/1.1", headers=http.Headers(), content=b"", trailers=None,
+                                 timestamp_start=0.0, timestamp_end=None, status_code="200", reason=b"OK")  # type: ignore
+
+    with pytest.raises(TypeError):
+        ill_typed()
+    internals.skip_message_typecheck()
+    assert ill_typed().status_code == "200"  # nothing checks any more
+
+    def refuse(*_):
+        raise AssertionError("type-checked")
+
+    monkeypatch.setattr(typecheck, "check_option_type", refuse)
+    req = http.Request.make("GET", "https://a.example/", b"body", {"x-a": "1"})
+    resp = http.Response.make(204, b"", {"cache-control": "no-store"})
+    assert req.content == b"body" and req.headers["x-a"] == "1" and resp.status_code == 204
+    assert http.Request.from_state(req.get_state()).get_state() == req.get_state()  # as flow files read back
 
 
 # -- listen addresses and the operator's certificates ---------------------------------------------------------

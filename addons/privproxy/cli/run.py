@@ -319,11 +319,13 @@ async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), t
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
     import privproxy.mitm
+    from privproxy.mitm import internals
     from privproxy.mitm.dispatch import DirectAddonManager
     from privproxy.mitm.drain import Drain
     from privproxy.mitm.exporter import MetricsExporter
 
     setup_logging(args.verbose)
+    internals.skip_message_typecheck()
     confdir = Path(args.confdir).expanduser()
     trial_ca = confdir / CA_FILE if trial_ca_note else None
     opts = options.Options()
