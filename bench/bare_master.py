@@ -11,20 +11,9 @@ import sys
 
 
 async def serve(mode: str, confdir: str) -> None:
-    from mitmproxy import master, options
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
+    from privproxy.cli.run import proxy_master
 
-    from privproxy.cli.run import setup_logging
-    from privproxy.mitm import internals
-    from privproxy.mitm.dispatch import DirectAddonManager
-
-    setup_logging(False)
-    internals.skip_message_typecheck()
-    opts = options.Options()
-    m = master.Master(opts)
-    m.addons = DirectAddonManager(m)
-    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 errorcheck.ErrorCheck())
+    m, opts = proxy_master(False)
     opts.update(mode=[mode], confdir=confdir, connection_strategy="lazy")
     await m.run()
 

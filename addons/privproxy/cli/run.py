@@ -313,34 +313,44 @@ def acme_options(args) -> dict[str, object]:
     return opts
 
 
-async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False,
-                worker=None) -> int:
-    from mitmproxy import exceptions, master, options
+def proxy_master(verbose: bool, *own: object):
+    """mitmproxy's Master and options as `privproxy run` sets them up, with `own` as its addons: the mitmproxy
+    addons a reverse proxy needs, hooks dispatched straight to the addons that have them, privproxy's logging,
+    and mitmproxy's debug-only type check left out. bench/bare_master.py runs it with no addons of its own."""
+    from mitmproxy import master, options
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
-    import privproxy.mitm
     from privproxy.mitm import internals
     from privproxy.mitm.dispatch import DirectAddonManager
-    from privproxy.mitm.drain import Drain
-    from privproxy.mitm.exporter import MetricsExporter
 
-    setup_logging(args.verbose)
+    setup_logging(verbose)
     internals.skip_message_typecheck()
-    confdir = Path(args.confdir).expanduser()
-    trial_ca = confdir / CA_FILE if trial_ca_note else None
     opts = options.Options()
     m = master.Master(opts)
     m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(), *own,
+                 errorcheck.ErrorCheck())
+    return m, opts
+
+
+async def serve(args, specs: list[str], extra_addons: tuple[object, ...] = (), trial_ca_note: bool = False,
+                worker=None) -> int:
+    from mitmproxy import exceptions
+
+    import privproxy.mitm
+    from privproxy.mitm.drain import Drain
+    from privproxy.mitm.exporter import MetricsExporter
+
+    confdir = Path(args.confdir).expanduser()
+    trial_ca = confdir / CA_FILE if trial_ca_note else None
     ours = privproxy.mitm.addons(None if worker is None else worker_state(args))
     exporter = next(a for a in ours if isinstance(a, MetricsExporter))
     drain = Drain()
     if worker is not None:
         extra_addons = (*extra_addons, *worker_addons(worker, ours, exporter))
-    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                 privproxy.mitm.Privproxy([drain, *ours, *extra_addons,
-                                           Announce(args.log_dir, exporter, trial_ca,
-                                                    quiet=worker is not None and worker.index > 0)]),
-                 errorcheck.ErrorCheck())
+    m, opts = proxy_master(args.verbose, privproxy.mitm.Privproxy([
+        drain, *ours, *extra_addons,
+        Announce(args.log_dir, exporter, trial_ca, quiet=worker is not None and worker.index > 0)]))
     try:
         opts.update(
             mode=specs,
