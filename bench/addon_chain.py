@@ -2,10 +2,15 @@
 the real addon chain (mitmproxy's test helpers) with the shipped rules, a log directory and metrics.
 
     python bench/addon_chain.py [--requests 20000] [--repeat 5] [--profile] [--traffic mixed|beacons|pages]
+    python bench/addon_chain.py --instructions [--requests 280] [--traffic beacons]
 
 Prints microseconds of CPU per request (best of --repeat), which is what privproxy adds to mitmproxy's own
-work. Deterministic enough to compare two versions of the code on a noisy machine; --profile prints the
-hottest functions.
+work; --profile prints the hottest functions. On a shared VM the best of several runs of the same code still
+differs by about 10 %, more than most single changes gain: --instructions counts the CPU instructions of the
+requests instead (valgrind's callgrind, collecting only inside the measured loop, hash seed fixed), which come
+out the same to 0.1 % run after run whatever else the machine does. Two versions compare by that count
+(PYTHONPATH=<other checkout>/addons for the other one). It takes a minute or two: valgrind runs Python 50 times
+slower.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ import argparse
 import asyncio
 import cProfile
 import inspect
+import math
 import os
+import re
+import shutil
+import subprocess
 import pstats
 import sys
 import tempfile
@@ -90,6 +99,39 @@ def through_chain(hooks: list[list], f: http.HTTPFlow, answer: http.Response) ->
         fn(f)
 
 
+def counted(chain: list[object], fs: list[http.HTTPFlow]) -> None:
+    """The flows through the chain inside math.fsum: callgrind collects only there (--toggle-collect=math_fsum),
+    a C function that neither privproxy nor mitmproxy calls on a request's way."""
+    hooks = chain_hooks(chain)
+    answers = [origin_response(f) for f in fs]
+
+    def one(f: http.HTTPFlow, answer: http.Response) -> float:
+        through_chain(hooks, f, answer)
+        return 0.0
+
+    math.fsum(one(f, a) for f, a in zip(fs, answers, strict=True))
+
+
+def instructions(args: argparse.Namespace) -> int:
+    """This script again under callgrind; prints the instructions per request it counted."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("--instructions needs valgrind (Debian package valgrind)", file=sys.stderr)
+        return 2
+    cmd = [valgrind, "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=math_fsum",
+           "--callgrind-out-file=/dev/null", sys.executable, __file__, "--requests", str(args.requests),
+           "--traffic", args.traffic, "--counted"]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    m = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or m is None:
+        print(done.stdout, done.stderr[-2000:], sep="\n", file=sys.stderr)
+        return 1
+    print(f"privproxy addon chain: {int(m.group(1)) // args.requests} instructions per request "
+          f"({args.requests} requests of the {args.traffic} traffic, callgrind)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=20000)
@@ -97,7 +139,12 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--traffic", choices=("mixed", "beacons", "pages"), default="mixed",
                     help="the requests: the mix (two pages per beacon, default), or only one kind")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count CPU instructions per request under valgrind instead of timing (see above)")
+    ap.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)  # the run under valgrind
     args = ap.parse_args()
+    if args.instructions:
+        return instructions(args)
     os.environ.setdefault("PRIVPROXY_SECRET", "bench-secret-0123456789abcdef0123456789")
     rt = SharedState()
     chain = privproxy.mitm.addons(rt)
@@ -105,7 +152,11 @@ def main() -> int:
         tctx.configure(chain[0], privproxy_config=str(HERE.parent / "filters.yaml"), privproxy_log_dir=d)
         assert rt.policy is not None, "the rules did not load"
         best = float("inf")
-        for _ in range(args.repeat):
+        if args.counted:
+            fs = flows(100 + args.requests, args.traffic)
+            run(chain, fs[:100])  # warm: caches and the code's first paths; the counted ones are other visitors
+            counted(chain, fs[100:])
+        for _ in range(0 if args.counted else args.repeat):
             fs = flows(args.requests, args.traffic)
             if args.profile:
                 prof = cProfile.Profile()
@@ -125,6 +176,8 @@ def main() -> int:
                 closing = a.done()
                 if inspect.iscoroutine(closing):  # the gateway closes its vendor pools
                     asyncio.run(closing)
+    if args.counted:
+        return 0
     print(f"privproxy addon chain: {best / args.requests * 1e6:.1f} us CPU per request "
           f"({args.requests} requests of the {args.traffic} traffic, best of {args.repeat})")
     return 0

@@ -1,7 +1,7 @@
 # Sourced by scripts/test: install the Debian packages the tests drive, when missing and possible.
 # Program -> package. Tests that need a missing program are skipped (or fail under PRIVPROXY_REQUIRE_TOOLS=1).
 declare -A PRIVPROXY_TOOLS=([promtool]=prometheus [prometheus]=prometheus [goaccess]=goaccess [chromium]=chromium [haproxy]=haproxy [nginx]=nginx [wrk]=wrk [curl]=curl [php]=php-cli [node]=nodejs [pebble]=pebble [pebble-challtestsrv]=pebble
-  [podman]=podman [runc]=runc [mmdebstrap]=mmdebstrap [newuidmap]=uidmap)
+  [podman]=podman [runc]=runc [mmdebstrap]=mmdebstrap [newuidmap]=uidmap [valgrind]=valgrind)
 
 install_tools() {
   local missing=() prog pkg

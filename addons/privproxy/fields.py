@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_plus
 
 from privproxy import geo
 from privproxy.outcome import Action
+from privproxy.percent import unquote_plus
 from privproxy.schema_types import CONTROL, CONTROLS, arr, boolean, default_of, obj, string
 
 if TYPE_CHECKING:

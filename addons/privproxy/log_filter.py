@@ -23,7 +23,7 @@ from itertools import chain
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote
 
 import orjson
 
@@ -31,6 +31,7 @@ from privproxy import generalize, target, truncate, vendors, wire
 from privproxy.access_log.formats import one_line, quoted
 from privproxy.access_log.formats import text as record_text
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED
+from privproxy.percent import unquote_plus
 from privproxy.policy import Policy
 from privproxy.scrub import SAFE, Change, split_origin, unquote_param
 from privproxy.sites import Site

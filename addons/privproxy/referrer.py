@@ -60,12 +60,15 @@ def _host_name(authority: str) -> str:
     return host.rstrip(".")
 
 
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+
+
 def cut(url: str, level: str, m: re.Match[str] | None = None) -> str:
     """`url` without its query and fragment (strip_query), reduced to scheme://authority (origin), or ""."""
     if level == "drop":
         return ""
     if level == "strip_query":
-        return re.split(r"[?#]", url, maxsplit=1)[0]
+        return _QUERY_OR_FRAGMENT.split(url, maxsplit=1)[0]
     m = m if m is not None else _ORIGIN.match(url)
     return m.group(0) if m is not None else ""  # a relative referrer has no origin of its own
 

@@ -7,17 +7,16 @@ count it, `explain` shows it and report-only mode can forward the original while
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote
 
 from privproxy import detectors, generalize, target, truncate
 from privproxy.detectors import Settings as Detectors
+from privproxy.percent import unquote, unquote_plus
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED, Echo, Echoes, Rule, RuleSet, TooMuchWork
 from privproxy.pseudonyms import Pseudonymizer
 from privproxy.schema_types import CONTROLS, arr, boolean, default_of, obj, string
@@ -158,7 +157,11 @@ class Scrubber:
             # `$device:<device id>` stays that, with the pseudonym the device id gets in `$device_id`: mixpanel
             # derives the anonymous distinct id from the device id, and its identity merge needs the two to agree.
             return DEVICE_PREFIX + str(self.shaped(text[len(DEVICE_PREFIX):], "device_id"))
-        mac = hmac.new(self.pseudonymizer.key(), f"beacon/{role}\x00{text}".encode(), hashlib.sha256).digest()
+        # A visitor's ids come back in every beacon: remembered for the key's period, as its pseudonyms are.
+        return self.pseudonymizer.remember(("shaped", role, type(value), text), lambda: self._shape(value, text, role))
+
+    def _shape(self, value: Any, text: str, role: str) -> Any:
+        mac = self.pseudonymizer.mac(f"beacon/{role}\x00{text}".encode())
         n = int.from_bytes(mac[:8], "big")
         if isinstance(value, int) and not isinstance(value, bool):
             digits = max(1, len(str(abs(value))))
@@ -400,7 +403,7 @@ class Scrubber:
             return query
         out = []
         sc = "referrer" if scope == "referrer" else "query"
-        echoes: Echoes | None = None
+        ids: list[tuple[str, str | None, Rule, bool]] = []  # the identifiers: (value, what it became, rule, ro)
         protected: set[int] = set()  # positions in `out` of the identifiers themselves
         for part in query.split("&"):
             if not part:
@@ -415,9 +418,7 @@ class Scrubber:
                 after = self._by_rule(rule, sc, name, value, changes)
                 if rule.action in ECHO_ACTIONS and len(value) >= ECHO_MIN:
                     ro = self.report_only or rule.report_only
-                    # a URL's search is bounded by its own length: linear, whatever it holds
-                    echoes = echoes if echoes is not None else Echoes(limit=8 * len(query) + 4096)
-                    echoes.learn(value, self.act(rule.action, value, name) if ro else after, rule.id, rule.action, ro)
+                    ids.append((value, self.act(rule.action, value, name) if ro else after, rule, ro))
                     if after is not None:
                         protected.add(len(out))
             if after is None:
@@ -426,8 +427,14 @@ class Scrubber:
                 out.append(part)
             else:
                 out.append(f"{raw_name}{eq or '='}{quote(after, safe=SAFE)}")
-        if echoes is not None and echoes:
-            self._echoes(out, protected, echoes, sc, changes)
+        # Copies are looked for only in the other parameters: a query string of identifiers alone (a Referer's
+        # `?email=...`, the common case) needs no search and no index of what to search for.
+        if ids and len(protected) < len(out):
+            echoes = Echoes(limit=8 * len(query) + 4096)  # a URL's search is bounded by its own length: linear
+            for value, after, rule, ro in ids:
+                echoes.learn(value, after, rule.id, rule.action, ro)
+            if echoes:
+                self._echoes(out, protected, echoes, sc, changes)
         return "&".join(out)
 
     def _echoes(self, out: list[str], protected: set[int], echoes: Echoes, scope: str,

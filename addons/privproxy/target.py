@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import quote, unquote
+from urllib.parse import quote
+
+from privproxy.percent import unquote
 
 # Characters a canonical path keeps literally: RFC 3986 pchar minus `;` (params are split off) plus `/`.
 PATH_SAFE = "/:@!$&'()*+,=-._~"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -38,3 +39,15 @@ def test_addon_chain_benchmark_measures_the_filtering_path(traffic):
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"us CPU per request (300 requests of the {traffic} traffic" in r.stdout
     assert "never awaited" not in r.stderr, r.stderr
+
+
+def test_addon_chain_counts_instructions_under_callgrind():
+    # The noise-free comparison of two versions (valgrind counts instructions, not seconds): the count comes out of
+    # the measured loop only, and a run whose requests took the fail-closed path reports nothing.
+    require("valgrind", "valgrind")
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "addon_chain.py"), "--instructions", "--requests", "28",
+                        "--traffic", "beacons"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"(\d+) instructions per request \(28 requests of the beacons traffic, callgrind\)", r.stdout)
+    assert m, r.stdout
+    assert 200_000 < int(m.group(1)) < 20_000_000  # a beacon is some two million: not the interpreter's start-up

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import http
 from mitmproxy.test import tutils
 
@@ -99,3 +101,17 @@ def test_flowview_is_the_only_addon_module_touching_flow_fields_or_metadata():
     offenders = [p.name for p in MITM.glob("*.py")
                  if p.name not in ("flowview.py", "internals.py", "flowfile.py") and touches.search(p.read_text())]
     assert offenders == []
+
+
+_NAMES = st.sampled_from([b"content-length", b"Content-Length", b"CONTENT-LENGTH", b"transfer-encoding",
+                          b"Strict-Transport-Security", b"x", b"content-length2", b"content_length"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=6)), max_size=6),
+       st.sampled_from([b"content-length", b"transfer-encoding", b"strict-transport-security", b"x"]))
+def test_field_value_is_mitmproxys_get(fields, name):
+    # One pass over the fields instead of mitmproxy's lookup: repeated fields joined, bytes that are no UTF-8
+    # kept as surrogate escapes, exactly as Headers.get gives them (a second Content-Length must still show).
+    headers = http.Headers(fields)
+    assert flowview.field_value(headers, name) == headers.get(name.decode())

@@ -4,13 +4,14 @@ that dashboards, alert rules and e2e tests rely on (C15: label values from fixed
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from prometheus_client import generate_latest
 
-from privproxy import pipeline, policy
+from privproxy import metrics, pipeline, policy
 from privproxy.beacon import Result as BeaconResult
-from privproxy.metrics import Metrics
+from privproxy.metrics import Metrics, Tally
 from privproxy.outcome import BeaconConsent, ConsentState, LogStream, Outcome, Result, Source, Stage
 from privproxy.pipeline import RequestView
 from tests.helpers import REPO
@@ -273,3 +274,51 @@ def test_every_metric_is_in_the_readme_with_its_labels():
         row = next(line for line in table.splitlines() if f"`{shown}`" in line)
         labels = {k for s in fam.samples for k in s.labels if k not in ("le", "version", "sha256")}
         assert all(f"`{k}`" in row for k in labels), (shown, labels)
+
+
+def test_request_path_increments_are_applied_before_every_collection():
+    # Counters of the request path are applied in batches (metrics.Tally): a scrape, or any read of the registry,
+    # still sees every increment made before it, and the pending ones stay bounded without any scrape.
+    m = Metrics()
+    for _ in range(3):
+        m.log_written(LogStream.ACCESS)
+        m.request_started()
+    m.request_ended()
+    assert m.registry.get_sample_value("privproxy_log_records_total", {"stream": "access"}) == 3
+    assert m.registry.get_sample_value("privproxy_requests_in_flight") == 2
+    assert b'privproxy_log_records_total{stream="access"} 3.0' in generate_latest(m.registry)
+    for _ in range(3 * Tally.BATCH):
+        m.log_written(LogStream.LINKED)
+        assert len(m.tally.pending) <= Tally.BATCH + 1
+    assert m.registry.get_sample_value("privproxy_log_records_total", {"stream": "linked"}) == 3 * Tally.BATCH
+
+
+def test_increments_made_while_another_thread_scrapes_are_counted_once():
+    m = Metrics()
+    n = 60_000
+    done = threading.Event()
+    seen: list[float] = []
+
+    def scrape() -> None:
+        while not done.is_set():
+            seen.append(m.registry.get_sample_value("privproxy_log_records_total", {"stream": "access"}) or 0.0)
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    try:
+        for _ in range(n):
+            m.log_written(LogStream.ACCESS)
+    finally:
+        done.set()
+        t.join()
+    assert seen == sorted(seen), "a counter went backwards"
+    assert m.registry.get_sample_value("privproxy_log_records_total", {"stream": "access"}) == n
+
+
+def test_a_worker_increments_at_once(monkeypatch):
+    # A worker's values go to multiprocess files the supervisor reads: nothing may wait for a collection there.
+    monkeypatch.setattr(metrics, "in_worker", lambda: True)
+    m = Metrics()
+    m.log_written(LogStream.ACCESS)
+    assert not m.tally.pending
+    assert m.registry.get_sample_value("privproxy_log_records_total", {"stream": "access"}) == 1

@@ -99,6 +99,36 @@ def test_pseudonym_is_hmac_sha256_of_field_and_value_under_the_period_key():
         assert p.key() == key
 
 
+
+def test_mac_is_hmac_sha256_under_the_period_key_in_every_period_and_destination():
+    # Beacon ids are pseudonymized in their own shape from this MAC (scrub.Scrubber.shaped): the precomputed
+    # states must give the textbook HMAC, also after the key changed and for a destination's own key.
+    clock = Clock(86400 * 20000 + 5)
+    p = Pseudonymizer(Settings(), secret=b"s", clock=clock)
+    for step in (0, 3600, 86400, -86400):
+        clock.t += step
+        for who in (p, p.for_destination("ga4")):
+            for message in (b"", b"beacon/client_id\x00918273645.1700000000", "ü".encode() * 100):
+                assert who.mac(message) == hmac.digest(who.key(), message, "sha256")
+
+
+def test_remembered_values_last_one_period_and_follow_the_key():
+    # Beacon ids pseudonymized in their shape are remembered like pseudonyms: within the key's period only.
+    clock = Clock(86400 * 20000 + 5)
+    p = Pseudonymizer(Settings(), secret=b"s", clock=clock)
+    made = []
+
+    def make():
+        made.append(p.key())
+        return p.mac(b"x")
+
+    first = p.remember(("shaped", "client_id", str, "123.456"), make)
+    assert p.remember(("shaped", "client_id", str, "123.456"), make) == first and len(made) == 1
+    assert p.remember(("shaped", "client_id", int, "123.456"), make) == first and len(made) == 2  # another key
+    clock.t += 86400
+    after = p.remember(("shaped", "client_id", str, "123.456"), make)
+    assert len(made) == 3 and made[2] != made[0] and after == hmac.digest(made[2], b"x", "sha256") != first
+
 # -- the key ratchet, the key file and destinations (issue 17, Deliver 7 and 8) ----------------------------
 
 DAY = 86400

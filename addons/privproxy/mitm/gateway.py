@@ -75,7 +75,7 @@ class VendorGateway:
             return None
         if state.script is not None:
             return self._serve_script(flow, state, state.script)
-        method = flowview.outgoing(flow)[0]
+        method = flowview.method(flow)
         if gateway.serves_gpc_json(state, method):
             body = b"" if method == "HEAD" else vendor_consent.gpc_json()
             flowview.answer_as_received(flow, Outcome.FORWARDED, 200, [
@@ -103,7 +103,7 @@ class VendorGateway:
             age = entry.remaining(time.monotonic())
             fields = [("Content-Type", entry.content_type), ("X-Content-Type-Options", "nosniff"),
                       ("Cache-Control", f"public, max-age={age}" if age else "no-cache")]
-            body = b"" if flowview.outgoing(flow)[0] == "HEAD" else entry.body
+            body = b"" if flowview.method(flow) == "HEAD" else entry.body
             flowview.answer_as_received(flow, Outcome.FORWARDED, 200, fields, body)
         except Exception as e:  # noqa: BLE001 - fail closed: privproxy's 502, never the upstream
             self._failed(flow, e)

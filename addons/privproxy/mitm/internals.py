@@ -614,5 +614,5 @@ class GuardedHttpStream(http_layer.HttpStream):
 
 
 def _declared_length(request: http.Request) -> int:
-    value = request.headers.get("content-length", "")
+    value = flowview.field_value(request.headers, b"content-length") or ""
     return int(value) if value.isdigit() else 0

@@ -14,9 +14,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus
 
 import orjson
+
+from privproxy.percent import unquote_exact
 
 # Roles whose action filters.yaml sets (`beacons.roles`), with the shipped defaults.
 CONFIGURABLE_ROLES = {
@@ -165,8 +167,8 @@ class Params:
             if not part:
                 continue
             raw_name, _, raw_value = part.partition("=")
-            name, exact_name = _unquote_exact(raw_name)
-            value, exact_value = _unquote_exact(raw_value)
+            name, exact_name = unquote_exact(raw_name)
+            value, exact_value = unquote_exact(raw_value)
             exact = exact_name and exact_value
             if names is not None:
                 read = names(name)
@@ -198,20 +200,6 @@ class Params:
                 continue
             out.append(f"{quote_plus(name, safe='[]$.')}={quote_plus(value, safe='-_.~:/,|$')}" if changed else raw)
         return "&".join(out)
-
-
-_PERCENT_OK = re.compile(r"%[0-9A-Fa-f]{2}")
-
-
-def _unquote_exact(raw: str) -> tuple[str, bool]:
-    """(decoded text, exact?): exact when every `%` starts a valid escape and the bytes are UTF-8."""
-    if "%" not in raw and "+" not in raw:
-        return raw, True
-    exact = raw.count("%") == len(_PERCENT_OK.findall(raw))
-    try:
-        return unquote_plus(raw, errors="strict"), exact
-    except UnicodeDecodeError:
-        return unquote_plus(raw, errors="replace"), False
 
 
 # --- bodies ---------------------------------------------------------------------------------------------------
@@ -422,6 +410,9 @@ def params_decoded(beacon: Beacon, classify: Classifier, limits: Limits) -> Deco
     return Decoded(docs, encode)
 
 
+_LINE_BREAK = re.compile(r"(\r?\n)")
+
+
 def lines_decoded(beacon: Beacon, limits: Limits, classify: Classifier) -> Decoded:
     """URL parameters plus a body of hits, one query string per line (GA4 and UA batches): each line is
     its own document; line breaks are written back as they came."""
@@ -439,7 +430,7 @@ def lines_decoded(beacon: Beacon, limits: Limits, classify: Classifier) -> Decod
             raise CodecError("ambiguous_body", "a bare CR: a line break to some readers, not to others")
         if text.count("\n") >= MAX_HIT_LINES:  # each line is a document to parse, walk and search again
             raise CodecError("too_large", f"more than {MAX_HIT_LINES} hit lines")
-        for i, part in enumerate(re.split(r"(\r?\n)", text)):
+        for i, part in enumerate(_LINE_BREAK.split(text)):
             if i % 2:
                 seps.append(part)
             else:

@@ -73,14 +73,16 @@ def mp_classify(path: tuple[str, ...]) -> str | None:
 
 
 _GCD_DENIED = frozenset("pqmu")  # denied by default, in both, by update, or granted then updated to denied
+_GCS_DENIED = re.compile(r"G1[01]0.*")
+_LETTER = re.compile(r"[a-z]")
 
 
 def denied(p: Params) -> bool:
     """Google Consent Mode on the hit: gcs `G1<ad><analytics>` and gcd read letter by letter (any length)."""
     gcs = p.get("gcs") or ""
-    if re.fullmatch(r"G1[01]0.*", gcs):
+    if _GCS_DENIED.fullmatch(gcs):
         return True
-    letters = re.findall(r"[a-z]", (p.get("gcd") or "").lower())
+    letters = _LETTER.findall((p.get("gcd") or "").lower())
     if len(letters) >= 2 and letters[1] in _GCD_DENIED:  # 2nd signal: analytics_storage
         return True
     if p.get("gdpr") == "1" and tcf_refuses(p.get("gdpr_consent") or ""):  # a TCF string on the hit itself

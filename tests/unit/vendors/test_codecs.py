@@ -255,6 +255,23 @@ def test_vendor_cookies_only():
     assert pipeline.vendor_cookies("_ga=1; sp=abc", vendors.VENDORS["segment"]) == ""
 
 
+@pytest.mark.parametrize("vendor", sorted(vendors.VENDORS))
+def test_vendor_cookies_are_the_ones_fnmatch_selects(vendor):
+    # The codecs' globs are matched as one compiled expression: the same cookies as fnmatch.fnmatchcase picks.
+    import fnmatch
+
+    from privproxy import pipeline
+
+    codec = vendors.VENDORS[vendor]
+    names = ["_ga", "_ga_ABC", "_gid", "_fbp", "_fbc", "mp_x_mixpanel", "ajs_anonymous_id", "ajs_user_id", "_pk_id.1.a",
+             "_pk_ses.1.a", "sp", "_sp_id.1", "AMP_abc", "ph_phc_x_posthog", "s_ecid", "AMCV_x%40AdobeOrg", "AMCVS_x",
+             "s_vi", "session", "ga", "_GA", "x_ga", "*", "?", "[", "\\", "_ga\n", "", "a.b", "_ga.", "_pk_idx"]
+    header = "; ".join(f"{n}=v{i}" for i, n in enumerate(names))
+    want = "; ".join(f"{n}=v{i}" for i, n in enumerate(names)
+                     if n.strip() and any(fnmatch.fnmatchcase(n.strip(), g) for g in codec.cookies))
+    assert pipeline.vendor_cookies(header, codec) == want
+
+
 # Found by the leak guard (tests/mitm/test_leak_guard.py); kept as regressions.
 
 def test_a_field_the_codec_does_not_know_still_obeys_the_identifier_rules():
