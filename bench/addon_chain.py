@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import cProfile
 import inspect
+import itertools
 import math
 import os
 import re
@@ -99,9 +100,11 @@ def through_chain(hooks: list[list], f: http.HTTPFlow, answer: http.Response) ->
         fn(f)
 
 
-def counted(chain: list[object], fs: list[http.HTTPFlow]) -> None:
+def counted(chain: list[object], fs: list[http.HTTPFlow], rt: SharedState) -> None:
     """The flows through the chain inside math.fsum: callgrind collects only there (--toggle-collect=math_fsum),
-    a C function that neither privproxy nor mitmproxy calls on a request's way."""
+    a C function that neither privproxy nor mitmproxy calls on a request's way. The metric increments the
+    requests left pending (metrics.Tally, applied at a scrape) are applied inside too: they are the requests'
+    work. Only this thread is counted (callgrind's collection is per thread): the chain runs on it."""
     hooks = chain_hooks(chain)
     answers = [origin_response(f) for f in fs]
 
@@ -109,7 +112,17 @@ def counted(chain: list[object], fs: list[http.HTTPFlow]) -> None:
         through_chain(hooks, f, answer)
         return 0.0
 
-    math.fsum(one(f, a) for f, a in zip(fs, answers, strict=True))
+    def pending() -> float:
+        apply_pending(rt)
+        return 0.0
+
+    math.fsum(itertools.chain((one(f, a) for f, a in zip(fs, answers, strict=True)), (pending() for _ in (0,))))
+
+
+def apply_pending(rt: SharedState) -> None:
+    tally = getattr(rt.metrics, "tally", None)  # a checkout before metrics.Tally applied each increment at once
+    if tally is not None:
+        tally.flush()
 
 
 def instructions(args: argparse.Namespace) -> int:
@@ -126,6 +139,10 @@ def instructions(args: argparse.Namespace) -> int:
     m = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or m is None:
         print(done.stdout, done.stderr[-2000:], sep="\n", file=sys.stderr)
+        return 1
+    if int(m.group(1)) == 0:  # collection never switched on: the interpreter's math module has no symbols
+        print("callgrind counted nothing: math_fsum, where collection starts, is not among the symbols of this "
+              "Python (a stripped build); use a Python with symbols (pyenv builds keep them)", file=sys.stderr)
         return 1
     print(f"privproxy addon chain: {int(m.group(1)) // args.requests} instructions per request "
           f"({args.requests} requests of the {args.traffic} traffic, callgrind)")
@@ -155,7 +172,8 @@ def main() -> int:
         if args.counted:
             fs = flows(100 + args.requests, args.traffic)
             run(chain, fs[:100])  # warm: caches and the code's first paths; the counted ones are other visitors
-            counted(chain, fs[100:])
+            apply_pending(rt)
+            counted(chain, fs[100:], rt)
         for _ in range(0 if args.counted else args.repeat):
             fs = flows(args.requests, args.traffic)
             if args.profile:

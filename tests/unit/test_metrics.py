@@ -293,6 +293,37 @@ def test_request_path_increments_are_applied_before_every_collection():
     assert m.registry.get_sample_value("privproxy_log_records_total", {"stream": "linked"}) == 3 * Tally.BATCH
 
 
+def test_a_scrape_of_some_names_sees_their_increments_too():
+    # Prometheus may ask for some series only (/metrics?name[]=...): prometheus_client then collects only the
+    # metrics of those names, and each of them applies what is pending first.
+    m = Metrics()
+    for _ in range(3):
+        m.log_written(LogStream.ACCESS)
+        m.request_started()
+    some = m.registry.restricted_registry(["privproxy_log_records_total", "privproxy_requests_in_flight"])
+    text = generate_latest(some).decode()
+    assert 'privproxy_log_records_total{stream="access"} 3.0' in text
+    assert "privproxy_requests_in_flight 3.0" in text
+
+
+def test_a_reader_waits_for_a_batch_another_thread_is_applying():
+    # Two threads may apply at once (the event loop when the queue is full, a scrape): the reader must not see
+    # the increments the other one has taken but not yet applied (an in-flight gauge below zero).
+    m = Metrics()
+    m.request_started()
+    m.request_ended()
+    m.request_started()
+    m.tally._applying.acquire()  # another thread is applying
+    got: list[float | None] = []
+    reader = threading.Thread(target=lambda: got.append(m.registry.get_sample_value("privproxy_requests_in_flight")))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive() and not got  # waits rather than reading half a batch
+    m.tally._applying.release()
+    reader.join(5)
+    assert got == [1.0]
+
+
 def test_increments_made_while_another_thread_scrapes_are_counted_once():
     m = Metrics()
     n = 60_000
