@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from privproxy import detectors, generalize, target, truncate
 from privproxy.detectors import Settings as Detectors
-from privproxy.percent import unquote, unquote_plus
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED, Echo, Echoes, Rule, RuleSet, TooMuchWork
+from privproxy.percent import unquote, unquote_plus
 from privproxy.pseudonyms import Pseudonymizer
 from privproxy.schema_types import CONTROLS, arr, boolean, default_of, obj, string
 from privproxy.truncate import Truncation
