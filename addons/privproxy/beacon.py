@@ -172,6 +172,8 @@ class Walker:
         self.unclassified_names: list[str] = []
         self.field_errors: list[str] = []
         self.echoes = Echoes(limit=MAX_WORK)  # the beacon's one work meter (MAX_WORK), echo search included
+        # Counts toward MAX_WORK and raises TooMuchWork past it: the meter's own method, called for every field.
+        self.work: Callable[[int], None] = self.echoes.spend
         self.names: set[str] = set()  # field names seen: a new one costs more (FIELD_WORK)
         self.slots: list[_Slot] = []
         self.inners: list[_Inner] = []  # innermost first: encoded again in this order
@@ -187,10 +189,6 @@ class Walker:
             self._doc(data, classify, path)
         except TooMuchWork:
             raise CodecError("too_large", "more work than one beacon may cost (MAX_WORK)") from None
-
-    def work(self, units: int) -> None:
-        """Counts toward MAX_WORK; raises TooMuchWork past it."""
-        self.echoes.spend(units)
 
     def _doc(self, data: Any, classify: Classifier, path: tuple[str, ...] = ()) -> None:
         if isinstance(data, Params):
@@ -213,12 +211,14 @@ class Walker:
                     self.changed = True
 
     def params(self, p: Params, classify: Classifier, path: tuple[str, ...]) -> None:
+        work, names = self.work, self.names
         for i, pair in enumerate(p.pairs):
-            self.work(FIELD_WORK)
             name, value = pair[1], pair[2]
-            if name not in self.names:
-                self.names.add(name)
-                self.work(FIELD_WORK + len(name))
+            if name not in names:
+                names.add(name)
+                work(2 * FIELD_WORK + len(name))
+            else:
+                work(FIELD_WORK)
             if value is None:
                 continue
             self.at = (p, i)
@@ -233,14 +233,17 @@ class Walker:
     def mapping(self, d: dict[str, Any], classify: Classifier, path: tuple[str, ...], each=None) -> None:
         """Every key of an object through `each` (the codec's fields by default, custom properties in props)."""
         each = each or self.field
+        work, names = self.work, self.names
         for key in list(d):
-            self.work(FIELD_WORK + len(key))
-            if key not in self.names:  # a name's first lookups miss every memo: rules, contact names, spellings
-                self.names.add(key)
-                self.work(FIELD_WORK)
+            if key not in names:  # a name's first lookups miss every memo: rules, contact names, spellings
+                names.add(key)
+                work(2 * FIELD_WORK + len(key))
+            else:
+                work(FIELD_WORK + len(key))
             value = d[key]
             self.at = (d, key)
-            after = each(classify, path + (str(key),), str(key), value)
+            name = key if type(key) is str else str(key)
+            after = each(classify, path + (name,), name, value)
             if after is _DROP:
                 del d[key]
                 self.changed = True
@@ -380,7 +383,7 @@ class Walker:
     def name_leaks(self, name: str) -> bool:
         """Custom names are the sender's choice too: a key that is an email is personal data itself."""
         self.work(2 * len(name))
-        return self.s.detectors.could_contain(name) and bool(self.s.detectors.scan(name))
+        return bool(self.s.detectors.hits(name))
 
     def unknown_name(self, name: str) -> None:
         """Counted for the metric; the names (a few, for `explain`: the tuning signal) kept, never values."""

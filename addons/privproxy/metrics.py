@@ -126,6 +126,21 @@ class Tally:
         if len(self.pending) > self.BATCH:
             self.flush()
 
+    def extend(self, increments: list[tuple[object, tuple[str, ...], float]]) -> None:
+        """Several `add`s in one call (a finished request makes a dozen: one Python call each was 2 % of a
+        beacon's instructions)."""
+        if not self.defer:
+            for metric, labels, amount in increments:
+                (metric.labels(*labels) if labels else metric).inc(amount)
+            return
+        wrapped = self._wrapped
+        for metric, _, _ in increments:
+            if metric not in wrapped:
+                self._wrap(metric)
+        self.pending.extend(increments)
+        if len(self.pending) > self.BATCH:
+            self.flush()
+
     def _wrap(self, metric) -> None:
         registered = metric.metric if isinstance(metric, Labelled) else metric  # what the registry collects
         collect = registered.collect
@@ -313,26 +328,25 @@ class Metrics:
     def observe(self, state: FlowState, record: LogRecord | None) -> None:
         """One finished flow: its record (outcome, duration, country), then what the pipeline decided and did."""
         site = state.site.name
-        add = self.tally.add
+        batch: list[tuple[object, tuple[str, ...], float]] = [
+            (self.geo_lookups, (state.geo_result,), 1.0), (self.consent, (state.decision.state,), 1.0)]
         if record is not None:
-            add(self.requests, (site, record.scheme, record.outcome))
+            batch += ((self.requests, (site, record.scheme, record.outcome), 1.0),
+                      (self.countries, (state.place.country or UNKNOWN,), 1.0))
             self.duration.labels(site).observe(record.duration_ms / 1000)
-            add(self.countries, (state.place.country or UNKNOWN,))
             source = answer_source(record.outcome, state.codec is not None or state.script is not None, record.status)
             cls = status_class(record.status)
             if source is not None and cls is not None:
-                add(self.responses, (source, cls))
-        add(self.geo_lookups, (state.geo_result,))
-        add(self.consent, (state.decision.state,))
+                batch.append((self.responses, (source, cls), 1.0))
         vendor = state.codec.name if state.codec is not None else NO_VENDOR
         counts: dict[tuple[str, str, str, str, str], int] = {}
         for c in state.changes:  # one increment per series, not per field: a beacon changes dozens
-            key = (c.scope, c.action, c.rule, _mode(c.report_only), vendor)
+            key = (c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce", vendor)
             counts[key] = counts.get(key, 0) + 1
-        for key, n in counts.items():
-            add(self.scrubbed, key, n)
-        for stage, _reason in state.failures:
-            add(self.failures, (stage,))
+        scrubbed = self.scrubbed
+        batch += [(scrubbed, key, n) for key, n in counts.items()]
+        batch += [(self.failures, (stage,), 1.0) for stage, _reason in state.failures]
+        self.tally.extend(batch)
         self.filter_duration.observe(state.filter_seconds)
 
     def client(self, client: Client) -> None:

@@ -84,6 +84,9 @@ class FlowState:
     script: beacons.Script | None = None  # a vendor's tracker script privproxy serves from this path
     failures: list[tuple[Stage, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
+    # (url, scope, rules) -> (scrubbed, changes) of URLs scrubbed without a pseudonym: the same for every
+    # destination (scrub_url)
+    scrubbed_urls: dict[tuple[str, str, int], tuple[str, tuple[Change, ...]]] | None = None
 
     @property
     def consent(self) -> bool:
@@ -406,7 +409,7 @@ def beacon_headers(state: FlowState, get: Callable[[str], str | None],
     ref = get("referer")
     if ref:
         try:
-            after = scrubber.url(ref, "referrer", state.changes)
+            after = scrub_url(state, scrubber, ref, "referrer")
         except Exception as e:  # noqa: BLE001 - fail closed: no Referer rather than an unscrubbed one
             state.failures.append((Stage.BEACON, type(e).__name__))
             after = None
@@ -444,6 +447,26 @@ def scrub_set_cookies(state: FlowState, headers: list[str]) -> list[str]:
     except Exception as e:  # noqa: BLE001 - fail closed: a page without cookies still renders
         state.failures.append((Stage.SET_COOKIE, type(e).__name__))
         return []
+
+
+def scrub_url(state: FlowState, scrubber: Scrubber, url: str, scope: str) -> str:
+    """scrubber.url(url, scope, state.changes), for a URL the request may carry to two destinations (its Referer
+    goes to the vendor and to the log): scrubbed once when the result holds no pseudonym, the only part of it
+    that differs by destination (Scrubber.to keeps the rules, detectors and modes and changes the key)."""
+    memo = state.scrubbed_urls
+    key = (url, scope, id(scrubber.rules))
+    got = memo.get(key) if memo is not None else None
+    if got is not None:
+        state.changes.extend(got[1])
+        return got[0]
+    made: list[Change] = []
+    out = scrubber.url(url, scope, made)
+    state.changes.extend(made)
+    if not any(c.action == "hash" for c in made):
+        if memo is None:
+            memo = state.scrubbed_urls = {}
+        memo[key] = (out, tuple(made))
+    return out
 
 
 def logged_referrer(policy: Policy, url: str, own: Callable[[str], bool], changes: list[Change] | None) -> str:
@@ -493,7 +516,7 @@ def log_record(state: FlowState, view: RequestView, status: int, size: int | Non
         if referrer:
             own = ref_mod.host_name(state.host) if state.host else ""
             kept = logged_referrer(state.policy, referrer, lambda h: h == own or state.site.matches(h), state.changes)
-            ref = logged_query(state.policy, scrubber.url(kept, "referrer", state.changes), state.changes) \
+            ref = logged_query(state.policy, scrub_url(state, scrubber, kept, "referrer"), state.changes) \
                 if kept else ""
     except Exception as e:  # noqa: BLE001 - fail closed: no referrer rather than an unscrubbed one
         state.failures.append((Stage.LOG_REFERRER, type(e).__name__))

@@ -12,12 +12,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from privproxy import detectors, generalize, target, truncate
 from privproxy.detectors import Settings as Detectors
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED, Echo, Echoes, Rule, RuleSet, TooMuchWork
-from privproxy.percent import unquote, unquote_plus
+from privproxy.percent import quoter, unquote, unquote_plus
 from privproxy.pseudonyms import Pseudonymizer
 from privproxy.schema_types import CONTROLS, arr, boolean, default_of, obj, string
 from privproxy.truncate import Truncation
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
 MAX_DEPTH = 8  # URLs nested in parameters deeper than this are redacted whole (fail closed)
 UNKNOWN_CHOICES = ("detect", "drop", "keep")
 SAFE = "-._~:/[]!$'()*,;@"
+quote_safe = quoter(SAFE)  # urllib.parse.quote(text, safe=SAFE)
 _URLISH = re.compile(r"^(?:https?:)?//|^/[^\s]*[?/]", re.I)
 DEVICE_PREFIX = "$device:"  # mixpanel-browser's anonymous distinct id: `$device:<device id>`
 # GA client ids `<random>.<first-visit timestamp>`, and the cookies that wrap them: `GA1.1.<id>`, `fb.1.<id>`
@@ -221,9 +221,7 @@ class Scrubber:
             return value
         if _URLISH.match(value):
             return self.url(value, scope, changes, depth + 1)
-        if not self.detectors.could_contain(value):
-            return value
-        hits = self.detectors.scan(value)
+        hits = self.detectors.hits(value)
         if not hits:
             return value
         out, pos = [], 0
@@ -387,7 +385,7 @@ class Scrubber:
                 if after is None:
                     after = REDACTED
                 if after != raw:
-                    seg = quote(after, safe=SAFE)
+                    seg = quote_safe(after)
             if params:
                 # Matrix parameters (`;jsessionid=...`) are parameters: the query rules apply to them.
                 kept = [p for p in (self.query(part, scope, changes) for part in params.split(";")) if p]
@@ -426,7 +424,7 @@ class Scrubber:
             if after == value:
                 out.append(part)
             else:
-                out.append(f"{raw_name}{eq or '='}{quote(after, safe=SAFE)}")
+                out.append(f"{raw_name}{eq or '='}{quote_safe(after)}")
         # Copies are looked for only in the other parameters: a query string of identifiers alone (a Referer's
         # `?email=...`, the common case) needs no search and no index of what to search for.
         if ids and len(protected) < len(out):
@@ -458,8 +456,8 @@ class Scrubber:
             if over:
                 new_name, new_value = name, REDACTED
             if new_name != name or new_value != value:
-                out[i] = (f"{quote(new_name, safe=SAFE) if new_name != name else raw_name}{eq or '='}"
-                          f"{quote(new_value, safe=SAFE) if new_value != value else raw_value}")
+                out[i] = (f"{quote_safe(new_name) if new_name != name else raw_name}{eq or '='}"
+                          f"{quote_safe(new_value) if new_value != value else raw_value}")
 
     def _echo(self, search: Callable[[str, list[str] | None], tuple[str, list[Echo]] | None], scope: str,
               name: str, text: str, changes: list[Change] | None) -> str:
@@ -476,7 +474,7 @@ class Scrubber:
         if "=" in fragment:
             return self.query(fragment, scope, changes, depth)
         after = self.free(scope, "fragment", unquote(fragment, errors="replace"), changes, depth)
-        return "" if after is None else quote(after, safe=SAFE) if after != unquote(fragment) else fragment
+        return "" if after is None else quote_safe(after) if after != unquote(fragment) else fragment
 
 
 def unquote_param(v: str) -> str:

@@ -115,3 +115,21 @@ def test_field_value_is_mitmproxys_get(fields, name):
     # kept as surrogate escapes, exactly as Headers.get gives them (a second Content-Length must still show).
     headers = http.Headers(fields)
     assert flowview.field_value(headers, name) == headers.get(name.decode())
+
+
+_HOST_NAMES = st.sampled_from([b"Host", b"host", b"HOST", b"x-host", b"hostname", b"Set-Cookie", b"set-cookie"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_HOST_NAMES, st.binary(max_size=6)), max_size=6),
+       st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/3"]), st.sampled_from(["", "example.com:8443"]))
+def test_host_header_and_set_cookies_are_mitmproxys(fields, version, authority):
+    # The Host (HTTP/2's and 3's :authority first) and the Set-Cookie values in one pass over the fields, as
+    # mitmproxy's own properties give them: repeated fields joined, no UTF-8 kept as surrogate escapes.
+    req = tutils.treq(http_version=version.encode(), authority=authority.encode())
+    req.headers = http.Headers(fields)
+    as_text = [(k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in fields]
+    assert flowview.host_header(req, as_text) == req.host_header
+    f = make_flow("/")
+    f.response = tutils.tresp(headers=http.Headers(fields))
+    assert flowview.set_cookies(f) == f.response.headers.get_all("set-cookie")

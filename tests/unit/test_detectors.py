@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import re
 import time
@@ -438,3 +439,32 @@ def test_through_the_shipped_rules(target, expected):
 
     p = policy.default()
     assert p.scrubber.to("log").url(target, "path", []) == expected
+
+
+_HITS_PIECES = st.sampled_from(["jane@example.com", "2026-11-23T10:00:00Z", "1234567890", "+49 30 1234567", "UA-1-1",
+                                "JS-2.22.0", "198.51.100.23", "4111 1111 1111 1111", "page_view", " ", ".", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_HITS_PIECES, min_size=1, max_size=4).map("".join), min_size=1, max_size=12))
+def test_hits_is_scan_after_the_precheck_however_often_asked(texts):
+    # Settings.hits remembers texts without a hit: asked again (the next beacon), it answers as the detectors do.
+    s = detectors.Settings()
+    for text in texts + texts:
+        assert s.hits(text) == (s.scan(text) if s.could_contain(text) else []), text
+    assert all(isinstance(k, int) for k in s._clean)  # keyed hashes, never the texts themselves
+
+
+def test_hits_memory_is_bounded_and_per_settings():
+    s = detectors.Settings()
+    for i in range(detectors.CLEAN_TEXTS + 10):
+        assert s.hits(f"event {i}") == []
+    assert 0 < len(s._clean) <= detectors.CLEAN_TEXTS
+    long_text = "x" * (detectors.CLEAN_TEXT + 1)
+    assert s.hits(long_text) == [] and hash(long_text) not in s._clean
+    # Other detectors, other answers: a text clean under the built-in detectors is a hit of a custom one, also
+    # after the built-in ones remembered it, and a copy of the settings starts with nothing remembered.
+    custom = _custom("version: 1\ndetectors:\n  custom:\n    - {id: member_number, pattern: 'M-[0-9]{4}'}\n")
+    d = custom.scrubber.detectors
+    assert detectors.DEFAULT.hits("M-4711") == [] and [h.detector for h in d.hits("M-4711")] == ["member_number"]
+    assert not dataclasses.replace(s, default_action="drop")._clean

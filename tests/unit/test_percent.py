@@ -1,6 +1,7 @@
-"""privproxy.percent decodes exactly as urllib.parse does, for every input."""
+"""privproxy.percent decodes and encodes exactly as urllib.parse does, for every input."""
 
 import re
+import urllib.parse
 from urllib.parse import unquote, unquote_plus
 
 import pytest
@@ -58,3 +59,21 @@ def test_unquote_exact(text):
 ])
 def test_unquote_exact_examples(raw, want):
     assert percent.unquote_exact(raw) == want
+
+
+QUOTED = st.text(alphabet=st.sampled_from("aZ09-._~:/[]!$'()*,;@&=+%#? |\u00e9\u2028\udc80"), max_size=24)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(QUOTED, st.sampled_from(["-._~:/[]!$'()*,;@", "[]$.", "-_.~:/,|$", "", "/"]), st.booleans())
+def test_quoter_is_urllibs(text, safe, plus):
+    # Text that needs no escape comes back as it is, all else through urllib: the same result either way,
+    # also for spaces (quote_plus), non-ASCII and lone surrogates (urllib raises; so does the quoter).
+    want_fn = urllib.parse.quote_plus if plus else urllib.parse.quote
+    try:
+        want = want_fn(text, safe=safe)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            percent.quoter(safe, plus)(text)
+        return
+    assert percent.quoter(safe, plus)(text) == want

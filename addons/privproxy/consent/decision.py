@@ -95,6 +95,8 @@ NONE = Decision()
 def cookie_values(headers: list[str], name: str) -> list[str]:
     out = []
     for header in headers:
+        if name not in header:  # no part can be named `name` (most requests carry no consent cookie)
+            continue
         for part in header.split(";"):
             k, eq, v = part.strip().partition("=")
             if eq and k == name:

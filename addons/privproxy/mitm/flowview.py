@@ -110,6 +110,18 @@ def header_index(headers: http.Headers) -> tuple[Callable[[str], list[str]], tup
     return get_all, tuple(fields)
 
 
+def host_header(req: http.Request, fields: Iterable[tuple[str, str]]) -> str | None:
+    """req.host_header of the request with these header fields: HTTP/2's and 3's :authority, else the Host fields'
+    values joined by ", " (Headers.get), None without any. mitmproxy's own lookup converts and lower-cases every
+    field, twice per request (tests/mitm/test_flowview.py holds the two equal)."""
+    if req.is_http2 or req.is_http3:
+        authority = req.authority
+        if authority:
+            return authority
+    values = [v for k, v in fields if k.lower() == "host"]
+    return (values[0] if len(values) == 1 else ", ".join(values)) if values else None
+
+
 def view(flow: http.HTTPFlow) -> RequestView:
     req = flow.request
     peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
@@ -118,7 +130,7 @@ def view(flow: http.HTTPFlow) -> RequestView:
         peer=peer,
         tls=bool(flow.client_conn.tls_established),
         method=req.method,
-        host=req.host_header or "",
+        host=host_header(req, fields) or "",
         path=req.path,
         get_all=get_all,
         http_version=req.http_version,
@@ -145,7 +157,7 @@ def field_value(headers: http.Headers, name: bytes) -> str | None:
 
 def set_fields(headers: http.Headers, fields: Iterable[tuple[str, str]]) -> None:
     """Replace the whole header list in one assignment (mitmproxy rescans it on every single-field change)."""
-    headers.fields = tuple((k.encode("latin-1"), _encode(v)) for k, v in fields)
+    headers.fields = tuple([(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in fields])
 
 
 def strip_identifying_headers(flow: http.HTTPFlow) -> None:
@@ -159,19 +171,21 @@ def apply(flow: http.HTTPFlow, state: FlowState, view: RequestView) -> None:
     """The forwarded request head (pipeline.forward_fields), the target in origin-form and the Host in
     their canonical spelling."""
     req = flow.request
-    set_fields(req.headers, forward_fields(state, view.fields))
+    fields = forward_fields(state, view.fields)
+    set_fields(req.headers, fields)
     if state.forward_target is not None:
         req.path = state.forward_target
     if req.authority and req.http_version.startswith("HTTP/1"):
         req.authority = ""  # an absolute-form target goes upstream in origin-form, its host in Host
-    host_header = state.host or req.host_header
+    sent = host_header(req, fields)
+    host = state.host or sent
     upstream = state.site.upstream
     if upstream is not None:
         req.scheme = upstream.scheme
         req.host = upstream.host  # also rewrites Host; the origin expects the visitor's
         req.port = upstream.port
-    if host_header and (upstream is not None or host_header != req.host_header):
-        req.host_header = host_header
+    if host and (upstream is not None or host != sent):
+        req.host_header = host
 
 
 def apply_beacon(flow: http.HTTPFlow, out: BeaconForward) -> None:
@@ -252,7 +266,8 @@ def set_outcome(flow: http.HTTPFlow, outcome: Outcome | None) -> None:
 def set_cookies(flow: http.HTTPFlow) -> list[str]:
     """The response's Set-Cookie values."""
     assert flow.response is not None
-    return flow.response.headers.get_all("set-cookie")
+    # Headers.get_all, in one pass (it converts and lower-cases every field)
+    return [v.decode("utf-8", "surrogateescape") for k, v in flow.response.headers.fields if k.lower() == b"set-cookie"]
 
 
 def replace_set_cookies(flow: http.HTTPFlow, kept: list[str]) -> None:

@@ -14,11 +14,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote_plus
 
 import orjson
 
-from privproxy.percent import unquote_exact
+from privproxy.percent import quoter, unquote_exact
 
 # Roles whose action filters.yaml sets (`beacons.roles`), with the shipped defaults.
 CONFIGURABLE_ROLES = {
@@ -148,6 +147,10 @@ class Codec(Protocol):
 
 
 # --- query strings and forms --------------------------------------------------------------------------------
+_quote_name = quoter("[]$.", plus=True)  # urllib.parse.quote_plus(name, safe="[]$.")
+_quote_value = quoter("-_.~:/,|$", plus=True)
+
+
 @dataclass(slots=True)
 class Params:
     """An ordered query string or form body; untouched pairs keep their exact bytes when encoded again.
@@ -198,7 +201,7 @@ class Params:
         for raw, name, value, changed in self.pairs:
             if value is None:
                 continue
-            out.append(f"{quote_plus(name, safe='[]$.')}={quote_plus(value, safe='-_.~:/,|$')}" if changed else raw)
+            out.append(f"{_quote_name(name)}={_quote_value(value)}" if changed else raw)
         return "&".join(out)
 
 
