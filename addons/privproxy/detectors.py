@@ -10,6 +10,7 @@ import base64
 import binascii
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -472,7 +473,9 @@ FINDERS: dict[str, Finder] = {
 }
 
 
-CLEAN_TEXT = 256  # characters: longer texts are scanned each time (Settings.hits)
+# Characters: longer texts are scanned each time (Settings.hits). The memo's odds of a collision need a 64-bit
+# hash: a 32-bit Python remembers nothing.
+CLEAN_TEXT = 256 if sys.hash_info.width >= 64 else -1
 CLEAN_TEXTS = 4096
 
 

@@ -79,9 +79,12 @@ _ALWAYS_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_
 
 
 def quoter(safe: str, plus: bool = False) -> Callable[[str], str]:
-    """urllib.parse.quote(text, safe) (quote_plus when `plus`), returning text that needs no escape as it is after
-    two C calls: urllib makes three Python calls and a byte copy first, and a scrubbed value (a pseudonym, a
-    truncated address) mostly needs none. Anything else is urllib's own work (tests/unit/test_percent.py)."""
+    """urllib.parse.quote(text, safe) (quote_plus when `plus`) for an ASCII `safe` without a space, returning text
+    that needs no escape as it is after two C calls: urllib makes three Python calls and a byte copy first, and a
+    scrubbed value (a pseudonym, a truncated address) mostly needs none. Anything else is urllib's own work, so
+    the result is urllib's for every text (tests/unit/test_percent.py)."""
+    if not safe.isascii() or " " in safe:  # urllib skips non-ASCII safe characters; quote_plus turns spaces to +
+        raise ValueError(f"quoter: safe characters must be ASCII without a space, not {safe!r}")
     keep = _ALWAYS_SAFE + safe.encode("ascii")
     slow = partial(_quote_plus if plus else _quote, safe=safe)
 

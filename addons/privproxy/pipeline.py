@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from privproxy import beacon, beacons, client_ip, generalize, geo, https, target, truncate, vendors, wire
@@ -21,7 +21,7 @@ from privproxy.access_log import formats
 from privproxy.access_log.record import LogRecord
 from privproxy.consent import decision as consent
 from privproxy.outcome import ConsentState, Outcome, Stage
-from privproxy.fields import Echoes, TooMuchWork
+from privproxy.fields import Echoes, RuleSet, TooMuchWork
 from privproxy.policy import Policy
 from privproxy.scrub import Change, Scrubber
 from privproxy.sites import Site
@@ -46,10 +46,11 @@ class RequestView:
     tls_version: str | None = None
     fields: tuple[tuple[str, str], ...] = ()  # every header field as sent, (name, value), in order
     authority: str = ""  # an HTTP/1 absolute-form target's authority, or HTTP/2's :authority
+    index: Mapping[str, list[str]] | None = None  # get_all's own table, when it has one (read a dozen times)
 
     def first(self, name: str) -> str | None:
         """The first value of a header as sent (lower-case name), or None."""
-        values = self.get_all(name)
+        values = self.index.get(name) if self.index is not None else self.get_all(name)
         return values[0] if values else None
 
 
@@ -84,9 +85,9 @@ class FlowState:
     script: beacons.Script | None = None  # a vendor's tracker script privproxy serves from this path
     failures: list[tuple[Stage, str]] = field(default_factory=list)  # (stage, reason) for metrics
     filter_seconds: float = 0.0
-    # (url, scope, rules) -> (scrubbed, changes) of URLs scrubbed without a pseudonym: the same for every
-    # destination (scrub_url)
-    scrubbed_urls: dict[tuple[str, str, int], tuple[str, tuple[Change, ...]]] | None = None
+    # (url, scope) -> (rules, scrubbed, changes) of URLs scrubbed without a pseudonym: the same for every
+    # destination with these rules (scrub_url)
+    scrubbed_urls: dict[tuple[str, str], tuple[RuleSet, str, tuple[Change, ...]]] | None = None
 
     @property
     def consent(self) -> bool:
@@ -169,12 +170,12 @@ def begin(view: RequestView, policy: Policy, locator: geo.Locator | None = None,
             state.set_headers["x-forwarded-host"] = state.host
         if not state.set_headers["x-forwarded-for"]:
             del state.set_headers["x-forwarded-for"]
-        truncation = policy.client_ip.truncation
+        address_in = policy.client_ip.holds_address
         strip = set()
         for name, value in view.fields:
             low = name.lower()
             if low not in _NOT_ADDRESSES and low not in strip and (
-                    client_ip.is_address_header(low) or client_ip.holds_address(value, truncation)):
+                    client_ip.is_address_header(low) or address_in(value)):
                 strip.add(low)
         state.strip_headers = frozenset(strip)
     except Exception as e:  # noqa: BLE001 - fail closed: headers below are safe whatever went wrong above
@@ -454,18 +455,19 @@ def scrub_url(state: FlowState, scrubber: Scrubber, url: str, scope: str) -> str
     goes to the vendor and to the log): scrubbed once when the result holds no pseudonym, the only part of it
     that differs by destination (Scrubber.to keeps the rules, detectors and modes and changes the key)."""
     memo = state.scrubbed_urls
-    key = (url, scope, id(scrubber.rules))
-    got = memo.get(key) if memo is not None else None
-    if got is not None:
-        state.changes.extend(got[1])
-        return got[0]
+    got = memo.get((url, scope)) if memo is not None else None
+    if got is not None and got[0] is scrubber.rules:
+        state.changes.extend(got[2])
+        return got[1]
     made: list[Change] = []
-    out = scrubber.url(url, scope, made)
-    state.changes.extend(made)
+    try:
+        out = scrubber.url(url, scope, made)
+    finally:
+        state.changes.extend(made)  # what was found before a failure is counted, as it was found
     if not any(c.action == "hash" for c in made):
         if memo is None:
             memo = state.scrubbed_urls = {}
-        memo[key] = (out, tuple(made))
+        memo[(url, scope)] = (scrubber.rules, out, tuple(made))
     return out
 
 

@@ -4,6 +4,7 @@ reads or writes a flow's fields."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,8 @@ from mitmproxy.test import tutils
 from privproxy.mitm import flowview
 from privproxy.mitm.drain import Drain
 from privproxy.outcome import Outcome
+from privproxy.pipeline import forward_fields
+from privproxy.sites import parse_upstream
 from tests.helpers import REPO
 from tests.mitm.conftest import make_flow
 
@@ -131,5 +134,54 @@ def test_host_header_and_set_cookies_are_mitmproxys(fields, version, authority):
     as_text = [(k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in fields]
     assert flowview.host_header(req, as_text) == req.host_header
     f = make_flow("/")
+    f.request = req
+    v = flowview.view(f)
+    assert v.host == (req.host_header or "") and v.fields == tuple(as_text)
+    for name in ("host", "set-cookie", "x-host"):
+        assert v.get_all(name) == [value for k, value in as_text if k.lower() == name]
+        assert v.first(name) == next((value for k, value in as_text if k.lower() == name), None)
     f.response = tutils.tresp(headers=http.Headers(fields))
     assert flowview.set_cookies(f) == f.response.headers.get_all("set-cookie")
+
+
+def _apply_with_mitmproxys_lookups(req: http.Request, state, view) -> None:
+    """flowview.apply as written with mitmproxy's own Host lookups (req.host_header before and after the rewrite)."""
+    flowview.set_fields(req.headers, forward_fields(state, view.fields))
+    if state.forward_target is not None:
+        req.path = state.forward_target
+    if req.authority and req.http_version.startswith("HTTP/1"):
+        req.authority = ""
+    host = state.host or req.host_header
+    upstream = state.site.upstream
+    if upstream is not None:
+        req.scheme, req.host, req.port = upstream.scheme, upstream.host, upstream.port
+    if host and (upstream is not None or host != req.host_header):
+        req.host_header = host
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/3"]),
+       st.sampled_from(["", "example.com:8443", "a.example"]),
+       st.lists(st.tuples(st.sampled_from([b"Host", b"host", b"HOST", b"X-Host", b"Accept"]),
+                          st.sampled_from([b"a.example", b"b.example", b"", b"\xc3\xa9.example", b"\xff"])),
+                max_size=3),
+       st.sampled_from(["", "a.example", "other.example"]),
+       st.sampled_from([None, "http://10.0.0.5:8080", "https://up.example"]), st.sampled_from([None, "/x?y=1"]))
+def test_apply_sets_the_request_head_as_mitmproxys_own_lookups_would(version, authority, fields, host, upstream,
+                                                                       target):
+    # apply() reads the Host it forwards from the fields it built, not through mitmproxy's lookups: the same head.
+    reqs = []
+    for _ in range(2):
+        r = tutils.treq(http_version=version.encode(), authority=authority.encode())
+        r.headers = http.Headers(fields)
+        reqs.append(r)
+    view = flowview.view(SimpleNamespace(request=reqs[0], client_conn=SimpleNamespace(
+        peername=("198.51.100.7", 1), tls_established=True, tls_version="TLSv1.3")))
+    state = SimpleNamespace(forward_target=target, host=host, strip_headers=frozenset(), drop_headers=(), cookie=None,
+                            site=SimpleNamespace(upstream=parse_upstream(upstream) if upstream else None),
+                            set_headers={"x-forwarded-for": "198.51.100.0"})
+    _apply_with_mitmproxys_lookups(reqs[0], state, view)
+    flowview.apply(SimpleNamespace(request=reqs[1]), state, view)
+    want, got = reqs
+    assert (got.headers.fields, got.authority, got.host, got.port, got.scheme, got.path) == \
+        (want.headers.fields, want.authority, want.host, want.port, want.scheme, want.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
@@ -304,3 +305,31 @@ _ORDINARY_PIECES = ["Mozilla/5.0", " ", "(Windows NT 10.0; Win64; x64)", "Chrome
 def test_ordinary_header_pieces_never_hold_an_address(pieces, separator):
     value = separator.join(pieces)
     assert not client_ip.holds_address(value), value
+
+
+_ONE_SETTINGS = Settings()
+
+
+_ORDINARY_VALUE = st.lists(st.sampled_from(_ORDINARY_PIECES), max_size=6).map(" ".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(address_header_value(), _ORDINARY_VALUE), min_size=1, max_size=8))
+def test_settings_holds_address_is_holds_address_however_often_asked(values):
+    # The values that hold no address are remembered (a visitor's headers come back with every request): asked
+    # again, and among values that do hold one, the answer is the plain function's.
+    for value in values + values:
+        assert _ONE_SETTINGS.holds_address(value) == client_ip.holds_address(value), value
+    assert all(isinstance(k, int) for k in _ONE_SETTINGS._without_address)  # keyed hashes, never the values
+
+
+def test_settings_holds_address_memory_is_bounded_and_per_truncation():
+    s = Settings()
+    for i in range(client_ip.REMEMBERED_VALUES + 10):
+        assert not s.holds_address(f"Mozilla/5.0 build.{i}")
+    assert 0 < len(s._without_address) <= client_ip.REMEMBERED_VALUES
+    long_value = "v1.2 " * 300
+    assert not s.holds_address(long_value) and hash(long_value) not in s._without_address
+    assert not s.holds_address("203.0.113.0")  # already at its /24
+    wider = dataclasses.replace(s, truncation=Truncation(ipv4_prefix=16))  # what s remembered is not for it
+    assert not wider._without_address and wider.holds_address("203.0.113.0")

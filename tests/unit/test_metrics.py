@@ -136,6 +136,29 @@ def test_observe_counts_one_finished_flow(rules):
     assert value(m, "privproxy_requests_total", site="default", scheme="https", outcome="forwarded") == 1
 
 
+@pytest.mark.parametrize("worker", [False, True])
+def test_observe_counts_as_many_as_one_increment_per_change(rules, monkeypatch, worker):
+    # A finished flow's increments go in one call (Tally.extend): the same totals as one increment per change,
+    # in the proxy (deferred, applied at a collection or when BATCH are pending) and in a worker (at once).
+    monkeypatch.setattr(metrics, "in_worker", lambda: worker)
+    m = Metrics()
+    v = view("/p?email=jane%40example.com&uid=member-4711")
+    state = pipeline.begin(v, rules)
+    record = pipeline.log_record(state, v, 200, 10, Outcome.FORWARDED, state.started + 0.25)
+    assert state.changes
+    n = Tally.BATCH // 4 + 3  # more pending than BATCH on the way: applied on the spot, none lost or doubled
+    for _ in range(n):
+        m.observe(state, record)
+        assert len(m.tally.pending) <= Tally.BATCH + 32
+    assert not worker or not m.tally.pending
+    for c in {(c.scope, c.action, c.rule, c.report_only) for c in state.changes}:
+        per_flow = sum(1 for d in state.changes if (d.scope, d.action, d.rule, d.report_only) == c)
+        mode = "report_only" if c[3] else "enforce"
+        assert value(m, "privproxy_fields_scrubbed_total", scope=c[0], action=c[1], rule=c[2], mode=mode,
+                     vendor="none") == n * per_flow
+    assert value(m, "privproxy_requests_total", site="default", scheme="https", outcome="forwarded") == n
+
+
 def test_the_door_methods_count_their_series(rules):
     m = Metrics()
     client = pipeline.begin(view(headers=(("X-Forwarded-For", "203.0.113.9"),)), rules).client

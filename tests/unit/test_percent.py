@@ -77,3 +77,9 @@ def test_quoter_is_urllibs(text, safe, plus):
             percent.quoter(safe, plus)(text)
         return
     assert percent.quoter(safe, plus)(text) == want
+
+
+@pytest.mark.parametrize("safe", [" ", "-_ ", "\u00e9"])
+def test_a_quoter_refuses_safe_characters_urllib_would_read_otherwise(safe):
+    with pytest.raises(ValueError):
+        percent.quoter(safe, plus=True)

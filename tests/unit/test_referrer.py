@@ -71,3 +71,28 @@ def test_levels_from_filters_yaml_and_errors_name_the_line():
         policy.from_text("version: 1\nreferrer:\n  external: host_only\n", "f.yaml", secret=b"r")
     assert "f.yaml:3:13" in str(e.value) and "strip_query" in str(e.value)
     assert policy.default().referrer == referrer.Settings("origin", "keep")  # the shipped and the default
+
+
+@pytest.mark.parametrize("query,same", [("q=watch&email=j%40x.example", True), ("q=watch&uid=member-4711", False),
+                                        ("q=watch&gclid=EAIa&cid=918273645.1700000000", False), ("q=watch", True)])
+def test_a_beacons_referer_reaches_the_vendor_and_the_log_as_each_scrubs_it(query, same):
+    # One Referer, two destinations: scrubbed once when nothing in it is pseudonymized (pipeline.scrub_url),
+    # and the vendor and the log still get exactly what their own scrubbing gives, each change counted for each.
+    ref = f"https://shop.example/cart?{query}"
+    fields = (("Host", "shop.example"), ("Referer", ref))
+    index = {k.lower(): [v] for k, v in fields}
+    view = pipeline.RequestView(peer="198.51.100.7", tls=True, method="GET", host="shop.example",
+                                path="/g/collect?v=2&tid=G-1&en=page_view", get_all=lambda n: index.get(n, []),
+                                fields=fields)
+    state = pipeline.begin(view, SHIPPED)
+    out = pipeline.forward_beacon(state, view, b"")
+    record = pipeline.log_record(state, view, 204, 0, Outcome.FORWARDED, state.started, referrer=ref)
+    vendor_changes: list = []
+    log_changes: list = []
+    to_vendor = state.scrubber.to("ga4").url(ref, "referrer", vendor_changes)
+    to_log = state.scrubber.to("log").url(ref, "referrer", log_changes)
+    assert dict(out.fields).get("Referer", ref) == to_vendor and record.referrer == to_log
+    assert (to_vendor == to_log) == same
+    assert ((ref, "referrer") in (state.scrubbed_urls or {})) == same  # scrubbed once exactly when it may be
+    referrer_changes = [(c.field, c.rule, c.after) for c in state.changes if c.scope == "referrer"]
+    assert referrer_changes == [(c.field, c.rule, c.after) for c in vendor_changes + log_changes]

@@ -93,50 +93,54 @@ def error_answer(flow: http.HTTPFlow) -> ErrorAnswer | None:
 # --- The request --------------------------------------------------------------------------------------------------
 
 
-def header_index(headers: http.Headers) -> tuple[Callable[[str], list[str]], tuple[tuple[str, str], ...]]:
-    """get_all (lower-case names) over one dict built in a single pass, and the fields as sent, (name, value):
-    mitmproxy's Headers scan and lower-case every field on each lookup, and the pipeline looks up a dozen
-    names per request."""
+def header_index(headers: http.Headers) -> tuple[dict[str, list[str]], tuple[tuple[str, str], ...]]:
+    """The values of each field by lower-case name, in one dict built in a single pass, and the fields as sent,
+    (name, value): mitmproxy's Headers scan and lower-case every field on each lookup, and the pipeline looks up
+    a dozen names per request."""
     index: dict[str, list[str]] = {}
     fields = []
     for k, v in headers.fields:
         name, value = k.decode("latin-1"), v.decode("utf-8", "surrogateescape")
         index.setdefault(name.lower(), []).append(value)
         fields.append((name, value))
+    return index, tuple(fields)
 
-    def get_all(name: str) -> list[str]:
-        return index.get(name, [])
 
-    return get_all, tuple(fields)
+def _host(req: http.Request, values: list[str]) -> str | None:
+    if req.is_http2 or req.is_http3:
+        authority = req.authority
+        if authority:
+            return authority
+    return (values[0] if len(values) == 1 else ", ".join(values)) if values else None
 
 
 def host_header(req: http.Request, fields: Iterable[tuple[str, str]]) -> str | None:
     """req.host_header of the request with these header fields: HTTP/2's and 3's :authority, else the Host fields'
     values joined by ", " (Headers.get), None without any. mitmproxy's own lookup converts and lower-cases every
     field, twice per request (tests/mitm/test_flowview.py holds the two equal)."""
-    if req.is_http2 or req.is_http3:
-        authority = req.authority
-        if authority:
-            return authority
-    values = [v for k, v in fields if k.lower() == "host"]
-    return (values[0] if len(values) == 1 else ", ".join(values)) if values else None
+    return _host(req, [v for k, v in fields if k.lower() == "host"])
 
 
 def view(flow: http.HTTPFlow) -> RequestView:
     req = flow.request
     peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-    get_all, fields = header_index(req.headers)
+    index, fields = header_index(req.headers)
+
+    def get_all(name: str) -> list[str]:
+        return index.get(name, [])
+
     return RequestView(
         peer=peer,
         tls=bool(flow.client_conn.tls_established),
         method=req.method,
-        host=host_header(req, fields) or "",
+        host=_host(req, index.get("host", [])) or "",
         path=req.path,
         get_all=get_all,
         http_version=req.http_version,
         tls_version=flow.client_conn.tls_version,
         fields=fields,
         authority=req.authority,
+        index=index,
     )
 
 
