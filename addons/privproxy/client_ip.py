@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from privproxy import truncate
+from privproxy.misses import Misses
 from privproxy.schema_types import arr, obj, string
 from privproxy.truncate import IPAddress, Truncation
 
@@ -58,10 +58,7 @@ SINGLE_ADDRESS_HEADERS = ("cf-connecting-ip", "true-client-ip", "cloudfront-view
 HEADER_CHOICES = ("x-forwarded-for", "forwarded", *SINGLE_ADDRESS_HEADERS)
 
 
-# Characters: longer header values are read each time (Settings.holds_address). The memo's odds of a collision
-# need a 64-bit hash: a 32-bit Python remembers nothing.
-REMEMBERED_VALUE = 1024 if sys.hash_info.width >= 64 else -1
-REMEMBERED_VALUES = 4096
+REMEMBERED_VALUE = 1024  # characters: longer header values are read each time (Settings.holds_address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +67,24 @@ class Settings:
     # Which header a trusted proxy writes; the first one present is used.
     headers: tuple[str, ...] = ("x-forwarded-for", "forwarded")
     truncation: Truncation = field(default_factory=Truncation)
-    _without_address: dict[int, None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _without_address: Misses = field(default_factory=lambda: Misses(REMEMBERED_VALUE), init=False, compare=False,
+                                     repr=False)
 
     def is_trusted(self, ip: IPAddress) -> bool:
         return any(ip in net for net in self.trusted_proxies if net.version == ip.version)
 
     def holds_address(self, value: str) -> bool:
-        """holds_address(value, self.truncation), with the values that hold none remembered (a bounded set,
-        emptied when full): a visitor's User-Agent, Referer and Cookie come back with every request, and each was
-        split into its tokens again. The set holds Python's per-process keyed hash (SipHash) of each value, never
-        the value (a Cookie is a visitor's identifiers); a collision, about 2^-52 per lookup with the set full,
-        would let one header value through unread."""
+        """holds_address(value, self.truncation), with the values that hold none remembered (privproxy.misses): a
+        visitor's User-Agent, Referer and Cookie come back with every request, and each was split into its tokens
+        again."""
         if "." not in value and ":" not in value:
             return False
-        if len(value) > REMEMBERED_VALUE:
-            return holds_address(value, self.truncation)
-        key = hash(value)
         memo = self._without_address
-        if key in memo:
+        if value in memo:
             return False
         if holds_address(value, self.truncation):
             return True
-        if len(memo) >= REMEMBERED_VALUES:
-            memo.clear()
-        memo[key] = None
+        memo.add(value)
         return False
 
 

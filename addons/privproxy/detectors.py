@@ -10,7 +10,6 @@ import base64
 import binascii
 import itertools
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -23,6 +22,7 @@ import phonenumbers
 import re2
 
 from privproxy import truncate
+from privproxy.misses import Misses
 from privproxy.schema_types import arr, obj, string, table
 
 if TYPE_CHECKING:
@@ -473,10 +473,7 @@ FINDERS: dict[str, Finder] = {
 }
 
 
-# Characters: longer texts are scanned each time (Settings.hits). The memo's odds of a collision need a 64-bit
-# hash: a 32-bit Python remembers nothing.
-CLEAN_TEXT = 256 if sys.hash_info.width >= 64 else -1
-CLEAN_TEXTS = 4096
+CLEAN_TEXT = 256  # characters: longer texts are scanned each time (Settings.hits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,7 +585,7 @@ class Settings:
     _any_custom: re2._Regexp | None = field(default=None, compare=False, repr=False)
     # could_contain(), and with custom detectors whether one may match (its pattern decides): set below
     could_contain: Callable[[str], bool] = field(default=could_contain, compare=False, repr=False)
-    _clean: dict[int, None] = field(default_factory=dict, init=False, compare=False, repr=False)  # see hits()
+    _clean: Misses = field(default_factory=lambda: Misses(CLEAN_TEXT), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         finders: dict[str, Finder] = dict(FINDERS)
@@ -618,23 +615,15 @@ class Settings:
 
     def hits(self, text: str) -> list[Hit]:
         """scan(text) when could_contain(text) says a detector may match, else none. Texts without a hit are
-        remembered (a bounded set, emptied when full): field names, event names, version strings and the ids of
-        the site's own tags come back in beacon after beacon, and those with digits went through the card,
-        phone and IBAN finders each time (the detectors were 5 % of a beacon's instructions). The set holds
-        Python's per-process keyed hash (SipHash) of each text, never the text, which may be personal data no
-        detector knows (a name); a collision, about 2^-52 per lookup with the set full, would let one text pass
-        the detectors unread."""
-        if len(text) > CLEAN_TEXT:
-            return self.scan(text) if self.could_contain(text) else []
-        key = hash(text)
+        remembered (privproxy.misses): field names, event names, version strings and the ids of the site's own
+        tags come back in beacon after beacon, and those with digits went through the card, phone and IBAN
+        finders each time (the detectors were 5 % of a beacon's instructions)."""
         clean = self._clean
-        if key in clean:
+        if text in clean:
             return []
         found = self.scan(text) if self.could_contain(text) else []
         if not found:
-            if len(clean) >= CLEAN_TEXTS:
-                clean.clear()
-            clean[key] = None
+            clean.add(text)
         return found
 
 

@@ -116,9 +116,13 @@ class Tally:
         self._applying = threading.Lock()
         self._wrapped: set[object] = set()
 
+    @staticmethod
+    def _apply(metric, labels: tuple[str, ...], amount: float) -> None:
+        (metric.labels(*labels) if labels else metric).inc(amount)
+
     def add(self, metric, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
         if not self.defer:
-            (metric.labels(*labels) if labels else metric).inc(amount)
+            self._apply(metric, labels, amount)
             return
         if metric not in self._wrapped:
             self._wrap(metric)
@@ -130,8 +134,8 @@ class Tally:
         """Several `add`s in one call (a finished request makes a dozen: one Python call each was 2 % of a
         beacon's instructions)."""
         if not self.defer:
-            for metric, labels, amount in increments:
-                (metric.labels(*labels) if labels else metric).inc(amount)
+            for increment in increments:
+                self._apply(*increment)
             return
         wrapped = self._wrapped
         for metric, _, _ in increments:
@@ -166,7 +170,7 @@ class Tally:
                 totals[key] = totals.get(key, 0.0) + amount
             for (metric, labels), amount in totals.items():
                 if amount:
-                    (metric.labels(*labels) if labels else metric).inc(amount)
+                    self._apply(metric, labels, amount)
 
 
 def in_worker() -> bool:
@@ -341,7 +345,7 @@ class Metrics:
         vendor = state.codec.name if state.codec is not None else NO_VENDOR
         counts: dict[tuple[str, str, str, str, str], int] = {}
         for c in state.changes:  # one increment per series, not per field: a beacon changes dozens
-            key = (c.scope, c.action, c.rule, "report_only" if c.report_only else "enforce", vendor)
+            key = (c.scope, c.action, c.rule, _mode(c.report_only), vendor)
             counts[key] = counts.get(key, 0) + 1
         scrubbed = self.scrubbed
         batch += [(scrubbed, key, n) for key, n in counts.items()]

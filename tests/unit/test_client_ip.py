@@ -320,16 +320,16 @@ def test_settings_holds_address_is_holds_address_however_often_asked(values):
     # again, and among values that do hold one, the answer is the plain function's.
     for value in values + values:
         assert _ONE_SETTINGS.holds_address(value) == client_ip.holds_address(value), value
-    assert all(isinstance(k, int) for k in _ONE_SETTINGS._without_address)  # keyed hashes, never the values
+    assert all(isinstance(k, int) for k in _ONE_SETTINGS._without_address._seen)  # keyed hashes, never the values
 
 
 def test_settings_holds_address_memory_is_bounded_and_per_truncation():
     s = Settings()
-    for i in range(client_ip.REMEMBERED_VALUES + 10):
+    for i in range(s._without_address.size + 10):
         assert not s.holds_address(f"Mozilla/5.0 build.{i}")
-    assert 0 < len(s._without_address) <= client_ip.REMEMBERED_VALUES
+    assert 0 < len(s._without_address) <= s._without_address.size
     long_value = "v1.2 " * 300
-    assert not s.holds_address(long_value) and hash(long_value) not in s._without_address
+    assert not s.holds_address(long_value) and hash(long_value) not in s._without_address._seen
     assert not s.holds_address("203.0.113.0")  # already at its /24
     wider = dataclasses.replace(s, truncation=Truncation(ipv4_prefix=16))  # what s remembered is not for it
     assert not wider._without_address and wider.holds_address("203.0.113.0")

@@ -452,16 +452,16 @@ def test_hits_is_scan_after_the_precheck_however_often_asked(texts):
     s = detectors.Settings()
     for text in texts + texts:
         assert s.hits(text) == (s.scan(text) if s.could_contain(text) else []), text
-    assert all(isinstance(k, int) for k in s._clean)  # keyed hashes, never the texts themselves
+    assert all(isinstance(k, int) for k in s._clean._seen)  # keyed hashes, never the texts themselves
 
 
 def test_hits_memory_is_bounded_and_per_settings():
     s = detectors.Settings()
-    for i in range(detectors.CLEAN_TEXTS + 10):
+    for i in range(s._clean.size + 10):
         assert s.hits(f"event {i}") == []
-    assert 0 < len(s._clean) <= detectors.CLEAN_TEXTS
+    assert 0 < len(s._clean) <= s._clean.size
     long_text = "x" * (detectors.CLEAN_TEXT + 1)
-    assert s.hits(long_text) == [] and hash(long_text) not in s._clean
+    assert s.hits(long_text) == [] and hash(long_text) not in s._clean._seen
     # Other detectors, other answers: a text clean under the built-in detectors is a hit of a custom one, also
     # after the built-in ones remembered it, and a copy of the settings starts with nothing remembered.
     custom = _custom("version: 1\ndetectors:\n  custom:\n    - {id: member_number, pattern: 'M-[0-9]{4}'}\n")

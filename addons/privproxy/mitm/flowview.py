@@ -161,7 +161,7 @@ def field_value(headers: http.Headers, name: bytes) -> str | None:
 
 def set_fields(headers: http.Headers, fields: Iterable[tuple[str, str]]) -> None:
     """Replace the whole header list in one assignment (mitmproxy rescans it on every single-field change)."""
-    headers.fields = tuple([(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in fields])
+    headers.fields = tuple([(k.encode("latin-1"), _encode(v)) for k, v in fields])
 
 
 def strip_identifying_headers(flow: http.HTTPFlow) -> None:
