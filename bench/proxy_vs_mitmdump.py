@@ -101,6 +101,16 @@ def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
+def terminate(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Send `sig` (a graceful stop), wait up to `timeout` s, then kill."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -198,12 +208,7 @@ class Proxy:
         return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        terminate(self.proc, signal.SIGTERM, 20)
 
 
 def measure(kind: str, tmp: Path, upstream: int, script: Path, args) -> dict[str, float]:
@@ -270,11 +275,7 @@ def main() -> int:
                     rounds[kind].append(measure(kind, tmp, nport, script, args))
                     print(f"round {i + 1} {kind:12s} {rounds[kind][-1]['rps']:8.0f} req/s", file=sys.stderr)
         finally:
-            nginx.send_signal(signal.SIGQUIT)
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
+            terminate(nginx, signal.SIGQUIT, 10)
 
     def median(kind: str, key: str) -> float:
         return statistics.median(r.get(key, 0.0) for r in rounds[kind])

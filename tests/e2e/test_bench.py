@@ -51,3 +51,16 @@ def test_addon_chain_counts_instructions_under_callgrind():
     m = re.search(r"(\d+) instructions per request \(28 requests of the beacons traffic, callgrind\)", r.stdout)
     assert m, r.stdout
     assert 200_000 < int(m.group(1)) < 20_000_000  # a beacon is some two million: not the interpreter's start-up
+
+
+def test_proxy_instructions_counts_a_whole_running_proxy_under_callgrind():
+    # The live proxy's instructions per request, TLS and mitmproxy's core included: after the warm-up, counted
+    # between callgrind's zero and dump, and refused when a request failed.
+    require("valgrind", "valgrind")
+    require("nginx", "nginx")
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "proxy_instructions.py"), "--requests", "20",
+                        "--kinds", "privproxy"], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"privproxy +([\d,]+) instructions per request \(20 requests of the beacons traffic", r.stdout)
+    assert m, r.stdout
+    assert 1_000_000 < int(m.group(1).replace(",", "")) < 50_000_000  # a beacon is some 4.5 million

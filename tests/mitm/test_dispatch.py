@@ -80,3 +80,45 @@ def test_options_errors_propagate():
             await m.addons.trigger_event(HttpRequestHook(tflow.tflow()))
 
     asyncio.run(scenario())
+
+
+class Updates:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def update(self, flows) -> None:
+        self.calls.append("update")
+
+
+def test_lifecycle_now_finishes_at_once_or_hands_back_the_rest_in_order():
+    async def scenario():
+        m = master.Master(options.Options())
+        m.addons = DirectAddonManager(m)
+        calls: list[str] = []
+        m.addons.add(Recorder("a", calls), Updates(calls))
+        f = tflow.tflow()
+        data, rest = m.addons.lifecycle_now(HttpRequestHook(f))
+        assert data is f and rest is None and calls == ["a", "update"]  # the hook and its update, done
+
+        m.addons.add(AsyncRecorder(calls), Recorder("z", calls))
+        calls.clear()
+        data, rest = m.addons.lifecycle_now(HttpRequestHook(f))
+        assert calls == ["a"] and rest is not None  # the rest waits for the awaitable, in order
+        await rest
+        assert calls == ["a", "async", "z", "update"]
+
+        calls.clear()
+        await m.addons.handle_lifecycle(HttpRequestHook(f))  # mitmproxy's entry point: the same
+        assert calls == ["a", "async", "z", "update"]
+
+    asyncio.run(scenario())
+
+
+def test_hook_args_equal_mitmproxys_for_every_hook_class():
+    from privproxy.mitm.dispatch import hook_args
+
+    for cls in hooks.all_hooks.values():
+        fields = getattr(cls, "__dataclass_fields__", {})
+        event = cls(*[object() for _ in fields])
+        assert hook_args(event) == event.args(), cls
+        assert hook_args(event) == event.args(), cls  # and from the cache

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from cryptography.hazmat.primitives import serialization
 from mitmproxy import connection, hooks, http, master, options, tls
 from mitmproxy.addons import errorcheck, proxyserver, tlsconfig
@@ -649,3 +650,68 @@ def test_an_origin_failing_mid_stream_keeps_the_status_already_sent(driver):
     (f,) = d.errors()
     assert flowview.error_answer(f) == flowview.ErrorAnswer(200, "upstream_error")
     assert d.to_client().count(b"HTTP/1.1") == 1
+
+
+_NAMES = st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b"content-length", b"X-\xc3\x9f", b"x-\xc3\x9f",
+                          b"X-\xe1\xba\x9e", b"Set-Cookie", b"\xff", b""])
+_LOOKUPS = st.one_of(_NAMES, _NAMES.map(lambda b: b.decode("utf-8", "surrogateescape")),
+                     st.text(max_size=6), st.binary(max_size=6), st.sampled_from([None, 3, ("host",)]))
+
+
+def _answer(fn):
+    try:
+        return ("ok", fn())
+    except Exception as e:  # noqa: BLE001 - the kind of error is part of the answer compared
+        return ("error", type(e))
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.lists(st.tuples(_NAMES, st.binary(max_size=8)), max_size=6), name=_LOOKUPS)
+def test_faster_header_lookups_answer_as_mitmproxys(fields, name):
+    h = http.Headers(fields)
+    asks = {"get_all": lambda: h.get_all(name), "getitem": lambda: h[name], "contains": lambda: name in h,
+            "get": lambda: h.get(name), "get default": lambda: h.get(name, "-")}
+    stock = {k: _answer(f) for k, f in asks.items()}
+    internals.faster_header_lookups()
+    try:
+        fast = {k: _answer(f) for k, f in asks.items()}
+    finally:
+        internals.stock_header_lookups()
+    assert fast == stock
+
+
+def test_faster_header_lookups_replace_only_what_mitmproxy_defines_that_way():
+    # Headers: bytes fields, case-insensitive by bytes.lower(), values folded with ", ", decoded surrogateescape
+    assert inspect.getsource(http.Headers._kconv).strip().endswith("return key.lower()")
+    assert 'return ", ".join(values)' in inspect.getsource(http.Headers._reduce_values)
+    assert "_native(x) for x in super().get_all(name)" in inspect.getsource(http.Headers.get_all)
+    assert {"__getitem__", "__contains__", "get"}.isdisjoint(vars(http.Headers))  # inherited from the MultiDict
+    internals.faster_header_lookups()
+    try:
+        assert http.Headers.get_all is internals._get_all
+    finally:
+        internals.stock_header_lookups()
+    assert "_native(x)" in inspect.getsource(http.Headers.get_all) and "get" not in vars(http.Headers)
+
+
+def test_faster_option_reads_give_what_mitmproxy_gives_and_still_copy_containers():
+    from mitmproxy import optmanager
+
+    assert inspect.getsource(optmanager._Option.current).strip().endswith("return copy.deepcopy(v)")
+    assert "return copy.deepcopy(self._default)" in inspect.getsource(optmanager._Option.default.fget)
+    opts = options.Options()
+    names = sorted(opts.keys())
+    stock = {name: getattr(opts, name) for name in names}
+    internals.faster_option_reads()
+    try:
+        fast = {name: getattr(opts, name) for name in names}
+        assert fast == stock and {type(v) for v in fast.values()} >= {str, bool, int}
+        opts.update(mode=["reverse:http://127.0.0.1:1"], ssl_insecure=True, listen_host="127.0.0.1")
+        assert (opts.ssl_insecure, opts.listen_host) == (True, "127.0.0.1")
+        modes = opts.mode
+        modes.append("regular")  # a list is still a copy: changing it changes no option
+        assert opts.mode == ["reverse:http://127.0.0.1:1"]
+        assert opts.mode is not opts.mode
+    finally:
+        internals.stock_option_reads()
+    assert optmanager._Option.current is internals._stock_option_current

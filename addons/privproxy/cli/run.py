@@ -315,8 +315,10 @@ def acme_options(args) -> dict[str, object]:
 
 def proxy_master(verbose: bool, *own: object):
     """mitmproxy's Master and options as `privproxy run` sets them up, with `own` as its addons: the mitmproxy
-    addons a reverse proxy needs, hooks dispatched straight to the addons that have them, privproxy's logging,
-    and mitmproxy's debug-only type check left out. bench/bare_master.py runs it with no addons of its own."""
+    addons a reverse proxy needs, hooks dispatched straight to the addons that have them and run in place,
+    privproxy's logging, mitmproxy's debug-only type check left out, its header lookups in fewer calls and its
+    option reads without copying strings and numbers.
+    bench/bare_master.py runs it with no addons of its own."""
     from mitmproxy import master, options
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
@@ -325,6 +327,9 @@ def proxy_master(verbose: bool, *own: object):
 
     setup_logging(verbose)
     internals.skip_message_typecheck()
+    internals.faster_header_lookups()
+    internals.faster_option_reads()
+    internals.run_hooks_in_place()  # needs DirectAddonManager's lifecycle_now, below
     opts = options.Options()
     m = master.Master(opts)
     m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them
