@@ -70,6 +70,15 @@ class Crash:
         raise ValueError("boom")
 
 
+class AnswerHere:
+    """Answers every request in its request hook, as privproxy's redirects and refusals do."""
+
+    def request(self, flow) -> None:
+        from mitmproxy import http
+
+        flow.response = http.Response.make(200, f"{flow.request.path} here".encode())
+
+
 async def origin() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
     """An HTTP/1.1 origin answering 200 with the request's path and its x-later header, keep-alive."""
     heads: list[bytes] = []
@@ -91,7 +100,8 @@ async def origin() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
     return srv, srv.sockets[0].getsockname()[1], heads
 
 
-async def through_proxy(inline: bool, addons: list[object], paths: list[str], monkeypatch) -> tuple[list[bytes], int]:
+async def through_proxy(inline: bool, addons: list[object], paths: list[str], monkeypatch,
+                        pipelined: bool = False) -> tuple[list[bytes], int]:
     """Sends `paths` as keep-alive requests on one connection through a Master whose connections get privproxy's
     handler (inline) or mitmproxy's; the answers, and how many hook tasks mitmproxy's handler code started."""
     tasks = 0
@@ -121,8 +131,11 @@ async def through_proxy(inline: bool, addons: list[object], paths: list[str], mo
             except OSError:
                 await asyncio.sleep(0.02)
         answers = []
+        if pipelined:  # every request in one write, before any answer
+            writer.write(b"".join(f"GET {path} HTTP/1.1\r\nHost: site.example\r\n\r\n".encode() for path in paths))
         for path in paths:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: site.example\r\n\r\n".encode())
+            if not pipelined:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: site.example\r\n\r\n".encode())
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
             answers.append(head.split(b"\r\n")[0] + b" " + await reader.readexactly(length))
@@ -181,6 +194,34 @@ def test_an_addon_error_is_logged_and_the_next_addon_still_runs(monkeypatch, cap
     assert answers == [b"HTTP/1.1 200 OK /a "]
     assert ("request", "/a", False) in rec.calls
     assert "Addon error: boom" in caplog.text
+
+
+def test_pipelined_requests_answered_here_hand_later_completions_to_the_lock(monkeypatch):
+    # Forty requests in one write, each answered in its request hook: a few complete in place, the rest through
+    # tasks waiting for the lock (other connections get their turns between them), all answered, in order.
+    paths = [f"/p{i}" for i in range(40)]
+    rec = Recorder()
+    answers, tasks = asyncio.run(through_proxy(True, [AnswerHere(), rec], paths, monkeypatch, pipelined=True))
+    assert answers == [f"HTTP/1.1 200 OK {p} here".encode() for p in paths]
+    assert [c[1] for c in rec.calls if c[0] == "request"] == paths
+    # each call of server_event completes at most IN_PLACE hooks in place, then one goes through the lock
+    assert len(rec.calls) == 4 * 40 and tasks >= len(rec.calls) // (internals.InlineHookHandler.IN_PLACE + 1)
+
+
+def test_a_dispatch_that_raises_leaves_the_hook_uncompleted_and_the_event_going(caplog):
+    class Broken:
+        def lifecycle_now(self, hook):
+            raise RuntimeError("broken dispatch")
+
+    from mitmproxy.proxy.layers.http import HttpRequestHook
+    from mitmproxy.test import tflow
+
+    handler = internals.InlineHookHandler.__new__(internals.InlineHookHandler)
+    handler.master = type("M", (), {"addons": Broken()})()
+    handler.client = type("C", (), {"peername": ("127.0.0.1", 1)})()
+    with caplog.at_level(logging.ERROR):
+        assert handler._hook_now(HttpRequestHook(tflow.tflow())) is False  # no completion: the flow stalls
+    assert "hook request failed" in caplog.text and "crashed" not in caplog.text
 
 
 def test_without_direct_dispatch_every_hook_takes_mitmproxys_way(monkeypatch):

@@ -62,8 +62,16 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
     per request, four hooks a request. Here the hook runs at the same point, and its HookCompleted goes to the
     layer right after the event's other commands, still under the lock: the same order, without the task.
     A hook that does not finish at once (an addon returned an awaitable, or a flow is intercepted) goes on in
-    a task as in mitmproxy. Needs an addon manager with `lifecycle_now` (dispatch.DirectAddonManager); with
-    any other, every hook takes mitmproxy's way."""
+    a task as in mitmproxy. Past IN_PLACE completions in one call (requests pipelined in one read, each
+    answered by privproxy itself: a redirect, a refusal) the rest go through the lock in tasks as in mitmproxy,
+    so one connection cannot hold the event loop for a whole buffer of requests. Needs an addon manager with
+    `lifecycle_now` (dispatch.DirectAddonManager); with any other, every hook takes mitmproxy's way.
+
+    One order differs, harmlessly: an event some hook handed to this connection through a task (waiting for the
+    lock) now reaches the layer after the hook's HookCompleted, where mitmproxy's completion queued behind it.
+    The paused layer queues such an event until the completion either way; no privproxy hook sends one."""
+
+    IN_PLACE = 8  # a request answered here runs four hooks in one call; two such requests, then tasks
 
     async def server_event(self, event: events.Event) -> None:
         # mitmproxy.proxy.server.ConnectionHandler.server_event (12.3), with a queue of events in place of one
@@ -71,6 +79,7 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
         async with self._server_event_lock:
             self.timeout_watchdog.register_activity()
             pending = collections.deque((event,))
+            in_place = 0
             while pending:
                 try:
                     for command in self.layer.handle_event(pending.popleft()):
@@ -101,7 +110,14 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
                             self.close_connection(command.connection, False)
                         elif isinstance(command, commands.StartHook):
                             if self._hook_now(command) and command.blocking:
-                                pending.append(events.HookCompleted(command))
+                                in_place += 1
+                                if in_place <= self.IN_PLACE:
+                                    pending.append(events.HookCompleted(command))
+                                else:  # through the lock, behind whatever else waits for it
+                                    asyncio_utils.create_task(
+                                        self.server_event(events.HookCompleted(command)),
+                                        name=f"handle_hook({command.name})", keep_ref=True,
+                                        client=self.client.peername)
                         elif isinstance(command, commands.Log):
                             self.log(command.message, command.level)
                         else:
@@ -115,7 +131,11 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
         if now is None:
             later: Awaitable[None] = self.hook_task(hook)
         else:
-            data, rest = now(hook)
+            try:
+                data, rest = now(hook)
+            except Exception:  # noqa: BLE001 - as in mitmproxy's hook task: logged, and the hook never completes
+                self.log(f"hook {hook.name} failed", logging.ERROR, exc_info=True)
+                return False
             if rest is None and not (isinstance(data, mflow.Flow) and data.intercepted):
                 return True
             later = self._finish_hook(hook, data, rest)

@@ -326,7 +326,8 @@ def dumps(value: Any) -> bytes:
 def check_depth(value: Any, limit: int, max_values: int = MAX_FIELDS) -> None:
     """No value deeper than `limit` (the root is at 0), no more than `max_values` values in all (MAX_FIELDS).
     Walked a level at a time, containers only: stacking every value cost half a second for a million of them,
-    and a (container, depth) pair per container was most of a beacon's cost here."""
+    and a (container, depth) pair per container was most of a beacon's cost here. A document both too deep and
+    too large is refused for whichever its levels reach first."""
     if not isinstance(value, (dict, list)):
         return
     count, depth, level = 1, 0, [value]
