@@ -676,7 +676,7 @@ def test_faster_header_lookups_answer_as_mitmproxys(fields, name):
     try:
         fast = {k: _answer(f) for k, f in asks.items()}
     finally:
-        internals.stock_header_lookups()
+        internals.faster_header_lookups(False)
     assert fast == stock
 
 
@@ -690,7 +690,7 @@ def test_faster_header_lookups_replace_only_what_mitmproxy_defines_that_way():
     try:
         assert http.Headers.get_all is internals._get_all
     finally:
-        internals.stock_header_lookups()
+        internals.faster_header_lookups(False)
     assert "_native(x)" in inspect.getsource(http.Headers.get_all) and "get" not in vars(http.Headers)
 
 
@@ -713,5 +713,5 @@ def test_faster_option_reads_give_what_mitmproxy_gives_and_still_copy_containers
         assert opts.mode == ["reverse:http://127.0.0.1:1"]
         assert opts.mode is not opts.mode
     finally:
-        internals.stock_option_reads()
+        internals.faster_option_reads(False)
     assert optmanager._Option.current is internals._stock_option_current

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy import http
@@ -24,6 +25,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client import generate_latest
 
 import privproxy.mitm
+from privproxy.mitm import internals
 from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
 from tests.unit.vendors.beacons import CANARIES as VENDOR_CANARIES
@@ -358,7 +360,17 @@ def forwarded_text(f: http.HTTPFlow) -> str:
                      " ".join(f"{k}: {v}" for k, v in req.headers.items(multi=True))])
 
 
-def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch):
+@pytest.fixture
+def run_internals():
+    """mitmproxy's header lookups and option reads as `privproxy run` replaces them (internals)."""
+    internals.faster_header_lookups()
+    internals.faster_option_reads()
+    yield
+    internals.faster_header_lookups(False)
+    internals.faster_option_reads(False)
+
+
+def test_no_canary_reaches_a_beacon_the_log_or_the_metrics(tmp_path, monkeypatch, run_internals):
     monkeypatch.setenv("PRIVPROXY_SECRET", "leak-guard-secret-0123456789abcdef")
     shared = SharedState()
     composite = privproxy.mitm.addon(shared)

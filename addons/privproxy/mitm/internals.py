@@ -284,6 +284,7 @@ def skip_message_typecheck() -> None:
 
 
 _stock_headers = {name: vars(http.Headers).get(name) for name in ("get_all", "__getitem__", "__contains__", "get")}
+_STOCK_GET_ALL = _stock_headers["get_all"]
 
 
 def _header_key(name: object) -> bytes | None:
@@ -323,28 +324,19 @@ def _get(self: http.Headers, name: str | bytes, default: Any = None) -> Any:
     return ", ".join(values) if values else default
 
 
-_STOCK_GET_ALL = http.Headers.get_all
-
-
-def faster_header_lookups() -> None:
+def faster_header_lookups(on: bool = True) -> None:
     """mitmproxy's Headers answer `get_all`, `[]`, `in` and `get` through five Python calls and a lower-casing
     call per field (MultiDict's generic key conversion): mitmproxy's HTTP/1 layer asks about 17 times per
     request, some 5 % of the proxy's CPU (perf, beacons). The same answers from one comprehension each;
-    test_internals compares them with mitmproxy's on generated headers. Process-wide."""
-    http.Headers.get_all = _get_all  # type: ignore[method-assign]
-    http.Headers.__getitem__ = _getitem  # type: ignore[method-assign]
-    http.Headers.__contains__ = _contains  # type: ignore[method-assign]
-    http.Headers.get = _get  # type: ignore[method-assign]
-
-
-def stock_header_lookups() -> None:
-    """mitmproxy's own Headers lookups again (tests)."""
-    for name, fn in _stock_headers.items():
-        if fn is None:
-            if name in vars(http.Headers):
-                delattr(http.Headers, name)
-        else:
-            setattr(http.Headers, name, fn)
+    test_internals compares them with mitmproxy's on generated headers. Process-wide; off: mitmproxy's own."""
+    fast = {"get_all": _get_all, "__getitem__": _getitem, "__contains__": _contains, "get": _get}
+    for name, stock in _stock_headers.items():
+        if on:
+            setattr(http.Headers, name, fast[name])
+        elif stock is not None:
+            setattr(http.Headers, name, stock)
+        elif name in vars(http.Headers):
+            delattr(http.Headers, name)  # inherited from the MultiDict again
 
 
 _ATOMIC_OPTION = frozenset({str, bytes, int, float, bool, type(None)})
@@ -356,15 +348,12 @@ def _option_current(self: optmanager._Option) -> Any:
     return v if type(v) in _ATOMIC_OPTION else copy.deepcopy(v)
 
 
-def faster_option_reads() -> None:
+def faster_option_reads(on: bool = True) -> None:
     """mitmproxy hands out every option's value as a deep copy (twice for a default), read some 16 times per
     request by its HTTP layer: a string, number, bool or None is its own deep copy, so it is returned as it is
-    (about 1 % of the instructions per request). Any other value is still copied. Process-wide."""
-    optmanager._Option.current = _option_current  # type: ignore[method-assign]
-
-
-def stock_option_reads() -> None:
-    optmanager._Option.current = _stock_option_current  # type: ignore[method-assign]
+    (about 1 % of the instructions per request). Any other value is still copied. Process-wide; off: mitmproxy's
+    own."""
+    optmanager._Option.current = _option_current if on else _stock_option_current  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------------------------------------------
