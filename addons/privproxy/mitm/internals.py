@@ -67,6 +67,7 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
     answered by privproxy itself: a redirect, a refusal) the rest go through the lock in tasks as in mitmproxy,
     so one connection cannot hold the event loop for a whole buffer of requests. Needs an addon manager with
     `lifecycle_now` (dispatch.DirectAddonManager); with any other, every hook takes mitmproxy's way.
+    `privproxy run` does not switch it on yet: a drain race (a 502 at the end of a SIGTERM drain) is open.
 
     One order differs, harmlessly: an event some hook handed to this connection through a task (waiting for the
     lock) now reaches the layer after the hook's HookCompleted, where mitmproxy's completion queued behind it.
