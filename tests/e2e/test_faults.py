@@ -4,6 +4,7 @@ error page or a log (C2, C3, C15; 001 §9.2.1, §9.2.2; 000 §3)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from tests.helpers import CLIENT_IP, closed_port, privproxy_exe, request, start_proxy, tls_context
 
@@ -218,3 +221,49 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_logs_every_answer(tm
     assert len(records) == len(answered) + 1  # every answer has its record (+ /slow)
     assert all(r["status"] == 200 and "member-" not in r["path"] for r in records)
     assert os.path.getsize(p.log_dir / "access.jsonl") > 0
+
+
+def open_tls(port: int, ctx) -> http.client.HTTPSConnection:
+    """A kept-alive HTTPS connection to the proxy, its TLS handshake done, no request sent yet."""
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                server_hostname="localhost")
+    return conn
+
+
+def get(conn: http.client.HTTPSConnection, port: int, path: str) -> http.client.HTTPResponse:
+    conn.request("GET", path, headers={"Host": f"localhost:{port}"})
+    r = conn.getresponse()
+    r.read()
+    return r
+
+
+def test_sigterm_serves_requests_on_open_connections_then_closes_them(tmp_path):
+    """Connections open at SIGTERM with nothing in flight (a kept-alive one, one just past its TLS handshake) may
+    still ask: they are answered, told `Connection: close`, and logged; idle ones are closed by the proxy, which
+    then exits without waiting out the drain timeout."""
+    origin = SlowOrigin()
+    p = start_proxy(tmp_path / "p", origin.url, "--drain-timeout", "60")
+    ctx = tls_context(p.ca)
+    kept, fresh, idle = open_tls(p.port, ctx), open_tls(p.port, ctx), open_tls(p.port, ctx)
+    try:
+        first = get(kept, p.port, "/first?uid=member-1")
+        assert first.status == 200 and (first.getheader("connection") or "").lower() != "close"
+        p.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the drain has begun, and nothing is in flight
+        after = [get(kept, p.port, "/kept?uid=member-1"), get(fresh, p.port, "/fresh?uid=member-2")]
+        assert [r.status for r in after] == [200, 200]
+        assert [r.getheader("connection") for r in after] == ["close", "close"]
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            get(kept, p.port, "/closed")  # http.client reconnects after a close: the proxy no longer listens
+        code = p.proc.wait(30)  # well before the 60 s timeout: the proxy closed the idle connection
+    finally:
+        for c in (kept, fresh, idle):
+            c.close()
+        p.stop()
+        origin.close()
+    assert code == 0
+    records = [json.loads(line) for line in (p.log_dir / "access.jsonl").read_text().splitlines()]
+    assert sorted(r["path"].split("?")[0] for r in records) == ["/first", "/fresh", "/kept"]
+    assert all(r["status"] == 200 and "member-" not in r["path"] for r in records)
+    assert "still in flight" not in p.stderr()

@@ -6,6 +6,7 @@ addons finish at once, and still wait for one they finish later."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -100,6 +101,38 @@ async def origin() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
     return srv, srv.sockets[0].getsockname()[1], heads
 
 
+@contextlib.asynccontextmanager
+async def proxy(inline: bool, addons: list[object]):
+    """A Master in reverse mode in front of origin(), its connections handled by privproxy's handler (inline) or
+    mitmproxy's; yields the Master and its port."""
+    internals.run_hooks_in_place(inline)
+    srv, up, _ = await origin()
+    m = master.Master(options.Options())
+    m.addons = DirectAddonManager(m)
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(), *addons)
+    from tests.helpers import free_port
+
+    port = free_port()
+    m.options.update(mode=[f"reverse:http://127.0.0.1:{up}@127.0.0.1:{port}"], connection_strategy="lazy")
+    run = asyncio.create_task(m.run())
+    try:
+        yield m, port
+    finally:
+        m.shutdown()
+        await asyncio.wait_for(run, 10)
+        srv.close()
+        internals.run_hooks_in_place(False)
+
+
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    for _ in range(200):
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.02)
+    raise AssertionError("the proxy did not listen")
+
+
 async def through_proxy(inline: bool, addons: list[object], paths: list[str], monkeypatch,
                         pipelined: bool = False) -> tuple[list[bytes], int]:
     """Sends `paths` as keep-alive requests on one connection through a Master whose connections get privproxy's
@@ -113,23 +146,8 @@ async def through_proxy(inline: bool, addons: list[object], paths: list[str], mo
         return create_task(coro, name=name, **kw)
 
     monkeypatch.setattr(asyncio_utils, "create_task", counting)
-    internals.run_hooks_in_place(inline)
-    srv, up, _ = await origin()
-    m = master.Master(options.Options())
-    m.addons = DirectAddonManager(m)
-    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(), *addons)
-    from tests.helpers import free_port
-
-    port = free_port()
-    m.options.update(mode=[f"reverse:http://127.0.0.1:{up}@127.0.0.1:{port}"], connection_strategy="lazy")
-    run = asyncio.create_task(m.run())
-    try:
-        for _ in range(200):
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                break
-            except OSError:
-                await asyncio.sleep(0.02)
+    async with proxy(inline, addons) as (_, port):
+        reader, writer = await connect(port)
         answers = []
         if pipelined:  # every request in one write, before any answer
             writer.write(b"".join(f"GET {path} HTTP/1.1\r\nHost: site.example\r\n\r\n".encode() for path in paths))
@@ -141,11 +159,6 @@ async def through_proxy(inline: bool, addons: list[object], paths: list[str], mo
             answers.append(head.split(b"\r\n")[0] + b" " + await reader.readexactly(length))
         writer.close()
         return answers, tasks
-    finally:
-        m.shutdown()
-        await asyncio.wait_for(run, 10)
-        srv.close()
-        internals.run_hooks_in_place(False)
 
 
 PATHS = ["/a", "/b?x=1", "/c"]
@@ -279,3 +292,49 @@ def test_pinned_to_mitmproxys_server_event_and_handler():
 def _restore_handler():
     yield
     internals.run_hooks_in_place(False)
+
+
+class Clients:
+    def __init__(self) -> None:
+        self.connected: list[object] = []
+        self.disconnected: list[object] = []
+
+    def client_connected(self, client) -> None:
+        self.connected.append(client)
+
+    def client_disconnected(self, client) -> None:
+        self.disconnected.append(client)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_close_client_closes_one_open_connection_after_what_it_was_sent(inline):
+    # internals.close_client, which the drain uses, on mitmproxy's connection handlers (either kind)
+    async def scenario() -> tuple[bool, bytes, bytes, bool, bool, int]:
+        clients = Clients()
+        async with proxy(inline, [clients]) as (m, port):
+            reader, writer = await connect(port)
+            other = await connect(port)
+            writer.write(b"GET /a HTTP/1.1\r\nHost: site.example\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            await asyncio.wait_for(reader.readexactly(3), 5)
+            while len(clients.connected) < 2:
+                await asyncio.sleep(0.01)
+            first = next(c for c in clients.connected if c.peername[1] == writer.get_extra_info("sockname")[1])
+            closed = internals.close_client(m, first)
+            rest = await asyncio.wait_for(reader.read(), 5)  # EOF: the proxy closed it
+            for _ in range(100):
+                if clients.disconnected:
+                    break
+                await asyncio.sleep(0.01)
+            again = internals.close_client(m, first)
+            other[1].write(b"GET /b HTTP/1.1\r\nHost: site.example\r\n\r\n")
+            other_head = await asyncio.wait_for(other[0].readuntil(b"\r\n\r\n"), 5)  # the other one still serves
+            writer.close()
+            other[1].close()
+            return closed, head.split(b"\r\n")[0] + rest, other_head.split(b"\r\n")[0], \
+                clients.disconnected == [first], again, len(clients.connected)
+
+    closed, first, other, disconnected_once, again, connected = asyncio.run(scenario())
+    assert closed and first == b"HTTP/1.1 200 OK" and disconnected_once
+    assert other == b"HTTP/1.1 200 OK" and connected == 2
+    assert again is False  # a closed connection has nothing left to close

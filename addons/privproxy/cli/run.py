@@ -328,8 +328,7 @@ def proxy_master(verbose: bool, *own: object):
     internals.skip_message_typecheck()
     internals.faster_header_lookups()
     internals.faster_option_reads()
-    # Not internals.run_hooks_in_place() yet: with hooks in place, a request sent on a kept-alive connection while a
-    # SIGTERM drain ends got a 502 in about one run in three of test_workers' drain test (issue 22's note).
+    internals.run_hooks_in_place()
     opts = options.Options()
     m = master.Master(opts)
     m.addons = DirectAddonManager(m)  # before any addon: hooks go straight to the addons that have them

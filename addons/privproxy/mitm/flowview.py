@@ -227,6 +227,14 @@ def answered(flow: http.HTTPFlow) -> bool:
     return flow.response is not None
 
 
+def close_after_answer(flow: http.HTTPFlow) -> None:
+    """The answer closes its HTTP/1 connection after it (`Connection: close`; mitmproxy's HTTP/1 layer reads the
+    field when the exchange is done). HTTP/2 and 3 forbid the field, and a 101 keeps its connection."""
+    r = flow.response
+    if r is not None and r.status_code != 101 and flow.request.http_version.startswith("HTTP/1"):
+        r.headers["connection"] = "close"
+
+
 def awaiting_origin(flow: http.HTTPFlow) -> bool:
     """The request has gone to the origin (or is about to) and nothing has answered it yet."""
     return flow.response is None and flow.live

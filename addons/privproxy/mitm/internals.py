@@ -67,7 +67,6 @@ class InlineHookHandler(mode_servers.ProxyConnectionHandler):
     answered by privproxy itself: a redirect, a refusal) the rest go through the lock in tasks as in mitmproxy,
     so one connection cannot hold the event loop for a whole buffer of requests. Needs an addon manager with
     `lifecycle_now` (dispatch.DirectAddonManager); with any other, every hook takes mitmproxy's way.
-    `privproxy run` does not switch it on yet: a drain race (a 502 at the end of a SIGTERM drain) is open.
 
     One order differs, harmlessly: an event some hook handed to this connection through a task (waiting for the
     lock) now reaches the layer after the hook's HookCompleted, where mitmproxy's completion queued behind it.
@@ -243,6 +242,20 @@ async def stop_listening(master) -> None:
     ps = master.addons.get("proxyserver")
     for instance in list(ps.servers) if ps else []:
         await instance.stop()
+
+
+def close_client(master, client) -> bool:
+    """Close one client connection the way mitmproxy closes them all at shutdown: cancel the task that reads it (what
+    was already written is still sent, then the transport closes and `client_disconnected` runs). False when the
+    connection has no reading task (yet, or any more)."""
+    ps = master.addons.get("proxyserver")
+    for handler in list(ps.connections.values()) if ps else []:
+        if handler.client is client:
+            io = handler.transports.get(client)
+            if io is not None and io.handler is not None and not io.handler.done():
+                io.handler.cancel("privproxy: closed while draining")
+                return True
+    return False
 
 
 def retire_errorcheck(master) -> None:
