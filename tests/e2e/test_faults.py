@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from privproxy.mitm import drain
 from tests.helpers import CLIENT_IP, closed_port, privproxy_exe, request, start_proxy, tls_context
 
 SECRET_PATH = "/account?email=jane.doe%40example.com&uid=member-4711"
@@ -146,8 +147,11 @@ def test_a_log_that_cannot_grow_is_counted_and_the_proxy_keeps_serving(tmp_path,
     assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) >= 1, errors
 
 
+BIG = 200_000  # an answer privproxy buffers whole (under its 256 KB limit), far more than the socket buffers hold
+
+
 class SlowOrigin:
-    """/slow answers after `delay` seconds; everything else at once."""
+    """/slow answers after `delay` seconds, /big with BIG bytes; everything else at once."""
 
     def __init__(self, delay: float = 0.8) -> None:
         class H(BaseHTTPRequestHandler):
@@ -159,10 +163,11 @@ class SlowOrigin:
             def do_GET(self):
                 if self.path.startswith("/slow"):
                     time.sleep(delay)
+                body = b"b" * BIG if self.path.startswith("/big") else b"ok"
                 self.send_response(200)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
@@ -223,11 +228,15 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_logs_every_answer(tm
     assert os.path.getsize(p.log_dir / "access.jsonl") > 0
 
 
-def open_tls(port: int, ctx) -> http.client.HTTPSConnection:
+def open_tls(port: int, ctx, receive_buffer: int = 0) -> http.client.HTTPSConnection:
     """A kept-alive HTTPS connection to the proxy, its TLS handshake done, no request sent yet."""
     conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
-    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                                server_hostname="localhost")
+    sock = socket.socket()
+    if receive_buffer:  # a slow link: the proxy's answer waits in the proxy, not in the kernel
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    conn.sock = ctx.wrap_socket(sock, server_hostname="localhost")
     return conn
 
 
@@ -267,3 +276,31 @@ def test_sigterm_serves_requests_on_open_connections_then_closes_them(tmp_path):
     assert sorted(r["path"].split("?")[0] for r in records) == ["/first", "/fresh", "/kept"]
     assert all(r["status"] == 200 and "member-" not in r["path"] for r in records)
     assert "still in flight" not in p.stderr()
+
+
+def test_sigterm_waits_until_a_slow_reader_has_the_whole_answer(tmp_path):
+    """An answer the proxy has logged but not yet sent (the visitor reads slowly) still arrives whole (what waits in
+    the proxy process itself: tests/mitm/test_drain.py)."""
+    origin = SlowOrigin()
+    p = start_proxy(tmp_path / "p", origin.url, "--drain-timeout", "60")
+    ctx = tls_context(p.ca)
+    slow = open_tls(p.port, ctx, receive_buffer=4096)
+    try:
+        p.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        slow.request("GET", "/big?uid=member-1", headers={"Host": f"localhost:{p.port}"})
+        time.sleep(2 * drain.IDLE_GRACE)  # not reading meanwhile: the answer waits in the proxy and the kernel
+        r = slow.getresponse()
+        body = b""
+        while chunk := r.read(4096):
+            body += chunk
+            time.sleep(0.001)
+        code = p.proc.wait(30)
+    finally:
+        slow.close()
+        p.stop()
+        origin.close()
+    assert (r.status, len(body), r.getheader("connection")) == (200, BIG, "close") and code == 0
+    (record,) = [json.loads(line) for line in (p.log_dir / "access.jsonl").read_text().splitlines()]
+    assert record["status"] == 200 and "member-" not in record["path"]
+    assert "still" not in p.stderr()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from mitmproxy.test import tflow
 
-from privproxy.mitm import drain, flowview
+from privproxy.mitm import drain, flowview, internals
 from privproxy.mitm.drain import Drain
 
 
@@ -72,17 +73,33 @@ class Clock:
         return self.now
 
 
-class Closer:
-    """Stands in for internals.close_client: notes the client, and it disconnects a moment later."""
+class Link:
+    """Stands in for internals.ClientLink: quiet for as long as the test says, bytes still to send, and a close
+    that disconnects the client a moment later (or cannot close yet)."""
 
-    def __init__(self, drain: Drain, works: bool = True) -> None:
-        self.drain, self.works, self.closed = drain, works, []
+    def __init__(self, drain: Drain, client, closable: bool = True) -> None:
+        self.drain, self.client, self.closable = drain, client, closable
+        self.silent, self.pending, self.closes = 1e9, 0, 0
+        self.leftover = 0  # unsent once closed (its transport still flushing)
 
-    def __call__(self, master, client) -> bool:
-        self.closed.append(client.id)
-        if self.works:
-            asyncio.get_running_loop().call_soon(self.drain.client_disconnected, client)
-        return self.works
+    def quiet(self) -> float:
+        return self.silent
+
+    def unsent(self) -> int:
+        return self.pending
+
+    def close(self) -> bool:
+        self.closes += 1
+        self.pending = self.leftover
+        if self.closable:
+            asyncio.get_running_loop().call_soon(self.drain.client_disconnected, self.client)
+        return self.closable
+
+
+def draining(clock: Clock, closable: bool = True) -> tuple[Drain, dict[str, Link]]:
+    links: dict[str, Link] = {}
+    d = Drain(link=lambda c: links.setdefault(c.id, Link(d, c, closable)), clock=clock)
+    return d, links
 
 
 def on(client, path: str = "/", version: str = "HTTP/1.1"):
@@ -92,13 +109,19 @@ def on(client, path: str = "/", version: str = "HTTP/1.1"):
     return f
 
 
+async def until(condition, rounds: int = 200) -> None:
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+
+
 def test_an_open_connection_is_closed_once_idle_for_the_grace_and_shutdown_waits_for_it(monkeypatch):
-    monkeypatch.setattr("privproxy.mitm.drain._POLL", 0.001)
+    monkeypatch.setattr(drain, "_POLL", 0.001)
     clock = Clock()
 
-    async def scenario() -> tuple[list[str], list[str], int, list[int]]:
-        d, master = Drain(clock=clock), Master()
-        closer = d._close = Closer(d)
+    async def scenario() -> None:
+        (d, links), master = draining(clock), Master()
         idle, busy = tflow.tclient_conn(), tflow.tclient_conn()
         d.client_connected(idle)
         d.client_connected(busy)
@@ -106,46 +129,95 @@ def test_an_open_connection_is_closed_once_idle_for_the_grace_and_shutdown_waits
         d.requestheaders(f)
         task = asyncio.create_task(d.drain(master, timeout=60))
         await asyncio.sleep(0.01)
-        assert closer.closed == [] and master.stopped == 0  # within the grace: a request may still come
+        assert [links[idle.id].closes, master.stopped] == [0, 0]  # within the grace: a request may still come
         clock.now += drain.IDLE_GRACE
-        await asyncio.sleep(0.01)
-        assert closer.closed == [idle.id] and master.stopped == 0  # the busy one is left to finish
+        await until(lambda: idle.id not in d._open)
+        assert [links[idle.id].closes, links[busy.id].closes] == [1, 0]  # the busy one is left to finish
         clock.now += 5
-        d.response(f)  # its answer: idle from now
+        d.response(f)  # answered 5 s into the drain: idle from now, with its own grace
         await asyncio.sleep(0.01)
-        seen = list(closer.closed)
+        assert links[busy.id].closes == 0 and master.stopped == 0
         clock.now += drain.IDLE_GRACE
         await asyncio.wait_for(task, 5)
-        return seen, [idle.id, busy.id], master.stopped, [d.inflight, len(d._open)]
+        assert [links[busy.id].closes, master.stopped, d.inflight, len(d._open)] == [1, 1, 0, 0]
 
-    seen, (idle, busy), stopped, left = asyncio.run(scenario())
-    assert seen == [idle]  # the one answered 5 s into the drain still had its own grace
-    assert stopped == 1 and left == [0, 0]
+    asyncio.run(scenario())
+
+
+def test_a_connection_with_recent_events_or_unsent_bytes_is_not_idle(monkeypatch):
+    monkeypatch.setattr(drain, "_POLL", 0.001)
+    clock = Clock()
+
+    async def scenario() -> None:
+        (d, links), master = draining(clock), Master()
+        talking, sending = tflow.tclient_conn(), tflow.tclient_conn()
+        d.client_connected(talking)
+        d.client_connected(sending)
+        links[talking.id].silent = 0.2  # bytes of a request arrived 0.2 s ago (its head not whole yet)
+        links[sending.id].pending = 4096  # its last answer is still leaving
+        task = asyncio.create_task(d.drain(master, timeout=60))
+        await asyncio.sleep(0.005)
+        clock.now += 10
+        await asyncio.sleep(0.02)
+        assert [links[talking.id].closes, links[sending.id].closes, master.stopped] == [0, 0, 0]
+        links[talking.id].silent = drain.IDLE_GRACE
+        links[talking.id].leftover = 100  # closed, but what was written to it must leave before the process
+        links[sending.id].pending = 0
+        await until(lambda: not d._open)
+        await asyncio.sleep(0.02)
+        assert master.stopped == 0
+        links[talking.id].pending = 0
+        await asyncio.wait_for(task, 5)
+        assert master.stopped == 1
+
+    asyncio.run(scenario())
 
 
 def test_a_connection_that_cannot_be_closed_yet_is_tried_again_and_the_timeout_still_holds(monkeypatch, caplog):
-    monkeypatch.setattr("privproxy.mitm.drain._POLL", 0.001)
+    monkeypatch.setattr(drain, "_POLL", 0.001)
     clock = Clock()
 
     async def scenario() -> tuple[int, int]:
-        d, master = Drain(clock=clock), Master()
-        closer = d._close = Closer(d, works=False)
-        d.client_connected(tflow.tclient_conn())
+        (d, links), master = draining(clock, closable=False), Master()
+        client = tflow.tclient_conn()
+        d.client_connected(client)
         task = asyncio.create_task(d.drain(master, timeout=3))
         await asyncio.sleep(0.005)
         clock.now += drain.IDLE_GRACE
         await asyncio.sleep(0.02)
-        tries = len(closer.closed)
+        tries = links[client.id].closes
         clock.now += 3
         await asyncio.wait_for(task, 5)
         return tries, master.stopped
 
-    tries, stopped = asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING):
+        tries, stopped = asyncio.run(scenario())
     assert tries > 1 and stopped == 1
+    assert "1 connections still open or sending" in caplog.text
+
+
+def test_a_connection_registered_after_its_hook_is_linked_when_the_drain_looks(monkeypatch):
+    monkeypatch.setattr(drain, "_POLL", 0.001)
+    clock = Clock()
+    found: list[object] = []
+
+    async def scenario() -> int:
+        d, master = Drain(link=lambda c: found.pop() if found else None, clock=clock), Master()
+        client = tflow.tclient_conn()
+        d.client_connected(client)  # no link yet
+        link = Link(d, client)
+        found.append(link)
+        task = asyncio.create_task(d.drain(master, timeout=60))
+        await asyncio.sleep(0.005)
+        clock.now += drain.IDLE_GRACE
+        await asyncio.wait_for(task, 5)
+        return link.closes
+
+    assert asyncio.run(scenario()) == 1
 
 
 def test_while_draining_http1_answers_close_their_connection():
-    d = Drain()
+    d = Drain(link=lambda c: None)
     client = tflow.tclient_conn()
     d.client_connected(client)
     before = on(client)
@@ -167,3 +239,48 @@ def test_while_draining_http1_answers_close_their_connection():
     d.response(upgrade)
     assert upgrade.response.headers["connection"] == "upgrade"  # a WebSocket keeps its connection
     assert d._open[client.id].busy == 0
+
+
+def test_a_real_drain_sends_a_slow_readers_whole_answer_before_it_stops(monkeypatch):
+    """A real Master in this process: the answer is complete (its response hook has run) but most of it still waits
+    in the proxy's transport, because the visitor reads slowly and the proxy's socket buffer is small. The drain
+    neither closes that connection nor stops the Master until it has left."""
+    from tests.mitm.test_inline_hooks import Clients, connect, proxy
+
+    monkeypatch.setattr(drain, "IDLE_GRACE", 0.2)
+    size = 600_000
+
+    async def scenario() -> tuple[int, bool, int]:
+        clients, d = Clients(), Drain()
+        async with proxy(True, [clients, d]) as (m, port):
+            await connect(port)  # listening
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the slow visitor's side of the link
+            sock.connect(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            while len(clients.connected) < 2:
+                await asyncio.sleep(0.01)
+            (mine,) = [c for c in clients.connected if c.peername[1] == sock.getsockname()[1]]
+            link = internals.client_link(m, mine)
+            sock = link._transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a slow link's worth in the kernel
+            writer.write(f"GET /big/{size} HTTP/1.1\r\nHost: site.example\r\n\r\n".encode())
+            for _ in range(500):  # mitmproxy writes the answer once its response hook has run
+                if link.unsent():
+                    break
+                await asyncio.sleep(0.01)
+            waiting, answered = link.unsent(), d.inflight == 0
+            task = asyncio.create_task(d.drain(m, timeout=30))
+            await asyncio.sleep(3 * drain.IDLE_GRACE)
+            stopped_early = m.should_exit.is_set() or task.done()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = b""
+            while chunk := await asyncio.wait_for(reader.read(65536), 5):
+                body += chunk
+            await asyncio.wait_for(task, 10)
+            assert b"200 OK" in head and answered
+            return waiting, stopped_early, len(body)
+
+    waiting, stopped_early, received = asyncio.run(scenario())
+    assert waiting > 100_000  # most of the answer was still in the process when the drain began
+    assert not stopped_early and received == size

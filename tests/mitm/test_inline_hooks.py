@@ -81,7 +81,8 @@ class AnswerHere:
 
 
 async def origin() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
-    """An HTTP/1.1 origin answering 200 with the request's path and its x-later header, keep-alive."""
+    """An HTTP/1.1 origin answering 200 with the request's path and its x-later header (/big/N: N bytes),
+    keep-alive."""
     heads: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -91,7 +92,7 @@ async def origin() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
                 heads.append(head)
                 path = head.split(b" ")[1]
                 later = b"later" if b"x-later: 1" in head.lower() else b""
-                body = path + b" " + later
+                body = b"b" * int(path[5:]) if path.startswith(b"/big/") else path + b" " + later
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -307,10 +308,11 @@ class Clients:
 
 
 @pytest.mark.parametrize("inline", [False, True])
-def test_close_client_closes_one_open_connection_after_what_it_was_sent(inline):
-    # internals.close_client, which the drain uses, on mitmproxy's connection handlers (either kind)
-    async def scenario() -> tuple[bool, bytes, bytes, bool, bool, int]:
+def test_client_link_closes_one_open_connection_after_what_it_was_sent(inline):
+    # internals.client_link, which the drain uses, on mitmproxy's connection handlers (either kind)
+    async def scenario() -> dict[str, object]:
         clients = Clients()
+        out: dict[str, object] = {}
         async with proxy(inline, [clients]) as (m, port):
             reader, writer = await connect(port)
             other = await connect(port)
@@ -320,21 +322,35 @@ def test_close_client_closes_one_open_connection_after_what_it_was_sent(inline):
             while len(clients.connected) < 2:
                 await asyncio.sleep(0.01)
             first = next(c for c in clients.connected if c.peername[1] == writer.get_extra_info("sockname")[1])
-            closed = internals.close_client(m, first)
+            link = internals.client_link(m, first)
+            assert link is not None
+            out["quiet"] = link.quiet()
+            await asyncio.sleep(0.2)
+            out["quieter"] = link.quiet() - out["quiet"]
+            out["unsent"] = link.unsent()
+            out["closed"] = link.close()
             rest = await asyncio.wait_for(reader.read(), 5)  # EOF: the proxy closed it
             for _ in range(100):
                 if clients.disconnected:
                     break
                 await asyncio.sleep(0.01)
-            again = internals.close_client(m, first)
+            out["again"] = link.close()
+            for _ in range(100):  # its handler is unregistered once it has finished
+                if internals.client_link(m, first) is None:
+                    break
+                await asyncio.sleep(0.01)
+            out["gone"] = internals.client_link(m, first)
             other[1].write(b"GET /b HTTP/1.1\r\nHost: site.example\r\n\r\n")
             other_head = await asyncio.wait_for(other[0].readuntil(b"\r\n\r\n"), 5)  # the other one still serves
             writer.close()
             other[1].close()
-            return closed, head.split(b"\r\n")[0] + rest, other_head.split(b"\r\n")[0], \
-                clients.disconnected == [first], again, len(clients.connected)
+            out.update(first=head.split(b"\r\n")[0] + rest, other=other_head.split(b"\r\n")[0],
+                       disconnected=clients.disconnected == [first], connected=len(clients.connected))
+        return out
 
-    closed, first, other, disconnected_once, again, connected = asyncio.run(scenario())
-    assert closed and first == b"HTTP/1.1 200 OK" and disconnected_once
-    assert other == b"HTTP/1.1 200 OK" and connected == 2
-    assert again is False  # a closed connection has nothing left to close
+    out = asyncio.run(scenario())
+    assert 0 <= out["quiet"] < 5 and out["quieter"] >= 0.15  # seconds since its last event, growing while silent
+    assert out["unsent"] == 0 and out["closed"] is True
+    assert out["first"] == b"HTTP/1.1 200 OK" and out["disconnected"]
+    assert out["other"] == b"HTTP/1.1 200 OK" and out["connected"] == 2
+    assert out["gone"] is None and out["again"] is False  # a closed connection has nothing left to close

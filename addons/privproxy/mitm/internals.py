@@ -18,6 +18,7 @@ import copy
 import itertools
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -244,18 +245,44 @@ async def stop_listening(master) -> None:
         await instance.stop()
 
 
-def close_client(master, client) -> bool:
-    """Close one client connection the way mitmproxy closes them all at shutdown: cancel the task that reads it (what
-    was already written is still sent, then the transport closes and `client_disconnected` runs). False when the
-    connection has no reading task (yet, or any more)."""
+class ClientLink:
+    """The drain's hold on one client connection, through mitmproxy's handler of it (ConnectionHandler, or
+    InlineHookHandler): how long since its last event, what it has written that the kernel has not taken yet, and
+    closing it."""
+
+    __slots__ = ("_handler", "_client", "_transport")
+
+    def __init__(self, handler, client) -> None:
+        self._handler = handler
+        self._client = client
+        io = handler.transports.get(client)
+        self._transport = io.writer.transport if io is not None and io.writer is not None else None
+
+    def quiet(self) -> float:
+        """Seconds since the connection's last event (data received, a hook completed): the clock mitmproxy's own
+        idle timeout reads."""
+        return time.time() - self._handler.timeout_watchdog.last_activity
+
+    def unsent(self) -> int:
+        """Bytes written to the connection and still in the process (lost if it exits now)."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def close(self) -> bool:
+        """Close it as mitmproxy's idle timeout does (ConnectionHandler.on_timeout): cancel the task that reads
+        it; the connection's layers then see it closed, what was written is still sent, the transport closes and
+        `client_disconnected` runs. False when there is no reading task (yet, or any more)."""
+        io = self._handler.transports.get(self._client)
+        if io is None or io.handler is None or io.handler.done():
+            return False
+        io.handler.cancel("privproxy: idle while draining")
+        return True
+
+
+def client_link(master, client) -> ClientLink | None:
+    """The link to one open client connection (mitmproxy's proxyserver keys its handlers by the client's id)."""
     ps = master.addons.get("proxyserver")
-    for handler in list(ps.connections.values()) if ps else []:
-        if handler.client is client:
-            io = handler.transports.get(client)
-            if io is not None and io.handler is not None and not io.handler.done():
-                io.handler.cancel("privproxy: closed while draining")
-                return True
-    return False
+    handler = ps.connections.get(client.id) if ps is not None else None
+    return ClientLink(handler, client) if handler is not None and handler.client is client else None
 
 
 def retire_errorcheck(master) -> None:
