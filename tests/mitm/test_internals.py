@@ -8,8 +8,11 @@ import asyncio
 import base64
 import inspect
 import logging
+import re
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -715,3 +718,47 @@ def test_faster_option_reads_give_what_mitmproxy_gives_and_still_copy_containers
     finally:
         internals.faster_option_reads(False)
     assert optmanager._Option.current is internals._stock_option_current
+
+
+def test_faster_ids_are_uuid4_text_from_the_same_source_and_what_mitmproxy_uses_them_for():
+    import uuid
+
+    from mitmproxy import connection as mconnection, flow as mflow
+
+    # mitmproxy makes ids as str(uuid.uuid4()) in these two modules, and uses their `uuid` for nothing else
+    for module in (mflow, mconnection):
+        uses = re.findall(r"\buuid\.\w+(?:\(\))?", inspect.getsource(module))
+        assert set(uses) == {"uuid.uuid4()"}, (module.__name__, uses)
+    internals.faster_ids()
+    try:
+        ids = [tflow.tflow().id for _ in range(300)] + [mconnection.Server(address=None).id for _ in range(300)]
+        ids += [internals._RANDOM_IDS.uuid4() for _ in range(20_000)]  # across many refills of the buffer
+    finally:
+        internals.faster_ids(False)
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        u = uuid.UUID(text)
+        assert (str(u), u.version, u.variant) == (text, 4, uuid.RFC_4122)
+    # every hex digit in every random position: nothing fixed but the version and the variant's two bits
+    assert {t[0] for t in ids} == set("0123456789abcdef") and {t[19] for t in ids} == set("89ab")
+    assert mflow.uuid is uuid and mconnection.uuid is uuid and len(str(tflow.tflow().id)) == 36
+
+
+def test_faster_ids_forget_their_buffer_in_a_forked_child():
+    # in a process of its own: forking this multi-threaded test process is unsafe
+    script = """
+import os
+from privproxy.mitm import internals
+gen = internals._RandomIds()
+gen.uuid4()
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, gen.uuid4().encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = os.read(read, 64).decode()
+print(child != gen.uuid4() and len(child) == 36)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr

@@ -4,6 +4,7 @@ refuses nonsense. The end-to-end 504 is in tests/e2e/test_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from mitmproxy import exceptions
@@ -26,7 +27,7 @@ def test_negative_timeout_is_refused_and_zero_turns_it_off():
         assert flowview.peek(f) is None
 
 
-def test_timer_runs_from_the_request_and_any_answer_stops_it():
+def test_the_time_runs_from_the_request_and_any_answer_stops_it():
     async def scenario():
         ut = UpstreamTimeout()
         with taddons.context(ut) as tctx:
@@ -36,19 +37,49 @@ def test_timer_runs_from_the_request_and_any_answer_stops_it():
                 f.response = None
                 f.live = True
                 ut.request(f)
-                timer = flowview.context(f).timer
-                assert 29 < timer.when() - asyncio.get_running_loop().time() <= 30
+                assert 29 < ut.deadline(f) - time.monotonic() <= 30
                 getattr(ut, hook)(f)
-                assert timer.cancelled() and flowview.context(f).timer is None
+                assert ut.deadline(f) is None
             answered = tflow.tflow(resp=True)  # answered by the proxy itself (a redirect): nothing to wait for
             ut.request(answered)
-            assert flowview.peek(answered) is None
-            # A flow whose connection is gone when the timer fires: nothing happens, nothing is counted.
+            assert ut.deadline(answered) is None and flowview.peek(answered) is None
+            # A flow whose connection is gone when its time runs out: nothing happens, nothing is counted.
             gone = tflow.tflow()
             gone.response = None
             gone.live = True
             ut._expire(gone)
             assert ut.expired == 0 and flowview.outcome_of(gone) is None
+
+    asyncio.run(scenario())
+
+
+def test_one_sweep_a_tick_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
+    expired: list[str] = []
+
+    async def scenario() -> None:
+        ut = UpstreamTimeout()
+        with taddons.context(ut) as tctx:
+            tctx.configure(ut, privproxy_upstream_timeout=0.2)  # a tick of 0.02 s
+            monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path) or 1 / (f.request.path != "/b"))
+            flows = []
+            for path in ("/a", "/b", "/c"):
+                f = tflow.tflow()
+                f.response, f.live, f.request.path = None, True, path
+                flows.append(f)
+            ut.request(flows[0])
+            ut.request(flows[1])
+            await asyncio.sleep(0.1)
+            ut.request(flows[2])
+            ut.response(flows[1])  # answered in time
+            await asyncio.sleep(0.2)
+            assert expired == ["/a"] and ut.deadline(flows[2]) is not None
+            await asyncio.sleep(0.2)
+            assert expired == ["/a", "/c"] and ut._sweeping is None  # nothing left: no more ticks
+            # a failing expiry is logged and the others still expire
+            for f in flows:
+                ut.request(f)
+            await asyncio.sleep(0.35)
+            assert expired[2:] == ["/a", "/b", "/c"] and ut._waiting == {}
 
     asyncio.run(scenario())
 

@@ -328,6 +328,7 @@ def proxy_master(verbose: bool, *own: object):
     internals.skip_message_typecheck()
     internals.faster_header_lookups()
     internals.faster_option_reads()
+    internals.faster_ids()
     internals.run_hooks_in_place()
     opts = options.Options()
     m = master.Master(opts)

@@ -53,13 +53,15 @@ class DirectAddonManager(addonmanager.AddonManager):
             self._hooks[event.name] = funcs
         return funcs
 
-    def trigger_now(self, event: hooks.Hook) -> Awaitable[None] | None:
-        """Calls the event's callables in order. None when all of them have returned; else an awaitable that
-        awaits what one returned and then calls the rest (each awaited in turn), which the caller must await."""
+    def trigger_now(self, event: hooks.Hook, args: list[Any] | None = None) -> Awaitable[None] | None:
+        """Calls the event's callables in order (with `args`, the event's, when the caller has them). None when
+        all of them have returned; else an awaitable that awaits what one returned and then calls the rest (each
+        awaited in turn), which the caller must await."""
         funcs = self.callables(event)
         if not funcs:
             return None
-        args = hook_args(event)
+        if args is None:
+            args = hook_args(event)
         for i, func in enumerate(funcs):
             try:
                 res = func(*args)
@@ -84,7 +86,7 @@ class DirectAddonManager(addonmanager.AddonManager):
         hook's argument, and None or the awaitable that finishes it."""
         args = hook_args(event)
         message = args[0] if args else None
-        rest = self.trigger_now(event)
+        rest = self.trigger_now(event, args)
         if isinstance(message, flow.Flow) and self._updates():
             if rest is None:
                 rest = self.trigger_now(hooks.UpdateHook([message]))

@@ -7,7 +7,6 @@ flows as mitmproxy's own layer does; what it notes for the record goes into the 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ class FlowContext:
     logged: bool = False  # one record per flow, whichever hooks follow
     observed: bool = False  # one observation per flow
     inflight: bool = False  # counted by Drain until the flow ends
-    timer: asyncio.TimerHandle | None = None  # the upstream timeout, while the origin has the turn
     sent: float = 0.0  # when the request went upstream (time.time()), until its response headers: metrics
     gauged: bool = False  # counted in privproxy_requests_in_flight until the flow ends
 

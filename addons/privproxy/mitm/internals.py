@@ -17,10 +17,13 @@ import contextlib
 import copy
 import itertools
 import logging
+import os
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -395,6 +398,44 @@ def faster_option_reads(on: bool = True) -> None:
     (about 1 % of the instructions per request). Any other value is still copied. Process-wide; off: mitmproxy's
     own."""
     optmanager._Option.current = _option_current if on else _stock_option_current  # type: ignore[method-assign]
+
+
+class _RandomIds:
+    """Version-4 UUID text, as `str(uuid.uuid4())` gives it, from the same source (os.urandom) read 256 ids at a
+    time: uuid4 makes a system call and a UUID object per id, and mitmproxy makes two ids per request (the flow,
+    the server connection), 6.5 us each against 2.0 here (timeit). Random ids, not counted ones: a flow id is
+    still unguessable. The buffer is dropped in a forked child, so two processes never hand out the same ids.
+    Not locked: mitmproxy makes flows and connections on its event loop's thread only."""
+
+    _BATCH = 16 * 256
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def uuid4(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(self._BATCH), 0
+        self._at = at + 16
+        h = self._pool[at:at + 16].hex()
+        # RFC 9562 §5.4: version 4 in the 13th hex digit, the variant's two bits (10) at the top of the 17th
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+_RANDOM_IDS = SimpleNamespace(uuid4=_RandomIds().uuid4)
+_ID_MODULES = (mflow, connection)  # each makes its ids as str(uuid.uuid4()) and uses `uuid` for nothing else
+
+
+def faster_ids(on: bool = True) -> None:
+    """mitmproxy's flow and connection ids from _RandomIds (process-wide; off: the uuid module's)."""
+    for module in _ID_MODULES:
+        module.uuid = _RANDOM_IDS if on else uuid  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------------------------
