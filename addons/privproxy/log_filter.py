@@ -23,7 +23,6 @@ from itertools import chain
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, BinaryIO
-from urllib.parse import quote
 
 import orjson
 
@@ -33,7 +32,7 @@ from privproxy.access_log.formats import text as record_text
 from privproxy.fields import ECHO_ACTIONS, ECHO_MIN, REDACTED
 from privproxy.percent import unquote_plus
 from privproxy.policy import Policy
-from privproxy.scrub import SAFE, Change, split_origin, unquote_param
+from privproxy.scrub import Change, quote_safe, split_origin, unquote_param
 from privproxy.sites import Site
 from privproxy.truncate import OCTET
 from privproxy.truncate import QUAD as _QUAD
@@ -199,7 +198,7 @@ class LogFilter:
         self._free = lru_cache(maxsize=cache_size)(free)
         self._v4_24 = t.ipv4_prefix == 24
         self._pseudonym = s.pseudonymizer.pseudonym
-        self._plain_prefix = quote(s.pseudonymizer.settings.prefix, safe=SAFE) == s.pseudonymizer.settings.prefix
+        self._plain_prefix = quote_safe(s.pseudonymizer.settings.prefix) == s.pseudonymizer.settings.prefix
         self._not_combined = "not_vhost_combined" if fmt == "vhost_combined" else "not_combined"
         self._regex = compile_regex(regex) if regex is not None else None
         self._file_paths: dict[str, str] = {}
@@ -483,7 +482,7 @@ class LogFilter:
             elif rule.action == "drop":
                 plan = ("drop", rule.id, "")
             elif rule.action == "redact":
-                plan = ("redact", rule.id, f"{raw_name}={quote(REDACTED, safe=SAFE)}")
+                plan = ("redact", rule.id, f"{raw_name}={quote_safe(REDACTED)}")
             elif rule.action == "hash" and self._plain_prefix:
                 plan = ("hash", rule.id, name)
         plans = self._plans[scope]

@@ -859,7 +859,7 @@ class GuardedHttpStream(http_layer.HttpStream):
         if isinstance(event, RequestData):
             limit = _settings.body_limit(self.flow)
             if limit is not None and (len(self.request_body_buf) + len(event.data) > limit
-                                      or _declared_length(self.flow.request) > limit):
+                                      or (flowview.declared_length(self.flow) or 0) > limit):
                 yield from self._refuse_body(limit)
                 return
             if self.flow.response is not None:
@@ -877,7 +877,3 @@ class GuardedHttpStream(http_layer.HttpStream):
         yield from self._send_own_answer(413)
         yield http_layer.DropStream(self.stream_id)
 
-
-def _declared_length(request: http.Request) -> int:
-    value = flowview.field_value(request.headers, b"content-length") or ""
-    return int(value) if value.isdigit() else 0
