@@ -5,7 +5,8 @@ the real addon chain (mitmproxy's test helpers) with the shipped rules, a log di
     python bench/addon_chain.py --instructions [--requests 280] [--traffic beacons]
 
 Prints microseconds of CPU per request (best of --repeat), which is what privproxy adds to mitmproxy's own
-work; --profile prints the hottest functions. On a shared VM the best of several runs of the same code still
+work; --profile prints the hottest functions (by own time; PRIVPROXY_PROFILE_SORT=cumulative and
+PRIVPROXY_PROFILE_ROWS=N for whole subtrees, more rows). On a shared VM the best of several runs of the same code still
 differs by about 10 %, more than most single changes gain: --instructions counts the CPU instructions of the
 requests instead (valgrind's callgrind, collecting only inside the measured loop, hash seed fixed), which come
 out the same to 0.1 % run after run whatever else the machine does. Two versions compare by that count
@@ -182,7 +183,8 @@ def main() -> int:
             best = min(best, run(chain, fs))
             if args.profile:
                 prof.disable()
-                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                order = os.environ.get("PRIVPROXY_PROFILE_SORT", "tottime")
+                pstats.Stats(prof).sort_stats(order).print_stats(int(os.environ.get("PRIVPROXY_PROFILE_ROWS", "25")))
                 if os.environ.get("PRIVPROXY_PROFILE_CALLERS"):
                     pstats.Stats(prof).print_callers(os.environ["PRIVPROXY_PROFILE_CALLERS"])
                 break
