@@ -10,7 +10,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
-from privproxy.mitm import flowview
+from privproxy.mitm import flowview, upstream_timeout
 from privproxy.mitm.upstream_timeout import GATEWAY_TIMEOUT, UpstreamTimeout
 
 
@@ -53,35 +53,93 @@ def test_the_time_runs_from_the_request_and_any_answer_stops_it():
     asyncio.run(scenario())
 
 
-def test_one_sweep_a_tick_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def waiting_flow(path: str):
+    f = tflow.tflow()
+    f.response, f.live, f.request.path = None, True, path
+    return f
+
+
+def test_a_sweep_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(upstream_timeout, "time", clock)
     expired: list[str] = []
 
     async def scenario() -> None:
         ut = UpstreamTimeout()
         with taddons.context(ut) as tctx:
-            tctx.configure(ut, privproxy_upstream_timeout=0.2)  # a tick of 0.02 s
+            tctx.configure(ut, privproxy_upstream_timeout=10.0)
+            # /b's expiry fails: logged, and the others still expire
             monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path) or 1 / (f.request.path != "/b"))
-            flows = []
-            for path in ("/a", "/b", "/c"):
-                f = tflow.tflow()
-                f.response, f.live, f.request.path = None, True, path
-                flows.append(f)
-            ut.request(flows[0])
-            ut.request(flows[1])
-            await asyncio.sleep(0.1)
-            ut.request(flows[2])
-            ut.response(flows[1])  # answered in time
-            await asyncio.sleep(0.2)
-            assert expired == ["/a"] and ut.deadline(flows[2]) is not None
-            await asyncio.sleep(0.2)
-            assert expired == ["/a", "/c"] and ut._sweeping is None  # nothing left: no more ticks
-            # a failing expiry is logged and the others still expire
-            for f in flows:
-                ut.request(f)
-            await asyncio.sleep(0.35)
-            assert expired[2:] == ["/a", "/b", "/c"] and ut._waiting == {}
+            a, b, c, d = (waiting_flow(p) for p in ("/a", "/b", "/c", "/d"))
+            ut.request(a)
+            ut.request(b)
+            ut.request(c)
+            assert ut._sweeping is not None and ut._sweeping.when() - ut._loop.time() <= upstream_timeout.TICK
+            clock.now += 5
+            ut.request(d)
+            ut.response(c)  # answered in time
+            ut._sweep()
+            assert expired == []
+            clock.now += 5
+            ut._sweep()
+            assert expired == ["/a", "/b"] and ut.deadline(d) == 1015.0 and ut._sweeping is not None
+            clock.now += 5
+            ut._sweep()
+            assert expired == ["/a", "/b", "/d"] and ut._waiting == {} and ut._sweeping is None  # no more ticks
 
     asyncio.run(scenario())
+
+
+def test_a_shorter_timeout_after_a_reload_is_kept_before_older_longer_ones(monkeypatch):
+    # the order sent is the order of the deadlines only while the timeout stays the same
+    clock = Clock()
+    monkeypatch.setattr(upstream_timeout, "time", clock)
+    expired: list[str] = []
+
+    async def scenario() -> None:
+        ut = UpstreamTimeout()
+        with taddons.context(ut) as tctx:
+            tctx.configure(ut, privproxy_upstream_timeout=60.0)
+            monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path))
+            ut.request(waiting_flow("/old"))
+            clock.now += 1
+            tctx.configure(ut, privproxy_upstream_timeout=2.0)
+            assert ut._sweeping.when() - ut._loop.time() <= 0.2  # the next sweep at the new, shorter tick
+            ut.request(waiting_flow("/new"))
+            clock.now += 2
+            ut._sweep()
+            assert expired == ["/new"]
+            clock.now += 57
+            ut._sweep()
+            assert expired == ["/new", "/old"]
+            assert ut._tick(0.001) == upstream_timeout.MIN_TICK and ut._tick(1.0) == 0.1
+
+    asyncio.run(scenario())
+
+
+def test_the_sweep_follows_a_new_event_loop_and_stops_at_done():
+    ut = UpstreamTimeout()
+    loops = []
+
+    async def one(path: str) -> None:
+        ut.request(waiting_flow(path))
+        loops.append((ut._loop, asyncio.get_running_loop(), ut._sweeping is not None))
+
+    with taddons.context(ut) as tctx:
+        tctx.configure(ut, privproxy_upstream_timeout=30.0)
+        asyncio.run(one("/first"))
+        asyncio.run(one("/second"))  # the first loop is gone, with the sweep it had scheduled
+        assert [(mine is running, scheduled) for mine, running, scheduled in loops] == [(True, True), (True, True)]
+        ut.done()
+        assert ut._waiting == {} and ut._sweeping is None
 
 
 def test_the_gateway_timeout_answer_is_a_complete_http1_response():

@@ -11,7 +11,8 @@ a moment later on an open connection (a kept-alive client's next request, one ju
 
 Left as it is: HTTP/2 connections get no GOAWAY first (mitmproxy's layer has no way to send one), so a request
 a client starts in the very moment its idle connection is closed fails on the client's side, as on any server's
-idle close; no request it sends before is lost.
+idle close; no request it sends before is lost. A WebSocket is closed the same way once quiet for IDLE_GRACE,
+without a close frame (before, the drain cut it at once).
 """
 
 from __future__ import annotations

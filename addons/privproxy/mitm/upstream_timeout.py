@@ -12,6 +12,7 @@ cannot take HTTP/1 bytes: there the connection is closed instead, and mitmproxy 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -22,9 +23,10 @@ from privproxy.outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
-# How often the expired requests are looked for (at most; a tenth of a shorter timeout): an origin's time runs
-# out up to this much after the option says.
+# How often the expired requests are looked for (at most; a tenth of a shorter timeout, and at least every
+# MIN_TICK): an origin's time runs out up to this much after the option says.
 TICK = 0.25
+MIN_TICK = 0.005
 
 _BODY = (b"<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1>"
          b"<p>The site did not answer in time. Please try again.</p>\n")
@@ -39,9 +41,13 @@ class UpstreamTimeout:
         self.expired = 0
         # Flows whose origin has the turn, by id, in the order sent: (deadline, flow). One sweep a tick looks for
         # the expired ones; a timer per request (a TimerHandle pushed on the loop's heap and cancelled at the
-        # answer) was about 1 % of a beacon's CPU.
+        # answer) was about 1 % of a beacon's CPU. While the timeout stays the same the order sent is the order
+        # of the deadlines, so a sweep stops at the first one still to come; after a change, until the last
+        # deadline of a flow sent before it has passed, it reads them all.
         self._waiting: dict[str, tuple[float, http.HTTPFlow]] = {}
+        self._unordered_until = 0.0
         self._sweeping: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def load(self, loader) -> None:
         loader.add_option("privproxy_upstream_timeout", float, 60.0,
@@ -53,6 +59,11 @@ class UpstreamTimeout:
             seconds = ctx.options.privproxy_upstream_timeout
             if seconds < 0:
                 raise exceptions.OptionsError("privproxy_upstream_timeout must be 0 (off) or a number of seconds")
+            if seconds != self.seconds and self._waiting:
+                self._unordered_until = max(deadline for deadline, _ in self._waiting.values())
+                if self._sweeping is not None and self._loop is not None:  # the next sweep at the new tick
+                    self._sweeping.cancel()
+                    self._sweeping = self._loop.call_later(self._tick(seconds), self._sweep)
             self.seconds = seconds
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -60,8 +71,8 @@ class UpstreamTimeout:
         if self.seconds <= 0 or not flowview.awaiting_origin(flow):
             return
         self._waiting[flow.id] = (time.monotonic() + self.seconds, flow)
-        if self._sweeping is None:
-            self._sweeping = asyncio.get_running_loop().call_later(self._tick(), self._sweep)
+        if self._sweeping is None or self._loop is not asyncio.get_running_loop():
+            self._schedule()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._waiting.pop(flow.id, None)
@@ -72,19 +83,42 @@ class UpstreamTimeout:
     def error(self, flow: http.HTTPFlow) -> None:
         self._waiting.pop(flow.id, None)
 
+    def done(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        self._sweeping = self._loop = None
+        self._waiting.clear()
+
     def deadline(self, flow: http.HTTPFlow) -> float | None:
         """When (time.monotonic) the origin's time for this flow runs out; None when it is not waited for."""
         waiting = self._waiting.get(flow.id)
         return waiting[0] if waiting is not None else None
 
-    def _tick(self) -> float:
-        return min(TICK, self.seconds / 10) if self.seconds > 0 else TICK
+    def _tick(self, seconds: float | None = None) -> float:
+        seconds = self.seconds if seconds is None else seconds
+        return max(MIN_TICK, min(TICK, seconds / 10)) if seconds > 0 else TICK
+
+    def _schedule(self) -> None:
+        if self._sweeping is not None:  # of a loop that has ended (tests run several)
+            with contextlib.suppress(RuntimeError):
+                self._sweeping.cancel()
+        self._loop = asyncio.get_running_loop()
+        self._sweeping = self._loop.call_later(self._tick(), self._sweep)
+
+    def _due(self, now: float) -> list[tuple[str, http.HTTPFlow]]:
+        due = []
+        in_order = now > self._unordered_until
+        for fid, (deadline, flow) in self._waiting.items():
+            if deadline <= now:
+                due.append((fid, flow))
+            elif in_order:
+                break
+        return due
 
     def _sweep(self) -> None:
         self._sweeping = None
-        now = time.monotonic()
         try:
-            for fid, (_, flow) in [item for item in self._waiting.items() if item[1][0] <= now]:
+            for fid, flow in self._due(time.monotonic()):
                 if self._waiting.pop(fid, None) is None:  # answered meanwhile (an earlier one closed its connection)
                     continue
                 try:
@@ -92,8 +126,8 @@ class UpstreamTimeout:
                 except Exception as e:  # noqa: BLE001 - one flow's failure must not stop the others' timeouts
                     logger.error("privproxy: upstream timeout failed (%s)", type(e).__name__)
         finally:
-            if self._waiting:
-                self._sweeping = asyncio.get_running_loop().call_later(self._tick(), self._sweep)
+            if self._waiting and self._sweeping is None:  # (an expiry may have sent a request that scheduled one)
+                self._schedule()
 
     def _expire(self, flow: http.HTTPFlow) -> None:
         c = flowview.context(flow)
