@@ -4,6 +4,7 @@ refuses nonsense. The end-to-end 504 is in tests/e2e/test_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -67,17 +68,22 @@ def waiting_flow(path: str):
     return f
 
 
-def test_a_sweep_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
-    clock = Clock()
+@contextlib.contextmanager
+def swept(monkeypatch, seconds: float, failing: str = ""):
+    """An UpstreamTimeout on a fake clock, its expiries noted by path (`failing`'s raises)."""
+    clock, expired = Clock(), []
     monkeypatch.setattr(upstream_timeout, "time", clock)
-    expired: list[str] = []
+    ut = UpstreamTimeout()
+    with taddons.context(ut) as tctx:
+        tctx.configure(ut, privproxy_upstream_timeout=seconds)
+        monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path) or 1 / (f.request.path != failing))
+        yield ut, tctx, clock, expired
 
+
+def test_a_sweep_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
     async def scenario() -> None:
-        ut = UpstreamTimeout()
-        with taddons.context(ut) as tctx:
-            tctx.configure(ut, privproxy_upstream_timeout=10.0)
-            # /b's expiry fails: logged, and the others still expire
-            monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path) or 1 / (f.request.path != "/b"))
+        # /b's expiry fails: logged, and the others still expire
+        with swept(monkeypatch, 10.0, failing="/b") as (ut, _, clock, expired):
             a, b, c, d = (waiting_flow(p) for p in ("/a", "/b", "/c", "/d"))
             ut.request(a)
             ut.request(b)
@@ -100,15 +106,8 @@ def test_a_sweep_expires_what_ran_out_and_keeps_the_rest(monkeypatch):
 
 def test_a_shorter_timeout_after_a_reload_is_kept_before_older_longer_ones(monkeypatch):
     # the order sent is the order of the deadlines only while the timeout stays the same
-    clock = Clock()
-    monkeypatch.setattr(upstream_timeout, "time", clock)
-    expired: list[str] = []
-
     async def scenario() -> None:
-        ut = UpstreamTimeout()
-        with taddons.context(ut) as tctx:
-            tctx.configure(ut, privproxy_upstream_timeout=60.0)
-            monkeypatch.setattr(ut, "_expire", lambda f: expired.append(f.request.path))
+        with swept(monkeypatch, 60.0) as (ut, tctx, clock, expired):
             ut.request(waiting_flow("/old"))
             clock.now += 1
             tctx.configure(ut, privproxy_upstream_timeout=2.0)
