@@ -762,3 +762,94 @@ print(child != gen.uuid4() and len(child) == 36)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_lighter_context_forks_give_what_mitmproxys_fork_gives_without_a_server_to_throw_away():
+    from mitmproxy import connection as mconnection
+    from mitmproxy.proxy import context as proxy_context
+
+    # what the replacement relies on: __init__ sets these four and nothing else, fork keeps the server and copies
+    # the layers (a mitmproxy upgrade that adds state to Context fails here)
+    init = inspect.getsource(proxy_context.Context.__init__)
+    assert set(re.findall(r"self\.(\w+) =", init)) == {"client", "options", "server", "layers"}
+    fork = inspect.getsource(internals._stock_context_fork)
+    assert "ret.server = self.server" in fork and "ret.layers = self.layers.copy()" in fork
+    ctx = proxy_context.Context(mconnection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2)),
+                                options.Options())
+    ctx.server = mconnection.Server(address=("example.com", 443))
+    ctx.layers = ["a layer"]
+    stock = ctx.fork()
+    made = 0
+    real_server = mconnection.Server
+
+    def counting(*a, **kw):
+        nonlocal made
+        made += 1
+        return real_server(*a, **kw)
+
+    internals.lighter_context_forks()
+    try:
+        proxy_context.connection.Server = counting
+        ours = ctx.fork()
+    finally:
+        proxy_context.connection.Server = real_server
+        internals.lighter_context_forks(False)
+    assert type(ours) is proxy_context.Context and vars(ours).keys() == vars(stock).keys()
+    assert all(getattr(ours, k) is getattr(ctx, k) for k in ("client", "options", "server"))
+    assert ours.layers == ctx.layers and ours.layers is not ctx.layers  # a copy, as mitmproxy's
+    assert made == 0
+    assert proxy_context.Context.fork is internals._stock_context_fork
+
+
+def test_checked_once_per_class_refuses_what_mitmproxy_refuses_and_makes_the_same_objects():
+    from mitmproxy.proxy import events as pevents
+
+    # what mitmproxy's checks are: properties of the class only (an upgrade that checks the arguments fails here)
+    hook_body = [line.strip() for line in inspect.getsource(internals._stock_hook_new).splitlines()[1:]]
+    assert hook_body == ["if cls is Hook:", 'raise TypeError("Hook may not be instantiated directly.")',
+                         "if not is_dataclass(cls):", 'raise TypeError("Subclass is not a dataclass.")',
+                         "return super().__new__(cls)"]
+    completed_body = [line.strip() for line in inspect.getsource(internals._stock_completed_new).splitlines()[1:]]
+    assert completed_body == ["if cls is CommandCompleted:",
+                              'raise TypeError("CommandCompleted may not be instantiated directly.")',
+                              "assert is_dataclass(cls)", "return super().__new__(cls)"]
+
+    class NotADataclass(hooks.Hook):
+        name = "privproxy_test_not_a_dataclass"
+
+    internals.checked_once_per_class()
+    try:
+        for _ in range(2):  # refused every time, never remembered
+            with pytest.raises(TypeError, match="may not be instantiated directly"):
+                hooks.Hook()
+            with pytest.raises(TypeError, match="not a dataclass"):
+                NotADataclass()
+            with pytest.raises(TypeError, match="may not be instantiated directly"):
+                pevents.CommandCompleted(None, None)
+        f = tflow.tflow()
+        made = [hooks.UpdateHook([f]) for _ in range(2)] + [http_layer.HttpRequestHook(f) for _ in range(2)]
+        start = http_layer.HttpRequestHook(f)
+        done = [pevents.HookCompleted(start, None) for _ in range(2)]
+    finally:
+        internals.checked_once_per_class(False)
+    assert [h.args() for h in made] == [[[f]], [[f]], [f], [f]] and made[2] is not made[3]
+    assert [(d.command, d.reply) for d in done] == [(start, None)] * 2
+    assert hooks.UpdateHook in internals._MADE and NotADataclass not in internals._MADE
+    with pytest.raises(TypeError, match="not a dataclass"):
+        NotADataclass()  # mitmproxy's own again
+    del hooks.all_hooks[NotADataclass.name]
+
+
+def test_crl_path_once_per_certificate_authority(tmp_path):
+    tc = tlsconfig.TlsConfig()
+    with taddons.context(tc) as tctx:
+        tctx.configure(tc, confdir=str(tmp_path))
+        stock = internals._stock_crl_path(tc)
+        internals.crl_path_once()
+        try:
+            assert tc.crl_path() == stock == f"/mitmproxy-{tc.certstore.default_ca.serial}.crl"
+            tctx.configure(tc, confdir=str(tmp_path / "other"))  # another CA: another path
+            assert tc.crl_path() == internals._stock_crl_path(tc) != stock
+        finally:
+            internals.crl_path_once(False)
+    assert tlsconfig.TlsConfig.crl_path is internals._stock_crl_path

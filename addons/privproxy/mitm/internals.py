@@ -29,10 +29,10 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from mitmproxy import addonmanager, certs, connection, ctx, flow as mflow, hooks, http, optmanager, tls
-from mitmproxy.addons import proxyserver
+from mitmproxy.addons import proxyserver, tlsconfig
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1, status_codes
-from mitmproxy.proxy import commands, events, mode_servers, server
+from mitmproxy.proxy import commands, context as proxy_context, events, mode_servers, server
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
@@ -398,6 +398,70 @@ def faster_option_reads(on: bool = True) -> None:
     (about 1 % of the instructions per request). Any other value is still copied. Process-wide; off: mitmproxy's
     own."""
     optmanager._Option.current = _option_current if on else _stock_option_current  # type: ignore[method-assign]
+
+
+_stock_context_fork = proxy_context.Context.fork
+
+
+def _context_fork(self: proxy_context.Context) -> proxy_context.Context:
+    ret = object.__new__(proxy_context.Context)
+    ret.client = self.client
+    ret.options = self.options
+    ret.server = self.server
+    ret.layers = self.layers.copy()
+    return ret
+
+
+def lighter_context_forks(on: bool = True) -> None:
+    """mitmproxy's Context.fork builds a new Context, whose __init__ makes a Server (an id, twenty attributes set
+    through Connection.__setattr__) that fork at once replaces with its own: once per request, for the request's
+    HTTP stream. Here the same four attributes are set without it (about 1 % of a beacon's instructions).
+    Process-wide; off: mitmproxy's own."""
+    proxy_context.Context.fork = _context_fork if on else _stock_context_fork  # type: ignore[method-assign]
+
+
+_stock_hook_new = hooks.Hook.__new__
+_stock_completed_new = events.CommandCompleted.__new__
+_MADE: set[type] = set()  # hook and completion classes whose first instance mitmproxy's own check let through
+
+
+def _checked_once(stock: Callable[..., Any]) -> Callable[..., Any]:
+    def new(cls, *args, **kwargs):
+        if cls in _MADE:
+            return object.__new__(cls)
+        made = stock(cls, *args, **kwargs)
+        _MADE.add(cls)
+        return made
+    return new
+
+
+_hook_new = _checked_once(_stock_hook_new)
+_completed_new = _checked_once(_stock_completed_new)
+
+
+def checked_once_per_class(on: bool = True) -> None:
+    """mitmproxy checks on every hook and every command completion it makes (nine a request) that the class may
+    be instantiated (not the abstract base, a dataclass): a property of the class, so here it is checked on its
+    first instance and remembered. Process-wide; off: mitmproxy's own."""
+    hooks.Hook.__new__ = _hook_new if on else _stock_hook_new  # type: ignore[method-assign]
+    events.CommandCompleted.__new__ = _completed_new if on else _stock_completed_new  # type: ignore[method-assign]
+
+
+_stock_crl_path = tlsconfig.TlsConfig.crl_path
+
+
+def _crl_path(self: tlsconfig.TlsConfig) -> str:
+    ca = self.certstore.default_ca
+    known = self.__dict__.get("_privproxy_crl_path")
+    if known is None or known[0] is not ca:
+        known = self.__dict__["_privproxy_crl_path"] = (ca, _stock_crl_path(self))
+    return known[1]
+
+
+def crl_path_once(on: bool = True) -> None:
+    """mitmproxy's TlsConfig looks at every request's path for its CRL's, a path it formats from the CA
+    certificate's serial number each time; here once per CA. Process-wide; off: mitmproxy's own."""
+    tlsconfig.TlsConfig.crl_path = _crl_path if on else _stock_crl_path  # type: ignore[method-assign]
 
 
 class _RandomIds:
