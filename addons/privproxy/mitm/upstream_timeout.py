@@ -59,12 +59,12 @@ class UpstreamTimeout:
             seconds = ctx.options.privproxy_upstream_timeout
             if seconds < 0:
                 raise exceptions.OptionsError("privproxy_upstream_timeout must be 0 (off) or a number of seconds")
-            if seconds != self.seconds and self._waiting:
+            changed = seconds != self.seconds and self._waiting
+            if changed:
                 self._unordered_until = max(deadline for deadline, _ in self._waiting.values())
-                if self._sweeping is not None and self._loop is not None:  # the next sweep at the new tick
-                    self._sweeping.cancel()
-                    self._sweeping = self._loop.call_later(self._tick(seconds), self._sweep)
             self.seconds = seconds
+            if changed and self._sweeping is not None and self._loop is not None:  # the next sweep at the new tick
+                self._schedule(self._loop)
 
     def request(self, flow: http.HTTPFlow) -> None:
         # The last request hook: everything before this ran in the proxy, from here the origin has the turn.
@@ -98,11 +98,12 @@ class UpstreamTimeout:
         seconds = self.seconds if seconds is None else seconds
         return max(MIN_TICK, min(TICK, seconds / 10)) if seconds > 0 else TICK
 
-    def _schedule(self) -> None:
-        if self._sweeping is not None:  # of a loop that has ended (tests run several)
+    def _schedule(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """The next sweep, a tick from now, on `loop` (the running one by default), in place of any scheduled."""
+        if self._sweeping is not None:  # of a loop that has ended (tests run several), or a tick that changed
             with contextlib.suppress(RuntimeError):
                 self._sweeping.cancel()
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._sweeping = self._loop.call_later(self._tick(), self._sweep)
 
     def _due(self, now: float) -> list[tuple[str, http.HTTPFlow]]:
