@@ -3,6 +3,7 @@ by valgrind's callgrind: the noise-free companion of bench/proxy_vs_mitmdump.py,
 vary by 20 % from one minute to the next.
 
     python bench/proxy_instructions.py [--requests 200] [--traffic beacons] [--kinds privproxy,mitmdump,bare-master]
+                                       [--keep DIR]
 
 Each proxy runs under callgrind in front of the same nginx; a client outside valgrind sends the requests of
 bench/traffic.py over TLS on 8 keep-alive connections: 60 to warm up, then the counters are zeroed and
@@ -21,6 +22,7 @@ import glob
 import http.client
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -79,8 +81,8 @@ def command(kind: str, tmp: Path, upstream: int, port: int) -> list[str]:
             "--metrics", f"127.0.0.1:{bench.free_port()}", "--confdir", str(tmp / "mitm-conf")]
 
 
-def count(kind: str, tmp: Path, upstream: int, reqs: list, n: int) -> tuple[int, int]:
-    """(instructions per request, failed requests) of one proxy."""
+def count(kind: str, tmp: Path, upstream: int, reqs: list, n: int, keep: Path | None = None) -> tuple[int, int]:
+    """(instructions per request, failed requests) of one proxy; the measured dump is copied into `keep`."""
     port, out = bench.free_port(), tmp / f"{kind}.callgrind"
     env = {**os.environ, "PRIVPROXY_SECRET": "bench-secret-0123456789abcdef0123456789", "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
@@ -93,6 +95,9 @@ def count(kind: str, tmp: Path, upstream: int, reqs: list, n: int) -> tuple[int,
         failed += send(port, reqs, n)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], capture_output=True, check=True, timeout=120)
         dumps = sorted(glob.glob(f"{out}*"), key=os.path.getmtime)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(dumps[-1], keep / f"{kind}.callgrind")
         total = int(re.search(r"^(?:summary|totals): (\d+)", Path(dumps[-1]).read_text(errors="replace"),
                               re.M).group(1))
         return total // n, len(failed)
@@ -104,6 +109,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--traffic", choices=("mixed", "beacons", "pages"), default="beacons")
+    p.add_argument("--keep", type=Path, help="copy each proxy's measured callgrind dump into this directory "
+                   "(for callgrind_annotate)")
     p.add_argument("--kinds", default="privproxy,mitmdump,bare-master",
                    help="comma-separated: privproxy, mitmdump, bare-master")
     args = p.parse_args()
@@ -114,7 +121,7 @@ def main() -> int:
         nginx, upstream = bench.start_nginx(tmp)
         try:
             for kind in args.kinds.split(","):
-                per_request, failed = count(kind, tmp, upstream, reqs, args.requests)
+                per_request, failed = count(kind, tmp, upstream, reqs, args.requests, args.keep)
                 if failed:
                     print(f"{kind}: {failed} requests failed: no figure", file=sys.stderr)
                     return 1
