@@ -28,6 +28,7 @@ from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy import commands, events, mode_servers, mode_specs, server
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers.http import ErrorCode, RequestProtocolError, ResponseProtocolError
 from mitmproxy.test import taddons, tflow
 from mitmproxy.utils import asyncio_utils, typecheck
 
@@ -712,6 +713,20 @@ def test_an_ended_stream_and_its_flow_are_freed_without_the_cycle_collector(guar
         assert d.hooks and not d.layer.streams  # every stream ended
         d.hooks.clear()  # the driver's own references
         assert [r() for r in [*streams.values(), *flows.values()]] == [None] * (len(streams) + len(flows))
+
+
+def test_an_ended_stream_swallows_whatever_still_reaches_it(driver):
+    d = driver()
+    _answered_origin(d)
+    (stream, *_) = {id(h.blocking): h.blocking for h in d.hooks}.values()
+    f = stream.flow
+    answered, hooks = d.to_client(), len(d.hooks)
+    for event in (ResponseProtocolError(stream.stream_id, "late", ErrorCode.GENERIC_SERVER_ERROR),
+                  RequestProtocolError(stream.stream_id, "late", ErrorCode.CLIENT_DISCONNECTED),
+                  events.DataReceived(d.client, b"GET / HTTP/1.1\r\n\r\n")):
+        assert list(stream.handle_event(event)) == []
+    assert f.error is None and flowview.error_answer(f) is None and f.response.status_code == 200
+    assert d.to_client() == answered and len(d.hooks) == hooks
 
 
 @contextlib.contextmanager
