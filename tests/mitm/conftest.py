@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
 import privproxy.mitm
+from privproxy.mitm import internals
 from privproxy.metrics import Metrics
 from privproxy.mitm.shared import SharedState
 from tests.helpers import REPO
@@ -28,3 +32,27 @@ def chain(tmp_path, monkeypatch):
     with taddons.context(*addons) as tctx:
         tctx.configure(addons[0], privproxy_config=str(REPO / "filters.yaml"), privproxy_log_dir=str(tmp_path))
         yield tctx, addons, shared
+
+
+@pytest.fixture
+def unchecked_messages(monkeypatch):
+    """mitmproxy's messages without its debug type check, as privproxy run has them (internals.skip_message_typecheck),
+    restored after: the check keeps frames, and so the flow, in the tracebacks it catches."""
+    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
+    internals.skip_message_typecheck()
+
+
+@contextlib.contextmanager
+def collector_off():
+    """Python's cyclic collector off: only what reference counting frees is freed. Yields the list that
+    `gc.collect()` fills with the cyclic garbage it finds inside (gc.DEBUG_SAVEALL), emptied at the end."""
+    was = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was:
+            gc.enable()

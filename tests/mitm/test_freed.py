@@ -12,8 +12,7 @@ import pytest
 from mitmproxy import flow as mflow, http
 from mitmproxy.test import tutils
 
-from privproxy.mitm import internals
-from tests.mitm.conftest import make_flow
+from tests.mitm.conftest import collector_off, make_flow
 from tests.mitm.test_filter import beacon_flow, run_request
 
 GA4 = "/g/collect?v=2&tid=G-ABC123&cid=1234567890.1700000000&uid=member-4711&en=page_view" \
@@ -52,11 +51,8 @@ def finish(addons, f: http.HTTPFlow, failed: bool) -> None:
 
 @pytest.mark.parametrize("failed", [False, True], ids=["answered", "failed"])
 @pytest.mark.parametrize("kind", list(requests()))
-def test_a_request_through_the_chain_leaves_no_reference_cycle(chain, kind, failed, monkeypatch):
+def test_a_request_through_the_chain_leaves_no_reference_cycle(chain, kind, failed, unchecked_messages):
     tctx, addons, shared = chain
-    # as privproxy run has it: mitmproxy's debug type check keeps frames (and so the flow) in tracebacks it catches
-    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
-    internals.skip_message_typecheck()
     make = requests()[kind]
     for _ in range(2):  # the first request fills the caches a request may fill
         f = make()
@@ -64,9 +60,7 @@ def test_a_request_through_the_chain_leaves_no_reference_cycle(chain, kind, fail
         finish(addons, f, failed)
     del f
     gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to be named below
-    try:
+    with collector_off() as garbage:
         f = make()
         run_request(addons, f)
         finish(addons, f, failed)
@@ -74,11 +68,7 @@ def test_a_request_through_the_chain_leaves_no_reference_cycle(chain, kind, fail
         del f
         assert freed() is None
         gc.collect()
-        cyclic = sorted({type(o).__qualname__ for o in gc.garbage})
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+        cyclic = sorted({type(o).__qualname__ for o in garbage})
     assert cyclic == []
     for sink in shared.all_sinks():
         sink.flush()

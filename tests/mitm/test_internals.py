@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import gc
 import inspect
 import logging
 import re
@@ -33,6 +31,7 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.utils import asyncio_utils, typecheck
 
 from privproxy.mitm import flowview, internals
+from tests.mitm.conftest import collector_off
 
 HSTS = "max-age=63072000; includeSubDomains"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -695,16 +694,14 @@ def _client_leaves_mid_body(d: Driver) -> None:
 
 @pytest.mark.parametrize("scenario", [_answered_origin, _answered_by_an_addon, _origin_down, _origin_fails_mid_body,
                                       _body_too_large, _client_leaves_mid_body], ids=lambda f: f.__name__[1:])
-def test_an_ended_stream_and_its_flow_are_freed_without_the_cycle_collector(guarded, driver, scenario, monkeypatch):
+def test_an_ended_stream_and_its_flow_are_freed_without_the_cycle_collector(guarded, driver, scenario,
+                                                                           unchecked_messages):
     """mitmproxy's stream is in two reference cycles (its Context lists it among its layers, its states are its own
     bound methods), which left every request's flow to the cyclic collector (5 % of a beacon's CPU): once the HTTP
     layer drops the stream, GuardedHttpStream._end unlinks it and reference counting frees it all."""
     guarded.body = 100
-    # as privproxy run has it: mitmproxy's debug type check keeps frames (and so the flow) in tracebacks it catches
-    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
-    internals.skip_message_typecheck()
     d = driver()
-    with _gc_off():
+    with collector_off():
         d.on_hook = lambda h: None
         scenario(d)  # sets its own on_hook first where it needs one; the references are taken below
         streams = {id(h.blocking): weakref.ref(h.blocking) for h in d.hooks}
@@ -727,17 +724,6 @@ def test_an_ended_stream_swallows_whatever_still_reaches_it(driver):
         assert list(stream.handle_event(event)) == []
     assert f.error is None and flowview.error_answer(f) is None and f.response.status_code == 200
     assert d.to_client() == answered and len(d.hooks) == hooks
-
-
-@contextlib.contextmanager
-def _gc_off():
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 _NAMES = st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b"content-length", b"X-\xc3\x9f", b"x-\xc3\x9f",
